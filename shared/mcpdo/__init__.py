@@ -1,0 +1,3 @@
+"""mcpdo: Business-as-Code over MCP."""
+
+__version__ = "0.1.0"

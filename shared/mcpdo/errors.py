@@ -1,0 +1,116 @@
+"""One base error; each subclass knows the exact text a caller sees (mapped by type, never by message)."""
+
+from __future__ import annotations
+
+
+class McpdoError(Exception):
+    """Base of every error the product reports to a caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def text(self) -> str:
+        """The exact text shown to the caller in an error result."""
+        return self.message
+
+
+class InputError(McpdoError):
+    """The tool's arguments (or an SDK call's arguments) are malformed."""
+
+
+class ScriptRuntimeError(McpdoError):
+    """The script threw; positions point into the caller's source."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None,
+                 name: str = "Error") -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+        self.name = name
+
+    @property
+    def text(self) -> str:
+        head = self.message if self.name == "Error" else f"{self.name}: {self.message}"
+        where = f"\n    at line {self.line}:{self.column}" if self.line is not None else ""
+        return f"Error: {head}{where}"
+
+
+class ScriptSyntaxError(McpdoError):
+    """The script does not parse."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+    @property
+    def text(self) -> str:
+        where = f"\n    at line {self.line}:{self.column}" if self.line is not None else ""
+        return f"SyntaxError: {self.message}{where}"
+
+
+class ReadonlyViolation(McpdoError):
+    """An anonymous script contains write calls (found before it runs)."""
+
+    def __init__(self, violations: list[tuple[str, int]]) -> None:
+        self.violations = violations
+        lines = "\n".join(f"- {call}() at line {line}" for call, line in violations)
+        super().__init__(f"Readonly violations detected:\n{lines}")
+
+
+class ExecutionTimeout(McpdoError):
+    """The execution ran past its time budget."""
+
+    def __init__(self, budget_ms: int) -> None:
+        super().__init__(f"Execution timeout after {budget_ms}ms")
+        self.budget_ms = budget_ms
+
+
+class LimitExceeded(McpdoError):
+    """A sandbox limit other than time (memory, stack, result size, SDK calls, script size, logs)."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class AuthenticationRequired(McpdoError):
+    """An anonymous caller attempted a write."""
+
+    def __init__(self) -> None:
+        super().__init__("Authentication required for write operations")
+
+
+class PermissionDenied(McpdoError):
+    """The caller's roles do not allow the action on the resource."""
+
+    def __init__(self, action: str, resource: str) -> None:
+        super().__init__(f"Permission denied: {action} {resource}")
+        self.action = action
+        self.resource = resource
+
+
+class Unauthorized(McpdoError):
+    """Credentials were presented but are invalid, expired or revoked (HTTP 401, never anonymous)."""
+
+
+class NotFound(McpdoError):
+    """A record, key or module does not exist."""
+
+
+class Conflict(McpdoError):
+    """A duplicate id or a failed optimistic-concurrency check."""
+
+
+class StoreError(McpdoError):
+    """A storage backend failed; the message never carries backend secrets."""
+
+
+class SandboxCrashed(McpdoError):
+    """The runtime process died or misbehaved; it has been replaced."""
+
+
+class NotConfigured(McpdoError):
+    """A capability was used that the deployment has not configured (names the settings to set)."""

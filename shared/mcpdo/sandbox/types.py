@@ -1,0 +1,54 @@
+"""What the core hands the sandbox and what it gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# The host side of every SDK call: (name such as "db.create", JSON arguments) -> JSON value.
+# It raises an McpdoError subclass to make the call throw inside the script with that message.
+HostCall = Callable[[str, list[Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-execution limits; each one has its own error."""
+
+    timeout_ms: int = 10_000
+    memory_bytes: int = 128 * 1024 * 1024
+    max_script_bytes: int = 100 * 1024
+    max_result_bytes: int = 1024 * 1024
+    max_sdk_calls: int = 1_000
+    max_log_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    """One run of caller code in a fresh sandbox."""
+
+    code: str
+    limits: Limits
+    # Statically refuse write calls before running (anonymous callers).
+    readonly: bool
+    # What `user.current()`, `user.session()` and `user.can()` answer, synchronously, in the guest.
+    user: dict[str, Any] = field(default_factory=dict)
+    kind: Literal["script", "module"] = "script"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    level: str
+    message: str
+    timestamp: str
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """A successful run: the JSON value of the final expression (or undefined) and the captured logs."""
+
+    value: Any
+    is_undefined: bool
+    logs: tuple[LogEntry, ...]
+    duration_ms: float
+    warnings: tuple[str, ...] = ()
