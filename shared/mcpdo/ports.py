@@ -49,3 +49,28 @@ class EntityStore(Protocol):
                       direction: Direction) -> list[Record]: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored API key: never the secret itself, only its hash and a display prefix."""
+
+    id: str
+    name: str
+    tenant: str
+    roles: tuple[str, ...]
+    prefix: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+class KeyStore(Protocol):
+    """API keys, stored hashed."""
+
+    async def add(self, key: ApiKey, secret_hash: str) -> None: ...
+
+    async def find_by_hash(self, secret_hash: str) -> ApiKey | None: ...
+
+    async def list(self) -> list[ApiKey]: ...
+
+    async def revoke(self, key_id: str, when: str) -> bool: ...

@@ -1,0 +1,157 @@
+"""`mcpdo serve | stdio | run FILE | keys create|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from mcpdo.bootstrap import App, build_local
+from mcpdo.errors import McpdoError
+from mcpdo.settings import Settings
+from mcpdo.tool import format_logs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mcpdo` command."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if getattr(args, "port", None) is not None:
+            settings = _replace(settings, port=args.port)
+        code: int = asyncio.run(args.handler(settings, args))
+        return code
+    except McpdoError as exc:
+        print(f"mcpdo: {exc.text}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcpdo", description="Business-as-Code over MCP: the `do` tool.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve MCP over HTTP at http://HOST:PORT/mcp")
+    serve.add_argument("--port", type=int, default=None, help="port (default $MCPDO_PORT or 8787)")
+    serve.set_defaults(handler=_serve)
+
+    stdio = commands.add_parser("stdio", help="serve MCP over stdio (key from $MCPDO_API_KEY)")
+    stdio.set_defaults(handler=_stdio)
+
+    run = commands.add_parser("run", help="run a TypeScript file and print its result")
+    run.add_argument("file", type=Path)
+    run.add_argument("--key", default=None, help="API key to run as (default $MCPDO_API_KEY, else anonymous)")
+    run.set_defaults(handler=_run)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command",
+                                                                               required=True)
+    create = keys.add_parser("create", help="create a key and print it (shown once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--tenant", default=None)
+    create.add_argument("--role", action="append", dest="roles", default=None,
+                        help="admin, member or reader (repeatable; default admin)")
+    create.set_defaults(handler=_keys_create)
+    listing = keys.add_parser("list", help="list keys (never their secrets)")
+    listing.set_defaults(handler=_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=_keys_revoke)
+    return parser
+
+
+async def _with_app(settings: Settings, work: Callable[[App], Awaitable[int]], *,
+                    sandbox: bool = True) -> int:
+    app = build_local(settings)
+    try:
+        if sandbox:
+            await app.sandbox.start()
+        return await work(app)
+    finally:
+        await app.close()
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from mcpdo.server.local import serve_http
+
+    return await _with_app(settings, serve_http)
+
+
+async def _stdio(settings: Settings, args: argparse.Namespace) -> int:
+    from mcpdo.server.stdio import serve_stdio
+
+    async def work(app: App) -> int:
+        identity = await app.auth.authenticate(f"Bearer {settings.api_key}" if settings.api_key else None)
+        await serve_stdio(app.tool, identity)
+        return 0
+
+    return await _with_app(settings, work)
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        code = args.file.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"mcpdo: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    key = args.key or settings.api_key
+
+    async def work(app: App) -> int:
+        identity = await app.auth.authenticate(f"Bearer {key}" if key else None)
+        result = await app.tool.call({"script": code}, identity)
+        texts = [getattr(item, "text", "") for item in result.content]
+        if result.is_error:
+            print(texts[0], file=sys.stderr)
+            return 1
+        print(texts[0])
+        if result.structured_content and result.structured_content.get("logs"):
+            print(texts[1], file=sys.stderr)
+        return 0
+
+    return await _with_app(settings, work)
+
+
+async def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        roles = tuple(args.roles or ["admin"])
+        secret, key = await app.auth.create_key(args.name, tenant=args.tenant, roles=roles)
+        print(secret)
+        print(f"created {key.id} ({key.name}, tenant {key.tenant}, roles {', '.join(key.roles)});"
+              " the key is shown only once", file=sys.stderr)
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+async def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        keys = await app.auth.list_keys()
+        rows = [{"id": k.id, "name": k.name, "tenant": k.tenant, "roles": list(k.roles),
+                 "prefix": k.prefix + "...", "createdAt": k.created_at, "revokedAt": k.revoked_at}
+                for k in keys]
+        print(json.dumps(rows, indent=2))
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        await app.auth.revoke_key(args.key_id)
+        print(f"revoked {args.key_id}")
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+def _replace(settings: Settings, **changes: object) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

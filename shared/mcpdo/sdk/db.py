@@ -1,0 +1,91 @@
+"""The host side of `db`: argument checks, policy, then the EntityStore port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcpdo.errors import InputError
+from mcpdo.identity import Identity
+from mcpdo.ports import Direction, EntityStore, Ref
+from mcpdo.query import parse_list_options
+from mcpdo.sdk.args import arity, obj, record_id, type_name
+from mcpdo.sdk.policy import authorize
+
+_DIRECTIONS: tuple[Direction, ...] = ("out", "in", "both")
+
+
+class DbApi:
+    """`db.*` for one caller: every call is checked and scoped to the caller's tenant."""
+
+    def __init__(self, store: EntityStore, identity: Identity) -> None:
+        self._store = store
+        self._identity = identity
+        self._tenant = identity.tenant
+
+    async def list(self, args: list[Any]) -> Any:
+        kind, options = arity("db.list", args, 1, 2)
+        kind = type_name("db.list", kind)
+        authorize(self._identity, "list", kind)
+        query = parse_list_options(obj("db.list", "options", options, optional=True))
+        return await self._store.list(self._tenant, kind, query)
+
+    async def get(self, args: list[Any]) -> Any:
+        kind, key = arity("db.get", args, 2, 2)
+        kind = type_name("db.get", kind)
+        authorize(self._identity, "get", kind)
+        return await self._store.get(self._tenant, kind, record_id("db.get", key))
+
+    async def create(self, args: list[Any]) -> Any:
+        kind, data = arity("db.create", args, 1, 2)
+        kind = type_name("db.create", kind)
+        authorize(self._identity, "create", kind)
+        return await self._store.create(self._tenant, kind, obj("db.create", "data", data, optional=True))
+
+    async def update(self, args: list[Any]) -> Any:
+        kind, key, data, options = arity("db.update", args, 3, 4)
+        kind = type_name("db.update", kind)
+        authorize(self._identity, "update", kind)
+        if_version = obj("db.update", "options", options, optional=True).get("ifVersion")
+        if if_version is not None and (not isinstance(if_version, int) or isinstance(if_version, bool)):
+            raise InputError(f"db.update(): ifVersion must be an integer version, got {if_version!r}")
+        return await self._store.update(self._tenant, kind, record_id("db.update", key),
+                                        obj("db.update", "data", data), if_version=if_version)
+
+    async def delete(self, args: list[Any]) -> Any:
+        kind, key = arity("db.delete", args, 2, 2)
+        kind = type_name("db.delete", kind)
+        authorize(self._identity, "delete", kind)
+        return await self._store.delete(self._tenant, kind, record_id("db.delete", key))
+
+    async def relate(self, args: list[Any]) -> Any:
+        source, rel, target = arity("db.relate", args, 3, 3)
+        source_ref = _ref("db.relate", "from", source)
+        target_ref = _ref("db.relate", "to", target)
+        authorize(self._identity, "relate", source_ref.type)
+        return await self._store.relate(self._tenant, source_ref, _relation("db.relate", rel), target_ref)
+
+    async def related(self, args: list[Any]) -> Any:
+        source, rel, direction = arity("db.related", args, 1, 3)
+        ref = _ref("db.related", "from", source)
+        authorize(self._identity, "related", ref.type)
+        direction = direction or "out"
+        if direction not in _DIRECTIONS:
+            raise InputError(f"db.related(): direction must be one of 'out', 'in', 'both', got {direction!r}")
+        relation = None if rel is None else _relation("db.related", rel)
+        return await self._store.related(self._tenant, ref, relation, direction)
+
+
+def _ref(call: str, name: str, value: Any) -> Ref:
+    """A record, a `$` object with an id, or `{ type, id }`."""
+    if isinstance(value, dict):
+        kind = value.get("$type", value.get("type"))
+        key = value.get("id")
+        if isinstance(kind, str) and isinstance(key, str) and key:
+            return Ref(type=type_name(call, kind), id=key)
+    raise InputError(f"{call}(): {name} must be a record, a $ object with an id, or {{ type, id }}")
+
+
+def _relation(call: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 128:
+        raise InputError(f"{call}(): the relation must be a non-empty name like 'customer', got {value!r}")
+    return value

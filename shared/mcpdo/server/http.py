@@ -1,0 +1,97 @@
+"""The local HTTP front door: MCP over stateless Streamable HTTP with JSON responses, at /mcp."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server import ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from mcpdo.auth import Authenticator
+from mcpdo.errors import Unauthorized
+from mcpdo.identity import Identity
+from mcpdo.server.mcp_server import build_server
+from mcpdo.tool import DoTool
+
+log = logging.getLogger(__name__)
+
+IDENTITY_KEY = "mcpdo.identity"
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str,
+                   allowed_hosts: list[str] | None = None) -> Starlette:
+    """The ASGI app: POST /mcp runs MCP; GET /mcp is 405; bad credentials are 401, never anonymous."""
+
+    async def resolve_identity(ctx: ServerRequestContext[Any, Any]) -> Identity:
+        request = ctx.request
+        identity = getattr(request, "scope", {}).get(IDENTITY_KEY) if request is not None else None
+        if isinstance(identity, Identity):
+            return identity
+        # Reached only if a transport did not carry our scope through; the header decides again.
+        headers = getattr(request, "headers", None)
+        return await auth.authenticate(headers.get("authorization") if headers is not None else None)
+
+    server = build_server(tool, resolve_identity)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=allowed_hosts is not None,
+        allowed_hosts=allowed_hosts or [],
+        allowed_origins=[f"http://{host}" for host in allowed_hosts or []],
+    )
+    manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
+                                           security_settings=security, max_request_body_size=MAX_BODY_BYTES)
+    resource_metadata = f"{public_url.rstrip('/')}/.well-known/oauth-protected-resource"
+
+    endpoint = _McpEndpoint(manager, auth, resource_metadata)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    return Starlette(routes=[Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]),
+                             Route("/health", health)], lifespan=lifespan)
+
+
+def _unauthorized(exc: Unauthorized, resource_metadata: str) -> Response:
+    challenge = (f'Bearer error="invalid_token", error_description="{exc.message}", '
+                 f'resource_metadata="{resource_metadata}"')
+    return JSONResponse({"error": "invalid_token", "error_description": exc.message}, status_code=401,
+                        headers={"WWW-Authenticate": challenge})
+
+
+class _McpEndpoint:
+    """A raw ASGI endpoint: authenticate, then hand the request to the MCP session manager."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager, auth: Authenticator,
+                 resource_metadata: str) -> None:
+        self._manager = manager
+        self._auth = auth
+        self._resource_metadata = resource_metadata
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method != "POST":
+            # A GET would open an SSE stream that a stateless server never writes to: say so instead.
+            response: Response = Response("Only POST is supported on this endpoint", status_code=405,
+                                          headers={"Allow": "POST"})
+            await response(scope, receive, send)
+            return
+        try:
+            scope[IDENTITY_KEY] = await self._auth.authenticate(request.headers.get("authorization"))
+        except Unauthorized as exc:
+            await _unauthorized(exc, self._resource_metadata)(scope, receive, send)
+            return
+        await self._manager.handle_request(scope, receive, send)

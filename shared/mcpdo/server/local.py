@@ -1,0 +1,48 @@
+"""`mcpdo serve`: the embedded default on a laptop, one process serving MCP over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import uvicorn
+
+from mcpdo.bootstrap import App
+from mcpdo.server.http import build_http_app
+
+
+async def serve_http(app: App) -> int:
+    """Serve until interrupted. On the very first run, create an admin key and print a client config."""
+    settings = app.settings
+    url = f"http://{settings.host}:{settings.port}/mcp"
+    first_key = None
+    if not await app.auth.list_keys():
+        first_key, _ = await app.auth.create_key("admin", roles=("admin",))
+    asgi = build_http_app(app.tool, app.auth, public_url=f"http://{settings.host}:{settings.port}",
+                          allowed_hosts=_loopback_hosts(settings.host, settings.port))
+    config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    print(banner(url, first_key), flush=True)
+    await server.serve()
+    return 0
+
+
+def banner(url: str, first_key: str | None) -> str:
+    """What `make serve` prints: where to connect, and on first run the admin key and a client config."""
+    lines = [f"mcpdo is serving MCP at {url} (state in MCPDO_DATA_DIR; Ctrl-C to stop)"]
+    if first_key:
+        config = {"mcpServers": {"mcpdo": {"type": "http", "url": url,
+                                           "headers": {"Authorization": f"Bearer {first_key}"}}}}
+        lines += ["", "First run: created an admin API key. It is shown only this once:", f"  {first_key}",
+                  "", "Paste into your MCP client's configuration:", json.dumps(config, indent=2),
+                  "", "More keys: mcpdo keys create --name NAME"]
+    else:
+        lines.append("Authenticate with 'Authorization: Bearer sk_...' (mcpdo keys create --name NAME)")
+    return "\n".join(lines)
+
+
+def _loopback_hosts(host: str, port: int) -> list[str] | None:
+    """DNS-rebinding protection on loopback binds; a wider bind is deliberate and sits behind a proxy."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]

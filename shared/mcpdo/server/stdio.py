@@ -1,0 +1,23 @@
+"""MCP over stdio for clients that launch the server as a subprocess."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server import ServerRequestContext
+from mcp.server.stdio import stdio_server
+
+from mcpdo.identity import Identity
+from mcpdo.server.mcp_server import build_server
+from mcpdo.tool import DoTool
+
+
+async def serve_stdio(tool: DoTool, identity: Identity) -> None:
+    """Serve until stdin closes; every call runs as `identity` (from MCPDO_API_KEY, or anonymous)."""
+
+    async def resolve_identity(ctx: ServerRequestContext[Any, Any]) -> Identity:
+        return identity
+
+    server = build_server(tool, resolve_identity)
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())

@@ -1,0 +1,94 @@
+"""One typed Settings object, built from an injectable mapping (the environment by default)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcpdo.errors import InputError
+from mcpdo.identity import DEFAULT_TENANT
+from mcpdo.sandbox.types import Limits
+
+MiB = 1024 * 1024
+TIMEOUT_CAP_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment can tune. Read once, in bootstrap; the core never reads the environment."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8787
+    default_tenant: str = DEFAULT_TENANT
+    default_context: str = "https://mcpdo.local"
+    anonymous_timeout_ms: int = 10_000
+    authenticated_timeout_ms: int = 30_000
+    memory_bytes: int = 128 * MiB
+    max_script_bytes: int = 100 * 1024
+    max_result_bytes: int = 1 * MiB
+    max_sdk_calls: int = 1_000
+    sandbox_pool_size: int = 2
+    node_path: str | None = None
+    runtime_dir: str | None = None
+    api_key: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `MCPDO_*` variables; each bad value is an error naming the variable."""
+        env = os.environ if env is None else env
+        reader = _Reader(env)
+        authenticated = reader.int("MCPDO_TIMEOUT_MS", 30_000)
+        settings = cls(
+            data_dir=Path(env.get("MCPDO_DATA_DIR") or ".mcpdo").expanduser().resolve(),
+            host=env.get("MCPDO_HOST", "127.0.0.1"),
+            port=reader.int("MCPDO_PORT", 8787, low=0, high=65535),
+            default_tenant=env.get("MCPDO_DEFAULT_TENANT", DEFAULT_TENANT),
+            default_context=env.get("MCPDO_CONTEXT", "https://mcpdo.local"),
+            anonymous_timeout_ms=reader.int("MCPDO_ANONYMOUS_TIMEOUT_MS", 10_000, high=TIMEOUT_CAP_MS),
+            authenticated_timeout_ms=min(authenticated, TIMEOUT_CAP_MS),
+            memory_bytes=reader.int("MCPDO_MEMORY_MB", 128, low=16, high=2048) * MiB,
+            max_script_bytes=reader.int("MCPDO_MAX_SCRIPT_BYTES", 100 * 1024),
+            max_result_bytes=reader.int("MCPDO_MAX_RESULT_BYTES", MiB),
+            max_sdk_calls=reader.int("MCPDO_MAX_SDK_CALLS", 1_000),
+            sandbox_pool_size=reader.int("MCPDO_SANDBOX_POOL_SIZE", max(2, os.cpu_count() or 2), high=64),
+            node_path=env.get("MCPDO_NODE") or None,
+            runtime_dir=env.get("MCPDO_RUNTIME_DIR") or None,
+            api_key=env.get("MCPDO_API_KEY") or None,
+        )
+        return settings
+
+    def limits(self, *, anonymous: bool) -> Limits:
+        """The sandbox limits for one caller tier."""
+        timeout = self.anonymous_timeout_ms if anonymous else self.authenticated_timeout_ms
+        return Limits(
+            timeout_ms=timeout,
+            memory_bytes=self.memory_bytes,
+            max_script_bytes=self.max_script_bytes,
+            max_result_bytes=self.max_result_bytes,
+            max_sdk_calls=self.max_sdk_calls,
+        )
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "mcpdo.db"
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def int(self, name: str, default: int, low: int = 1, high: int | None = None) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InputError(f"Setting '{name}' has value '{raw}'. Not a valid integer.") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise InputError(f"Setting '{name}' has value '{raw}'. It must be {bounds}.")
+        return value

@@ -1,0 +1,165 @@
+"""The `do` tool: its description, input checks, docs requests, the module + script flow, result shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp_types as types
+
+from mcpdo.docs import DOC_NAMES, load_doc
+from mcpdo.errors import InputError, McpdoError
+from mcpdo.identity import Identity
+from mcpdo.sandbox.types import ExecutionResult, LogEntry
+from mcpdo.sdk.args import describe
+
+TOOL_NAME = "do"
+
+SIGNATURES = """\
+$: Proxy<$.Subject.predicate.Object>  // $.Person({ name }) -> { $type: 'Person', name }; $.Order.created is an event
+db: { list<T>(type, { where?, sort?, limit?, offset?, cursor? }): T[]; get<T>(type, id): T | null;
+      create<T>(type, data): T; update<T>(type, id, data, { ifVersion? }?): T; delete(type, id): boolean;
+      relate(from, rel, to): Edge; related<T>(from, rel?, 'out' | 'in' | 'both'): T[] }
+ai: { generate<T>({ prompt, schema?, model?, temperature?, system?, maxTokens? }): T; embed(text): number[];
+      batch(requests): Array<T | { error }> }
+api: { fetch(url, { method?, headers?, body? }?): any; proxy(service, path, { method?, headers?, body? }?): any }
+on: <Event>(pattern, handler: (data, event) => Promise<void>) => void   // 'Order.created' | 'Order.*' | '*.created'
+send: <Event>(pattern, data) => Promise<{ id }>
+every: (schedule, handler) => void   // '0 9 * * *', 'TZ=Europe/Paris 0 9 * * *', '5m', 'hourly'
+user: { current(): User | null; session(): Session; can(action, resource): boolean }"""
+
+DESCRIPTION = f"""\
+Execute TypeScript against sdk.do modules. Semantic Business-as-Code primitives.
+
+`script` runs now in a sandbox and returns the value of its final expression (top-level await works).
+`module` is MDXLD (YAML frontmatter with $type, $id, $context; markdown; code) that registers persistent
+`on` handlers and `every` schedules. Pass `script: '<name>.md'` ({', '.join(DOC_NAMES)}) for full docs.
+Anonymous callers are read-only.
+
+{SIGNATURES}"""
+
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "script": {
+            "type": "string",
+            "description": "TypeScript code to execute, or '{module}.md' for documentation",
+        },
+        "module": {
+            "type": "string",
+            "description": (
+                "MDXLD module definition with yaml frontmatter ($type, $id, $context), markdown content, "
+                "and MDX/JSX components. Defines persistent entities like Workflow, Agent, or WebSite."
+            ),
+        },
+    },
+    "additionalProperties": False,
+}
+
+_DOC_REQUEST = re.compile(r"^[\w$]+\.md$")
+
+ScriptRunner = Callable[[str, Identity], Awaitable[ExecutionResult]]
+ModuleRegistrar = Callable[[str, Identity], Awaitable[dict[str, Any]]]
+
+
+def tool_definition() -> types.Tool:
+    """The one tool this server lists."""
+    return types.Tool(name=TOOL_NAME, description=DESCRIPTION, input_schema=INPUT_SCHEMA)
+
+
+class DoTool:
+    """Validates a call, routes docs requests, registers a module, runs a script, and shapes the result."""
+
+    def __init__(self, run_script: ScriptRunner, register_module: ModuleRegistrar | None = None) -> None:
+        self._run_script = run_script
+        self._register_module = register_module
+
+    async def call(self, arguments: Any, identity: Identity) -> types.CallToolResult:
+        """Never raises for anything the caller did: every failure is an error result."""
+        try:
+            script, module = parse_arguments(arguments)
+            if module is not None:
+                if self._register_module is None:
+                    raise InputError("Modules are not enabled on this deployment")
+                summary = await self._register_module(module, identity)
+                if script is None:
+                    return value_result(summary, (), 0.0)
+            assert script is not None
+            doc = _doc_request(script)
+            if doc is not None:
+                return types.CallToolResult(content=[types.TextContent(type="text", text=doc)])
+            result = await self._run_script(script, identity)
+            return value_result(result.value, result.logs, result.duration_ms,
+                                undefined=result.is_undefined, warnings=result.warnings)
+        except McpdoError as exc:
+            return error_result(exc)
+
+
+def parse_arguments(arguments: Any) -> tuple[str | None, str | None]:
+    """(script, module) after checking shapes; at least one of them is present."""
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise InputError("The do tool's arguments must be an object with 'script' and/or 'module'")
+    unknown = sorted(set(arguments) - {"script", "module"})
+    if unknown:
+        raise InputError(f"Unknown argument '{unknown[0]}': the do tool takes 'script' and/or 'module'")
+    values: dict[str, str | None] = {}
+    for name in ("script", "module"):
+        value = arguments.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"'{name}' must be a string, got {describe(value)}")
+        values[name] = value if value and value.strip() else None
+    if values["script"] is None and values["module"] is None:
+        raise InputError("At least one of 'script' or 'module' is required")
+    return values["script"], values["module"]
+
+
+def _doc_request(script: str) -> str | None:
+    name = script.strip()
+    if not _DOC_REQUEST.match(name):
+        return None
+    try:
+        return load_doc(name)
+    except KeyError:
+        raise InputError(f"Unknown documentation '{name}'. Available: {', '.join(DOC_NAMES)}") from None
+
+
+def value_result(value: Any, logs: tuple[LogEntry, ...], duration_ms: float, *, undefined: bool = False,
+                 warnings: tuple[str, ...] = ()) -> types.CallToolResult:
+    """Success: the pretty JSON of the value, then captured console output, plus structured content."""
+    text = "undefined" if undefined else json.dumps(value, indent=2, ensure_ascii=False)
+    content = [types.TextContent(type="text", text=text)]
+    if logs:
+        content.append(types.TextContent(type="text", text=format_logs(logs)))
+    structured: dict[str, Any] = {"logs": [_log_json(entry) for entry in logs],
+                                  "durationMs": round(duration_ms, 3)}
+    if not undefined:
+        structured = {"value": value, **structured}
+    if warnings:
+        structured["warnings"] = list(warnings)
+        content.append(types.TextContent(type="text", text="\n".join(f"Warning: {w}" for w in warnings)))
+    return types.CallToolResult(content=content, structured_content=structured)
+
+
+def error_result(exc: McpdoError) -> types.CallToolResult:
+    """Failure: one text item with the exact error text; logs captured before the failure stay visible."""
+    logs: tuple[LogEntry, ...] = getattr(exc, "logs", ())
+    structured: dict[str, Any] = {"error": exc.text, "logs": [_log_json(entry) for entry in logs]}
+    return types.CallToolResult(content=[types.TextContent(type="text", text=exc.text)],
+                                structured_content=structured, is_error=True)
+
+
+def format_logs(logs: tuple[LogEntry, ...]) -> str:
+    """Console output as a reader expects it: plain for log/info, tagged for the other levels."""
+    lines = []
+    for entry in logs:
+        tag = "" if entry.level in ("log", "info") else f"[{entry.level}] "
+        lines.append(tag + entry.message)
+    return "\n".join(lines)
+
+
+def _log_json(entry: LogEntry) -> dict[str, str]:
+    return {"level": entry.level, "message": entry.message, "timestamp": entry.timestamp}
