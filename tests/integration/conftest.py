@@ -1,0 +1,92 @@
+"""A real `mcpdo serve` process on a free loopback port, and MCP clients that talk to it."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class RunningServer:
+    url: str
+    admin_key: str
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[str]
+
+    def mcpdo(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the CLI against the same state folder."""
+        env = dict(self.env)
+        if key:
+            env["MCPDO_API_KEY"] = key
+        return subprocess.run([str(BIN / "mcpdo"), *args], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    def new_key(self, name: str, *extra: str) -> str:
+        done = self.mcpdo("keys", "create", "--name", name, *extra)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(data_dir: Path, **extra_env: str) -> RunningServer:
+    port = free_port()
+    env = {**os.environ, "MCPDO_DATA_DIR": str(data_dir), "MCPDO_PORT": str(port), **extra_env}
+    env.pop("MCPDO_API_KEY", None)
+    process = subprocess.Popen([str(BIN / "mcpdo"), "serve"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    banner: list[str] = []
+    deadline = time.monotonic() + 30
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError("mcpdo serve exited early:\n" + "".join(banner))
+        banner.append(line)
+        if "More keys:" in line or "Authenticate with" in line:
+            break
+    text = "".join(banner)
+    match = re.search(r"^\s+(sk_\S+)$", text, re.MULTILINE)
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    return RunningServer(url=url + "/mcp", admin_key=match.group(1) if match else "", data_dir=data_dir,
+                         env=env, process=process)
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    # Short budgets keep the hostile-input tests quick; the defaults are covered in unit tests.
+    running = start_server(tmp_path_factory.mktemp("state"), MCPDO_ANONYMOUS_TIMEOUT_MS="1500",
+                           MCPDO_TIMEOUT_MS="3000")
+    yield running
+    stop_server(running)

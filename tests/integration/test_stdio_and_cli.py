@@ -1,0 +1,79 @@
+"""`mcpdo stdio` driven by the SDK's `Client`, and the `mcpdo run` / `mcpdo keys` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.integration.client import text_of, value_of
+from tests.integration.conftest import RunningServer
+
+BIN = Path(sys.executable).parent
+
+
+def _stdio(data_dir: Path, key: str | None) -> StdioServerParameters:
+    env = {"MCPDO_DATA_DIR": str(data_dir), "PATH": os.environ.get("PATH", "")}
+    if key:
+        env["MCPDO_API_KEY"] = key
+    return StdioServerParameters(command=str(BIN / "mcpdo"), args=["stdio"], env=env)
+
+
+@pytest.mark.anyio
+async def test_stdio_with_a_key_writes_and_reads_the_same_state_as_http(server: RunningServer) -> None:
+    async with Client(_stdio(server.data_dir, server.admin_key)) as client:
+        tools = (await client.list_tools()).tools
+        created = value_of(await client.call_tool("do", {"script": "await db.create('Note', { text: 'hi' })"}))
+        listed = value_of(await client.call_tool("do", {"script": "await db.list('Note')"}))
+    assert [tool.name for tool in tools] == ["do"]
+    assert created["id"] in [note["id"] for note in listed]
+
+
+@pytest.mark.anyio
+async def test_stdio_without_a_key_is_anonymous_and_read_only(server: RunningServer) -> None:
+    async with Client(_stdio(server.data_dir, None)) as client:
+        result = await client.call_tool("do", {"script": "await db.create('Note', { text: 'no' })"})
+    assert result.is_error
+    assert text_of(result) == "Readonly violations detected:\n- db.create() at line 1"
+
+
+def test_mcpdo_run_prints_the_result_of_a_typescript_file(server: RunningServer, tmp_path: Path) -> None:
+    script = tmp_path / "report.ts"
+    script.write_text("const total: number = [1, 2, 3].reduce((a, b) => a + b, 0)\n"
+                      "console.log('summing')\n({ total })\n")
+    done = server.mcpdo("run", str(script), "--key", server.admin_key)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"total": 6}
+    assert "summing" in done.stderr
+
+
+def test_mcpdo_run_reports_a_script_error_and_exits_non_zero(server: RunningServer, tmp_path: Path) -> None:
+    script = tmp_path / "broken.ts"
+    script.write_text("throw new Error('boom')\n")
+    done = server.mcpdo("run", str(script))
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: boom\n    at line 1:7"
+
+
+def test_mcpdo_keys_create_prints_a_key_and_list_never_shows_secrets(server: RunningServer) -> None:
+    key = server.new_key("ci-bot", "--role", "member", "--tenant", "ci")
+    assert key.startswith("sk_") and len(key) > 40
+    listing = server.mcpdo("keys", "list")
+    assert listing.returncode == 0
+    assert key not in listing.stdout
+    row = next(k for k in json.loads(listing.stdout) if k["name"] == "ci-bot")
+    assert row["tenant"] == "ci" and row["roles"] == ["member"]
+    assert server.mcpdo("keys", "create", "--name", "x", "--role", "god").returncode == 1
+
+
+def test_mcpdo_stdio_with_an_invalid_key_exits_with_a_clear_error(tmp_path: Path) -> None:
+    env = {"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_API_KEY": "sk_wrong", "PATH": os.environ.get("PATH", "")}
+    done = subprocess.run([str(BIN / "mcpdo"), "stdio"], env=env, capture_output=True, text=True, timeout=60,
+                          input="", check=False)
+    assert done.returncode == 1
+    assert "Invalid or revoked API key" in done.stderr
