@@ -1,0 +1,572 @@
+"""EntityStore on SQLite: one JSON data column plus metadata columns; filtering, sorting and paging in SQL.
+
+One connection per store, guarded by a lock, so the store is safe to call from the event loop and from
+threads alike. Writes run in `BEGIN IMMEDIATE` transactions, so read-modify-write updates (`$inc`,
+`ifVersion`) never interleave, even across processes sharing the file.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from mcpdo.errors import Conflict, InputError, NotFound, StoreError
+from mcpdo.ids import check_id, new_id
+from mcpdo.ports import Direction, ListQuery, Record, Ref
+from mcpdo.query import (
+    And,
+    Condition,
+    Contains,
+    Eq,
+    Exists,
+    Field,
+    Not,
+    Or,
+    Range,
+    StartsWith,
+    parse_field,
+)
+from mcpdo.timeparse import format_iso, instant_ms, now_ms, parse_iso_ms
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    tenant  TEXT    NOT NULL,
+    type    TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    data    TEXT    NOT NULL,  -- JSON object of the record's own fields (no metadata)
+    created INTEGER NOT NULL,  -- epoch ms
+    updated INTEGER NOT NULL,  -- epoch ms
+    version INTEGER NOT NULL,
+    PRIMARY KEY (tenant, type, id)
+);
+CREATE INDEX IF NOT EXISTS entities_by_created ON entities (tenant, type, created, id);
+CREATE INDEX IF NOT EXISTS entities_by_updated ON entities (tenant, type, updated, id);
+CREATE TABLE IF NOT EXISTS relations (
+    tenant    TEXT    NOT NULL,
+    from_type TEXT    NOT NULL,
+    from_id   TEXT    NOT NULL,
+    rel       TEXT    NOT NULL,
+    to_type   TEXT    NOT NULL,
+    to_id     TEXT    NOT NULL,
+    created   INTEGER NOT NULL,  -- epoch ms; rowid keeps the creation order within a millisecond
+    PRIMARY KEY (tenant, from_type, from_id, rel, to_type, to_id)
+);
+CREATE INDEX IF NOT EXISTS relations_by_target ON relations (tenant, to_type, to_id, rel);
+"""
+
+_META_KEYS = ("id", "$type", "createdAt", "updatedAt", "version")
+_META_COLUMNS = {"id": "id", "$type": "type", "createdAt": "created", "updatedAt": "updated",
+                 "version": "version"}
+_TYPE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_MAX_REL = 128
+_INT64 = (-(2**63), 2**63 - 1)
+_NUMERIC = "('integer', 'real')"
+_COMPARATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class SqliteEntityStore:
+    """Records of any type, partitioned by tenant, in one SQLite file (or `':memory:'`)."""
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:", *,
+                 connection: sqlite3.Connection | None = None,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self._clock = clock
+        self._lock = threading.RLock()
+        try:
+            self._conn = connection or sqlite3.connect(
+                os.fspath(path), isolation_level=None, check_same_thread=False
+            )
+            self._conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.create_function("mcpdo_iso_ms", 1, _sql_iso_ms, deterministic=True)
+            self._conn.create_function("mcpdo_canon", 1, _sql_canon, deterministic=True)
+            self._conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the entity store at {os.fspath(path)!r}: {exc}") from exc
+
+    # -- EntityStore ---------------------------------------------------------------------------------
+
+    async def list(self, tenant: str, type: str, query: ListQuery) -> builtins.list[Record]:
+        """The records of `type` matching `query`, filtered, sorted and paged in SQL."""
+        _check_type(type)
+        sql = _Compiler()
+        clauses = ["tenant = :tenant", "type = :type"]
+        sql.params.update(tenant=tenant, type=type)
+        if query.where is not None:
+            clauses.append(sql.condition(query.where))
+        keys = _sort_keys(sql, query.sort)
+        with self._transaction(immediate=False) as conn:
+            if query.cursor is not None:
+                clauses.append(_after_cursor(sql, conn, keys, type, query.cursor))
+            order = ", ".join(f"{expr} {direction.upper()}" for expr, direction in keys)
+            sql.params.update(limit=query.limit, offset=query.offset)
+            rows = conn.execute(
+                f"SELECT type, id, data, created, updated, version FROM entities "
+                f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT :limit OFFSET :offset",
+                sql.params,
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    async def get(self, tenant: str, type: str, id: str) -> Record | None:
+        """The record, or None."""
+        _check_type(type)
+        with self._transaction(immediate=False) as conn:
+            row = _select(conn, tenant, type, id)
+        return None if row is None else _record(row)
+
+    async def create(self, tenant: str, type: str, data: Record) -> Record:
+        """Store a new record; an `id` or `createdAt` in `data` is kept."""
+        _check_type(type)
+        fields = _check_data(data, f"db.create('{type}') data")
+        record_id = new_id(type) if fields.get("id") is None else check_id(fields["id"], "id")
+        now = self._clock()
+        created = now
+        if fields.get("createdAt") is not None:
+            given = instant_ms(fields["createdAt"])
+            if given is None:
+                raise InputError(
+                    f"createdAt must be a date, an ISO-8601 string or epoch ms, got {fields['createdAt']!r}"
+                )
+            created = given
+        body = _dumps({key: value for key, value in fields.items() if key not in _META_KEYS})
+        updated = max(now, created)
+        with self._transaction() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO entities (tenant, type, id, data, created, updated, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 1)",
+                    (tenant, type, record_id, body, created, updated),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"{type} {record_id} already exists") from exc
+        return _record((type, record_id, body, created, updated, 1))
+
+    async def update(self, tenant: str, type: str, id: str, data: Record,
+                     if_version: int | None = None) -> Record:
+        """Shallow-merge `data` (with `$inc` / `$unset`) into the record, atomically."""
+        _check_type(type)
+        fields = _check_data(data, f"db.update('{type}', '{id}') data")
+        for key, current in (("id", id), ("$type", type)):
+            if key in fields and fields[key] != current:
+                raise InputError(f"Cannot change {key} of {type} {id} (got {fields[key]!r})")
+        if if_version is not None and (isinstance(if_version, bool) or not isinstance(if_version, int)):
+            raise InputError(f"ifVersion must be an integer, got {if_version!r}")
+        changes = {key: value for key, value in fields.items() if key not in _META_KEYS}
+        _dumps(changes)  # reject non-JSON values before taking the write lock
+        with self._transaction() as conn:
+            row = _select(conn, tenant, type, id)
+            if row is None:
+                raise NotFound(f"{type} {id} not found")
+            _, _, body, created, _, version = row
+            if if_version is not None and if_version != version:
+                raise Conflict(
+                    f"Version conflict on {type} {id}: expected version {if_version}, found {version}"
+                )
+            merged = _merge(json.loads(body), changes, f"{type} {id}")
+            new_body = _dumps(merged)
+            updated = max(self._clock(), created)
+            conn.execute(
+                "UPDATE entities SET data = ?, updated = ?, version = version + 1 "
+                "WHERE tenant = ? AND type = ? AND id = ?",
+                (new_body, updated, tenant, type, id),
+            )
+        return _record((type, id, new_body, created, updated, version + 1))
+
+    async def delete(self, tenant: str, type: str, id: str) -> bool:
+        """Remove the record and its edges; True if it existed."""
+        _check_type(type)
+        with self._transaction() as conn:
+            deleted = conn.execute(
+                "DELETE FROM entities WHERE tenant = ? AND type = ? AND id = ?", (tenant, type, id)
+            ).rowcount
+            conn.execute(
+                "DELETE FROM relations WHERE tenant = ? AND "
+                "((from_type = ? AND from_id = ?) OR (to_type = ? AND to_id = ?))",
+                (tenant, type, id, type, id),
+            )
+        return deleted > 0
+
+    async def relate(self, tenant: str, source: Ref, rel: str, target: Ref) -> Record:
+        """Store the edge `source -rel-> target` (idempotent); both records must exist."""
+        _check_ref(source)
+        _check_ref(target)
+        if not isinstance(rel, str) or not rel or len(rel) > _MAX_REL:
+            raise InputError(
+                f"The relation name must be a non-empty string (at most {_MAX_REL}), got {rel!r}"
+            )
+        with self._transaction() as conn:
+            for ref in (source, target):
+                if _select(conn, tenant, ref.type, ref.id) is None:
+                    raise NotFound(f"{ref.type} {ref.id} not found")
+            edge = (tenant, source.type, source.id, rel, target.type, target.id)
+            conn.execute(
+                "INSERT OR IGNORE INTO relations (tenant, from_type, from_id, rel, to_type, to_id, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*edge, self._clock()),
+            )
+            (created,) = conn.execute(
+                "SELECT created FROM relations WHERE tenant = ? AND from_type = ? AND from_id = ? "
+                "AND rel = ? AND to_type = ? AND to_id = ?",
+                edge,
+            ).fetchone()
+        return {
+            "from": {"type": source.type, "id": source.id},
+            "rel": rel,
+            "to": {"type": target.type, "id": target.id},
+            "createdAt": format_iso(created),
+        }
+
+    async def related(self, tenant: str, ref: Ref, rel: str | None,
+                      direction: Direction) -> builtins.list[Record]:
+        """The records at the other end of `ref`'s edges, in edge creation order."""
+        _check_ref(ref)
+        if direction not in ("out", "in", "both"):
+            raise InputError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+        params: dict[str, object] = {"tenant": tenant, "type": ref.type, "id": ref.id, "rel": rel}
+        selects = []
+        for side, here, there in (("out", "from", "to"), ("in", "to", "from")):
+            if direction in (side, "both"):
+                selects.append(
+                    f"SELECT r.rowid AS ord, e.type, e.id, e.data, e.created, e.updated, e.version "
+                    f"FROM relations r JOIN entities e ON e.tenant = r.tenant "
+                    f"AND e.type = r.{there}_type AND e.id = r.{there}_id "
+                    f"WHERE r.tenant = :tenant AND r.{here}_type = :type AND r.{here}_id = :id "
+                    f"AND (:rel IS NULL OR r.rel = :rel)"
+                )
+        with self._transaction(immediate=False) as conn:
+            rows = conn.execute(
+                f"SELECT type, id, data, created, updated, version FROM ({' UNION ALL '.join(selects)}) "
+                f"ORDER BY ord",
+                params,
+            ).fetchall()
+        seen: set[tuple[str, str]] = set()
+        records = []
+        for row in rows:
+            if (row[0], row[1]) not in seen:
+                seen.add((row[0], row[1]))
+                records.append(_record(row))
+        return records
+
+    async def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._conn.close()
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"Entity store unavailable: {exc}") from exc
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"Entity store operation failed: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"Entity store commit failed: {exc}") from exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the original error is the one worth reporting
+            conn.execute("ROLLBACK")
+
+
+_Row = tuple[str, str, str, int, int, int]
+
+
+def _select(conn: sqlite3.Connection, tenant: str, type: str, id: str) -> _Row | None:
+    row: _Row | None = conn.execute(
+        "SELECT type, id, data, created, updated, version FROM entities "
+        "WHERE tenant = ? AND type = ? AND id = ?",
+        (tenant, type, id),
+    ).fetchone()
+    return row
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    type_, id_, body, created, updated, version = row
+    record: Record = {"id": id_, "$type": type_}
+    record.update(json.loads(body))
+    record["createdAt"] = format_iso(created)
+    record["updatedAt"] = format_iso(updated)
+    record["version"] = version
+    return record
+
+
+def _check_type(type: object) -> None:
+    if not isinstance(type, str) or not _TYPE_PATTERN.match(type):
+        raise InputError(
+            f"Type names start with a letter and use letters, digits, '_', '.' or '-' (at most 128), "
+            f"got {type!r}"
+        )
+
+
+def _check_ref(ref: object) -> None:
+    if not isinstance(ref, Ref):
+        raise InputError(f"Expected a record reference {{type, id}}, got {ref!r}")
+    _check_type(ref.type)
+    if not isinstance(ref.id, str) or not ref.id:
+        raise InputError(f"A record reference needs a non-empty id, got {ref.id!r}")
+
+
+def _check_data(data: object, what: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise InputError(f"{what} must be an object, got {data!r}")
+    for key in data:
+        if not isinstance(key, str):
+            raise InputError(f"{what} keys must be strings, got {key!r}")
+    return dict(data)
+
+
+def _dumps(value: object) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"Record data must be JSON (finite numbers, strings, arrays, objects): {exc}"
+        ) from exc
+
+
+def _merge(current: dict[str, Any], changes: Mapping[str, Any], what: str) -> dict[str, Any]:
+    merged = dict(current)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and len(value) == 1 and "$inc" in value:
+            step = value["$inc"]
+            if isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step):
+                raise InputError(f"$inc on field '{key}' needs a finite number, got {step!r}")
+            existing = merged.get(key)
+            if existing is None:
+                existing = 0
+            if isinstance(existing, bool) or not isinstance(existing, int | float):
+                raise InputError(
+                    f"Cannot $inc field '{key}' of {what}: its value {existing!r} is not a number"
+                )
+            merged[key] = existing + step
+        elif isinstance(value, Mapping) and len(value) == 1 and "$unset" in value:
+            if value["$unset"] is True:
+                merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _sql_iso_ms(value: object) -> int | None:
+    return parse_iso_ms(value) if isinstance(value, str) else None
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    return value
+
+
+def _canon_text(value: Any) -> str:
+    return json.dumps(_canonical(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _sql_canon(text: object) -> str | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return _canon_text(json.loads(text))
+    except ValueError:
+        return None
+
+
+def _json_path(field: Field) -> str:
+    # Labels are always quoted (query.py refuses '"' in names), so odd keys cannot escape the path.
+    return "$" + "".join(f"[{seg}]" if isinstance(seg, int) else f'."{seg}"' for seg in field.path)
+
+
+def _bindable(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+        return float(value)
+    return value
+
+
+class _Compiler:
+    """Turns a condition tree into a SQL expression with named parameters (values are never inlined)."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, object] = {}
+        self._names: dict[tuple[type, object], str] = {}
+
+    def bind(self, value: object) -> str:
+        value = _bindable(value)
+        key = (type(value), value)
+        if key not in self._names:
+            self._names[key] = name = f"p{len(self._names)}"
+            self.params[name] = value
+        return ":" + self._names[key]
+
+    def json_parts(self, field: Field) -> tuple[str, str]:
+        path = self.bind(_json_path(field))
+        return f"json_type(data, {path})", f"json_extract(data, {path})"
+
+    def condition(self, cond: Condition) -> str:
+        if isinstance(cond, And):
+            return "(" + " AND ".join(self.condition(c) for c in cond.items) + ")" if cond.items else "1"
+        if isinstance(cond, Or):
+            return "(" + " OR ".join(self.condition(c) for c in cond.items) + ")" if cond.items else "0"
+        if isinstance(cond, Not):
+            return f"NOT COALESCE({self.condition(cond.item)}, 0)"
+        meta = cond.field.meta
+        if meta is not None:
+            return self._meta(meta, cond)
+        kind, value = self.json_parts(cond.field)
+        if isinstance(cond, Eq):
+            return self._eq(kind, value, cond)
+        if isinstance(cond, Range):
+            op = _COMPARATORS[cond.op]
+            if cond.kind == "string":
+                return f"({kind} = 'text' AND {value} {op} {self.bind(cond.value)})"
+            return f"({self._as_number(kind, value)} {op} {self.bind(cond.value)})"
+        if isinstance(cond, Exists):
+            return f"(COALESCE({kind}, 'null') {'!=' if cond.present else '='} 'null')"
+        if isinstance(cond, StartsWith):
+            return (f"({kind} = 'text' AND substr({value}, 1, {self.bind(len(cond.prefix))}) = "
+                    f"{self.bind(cond.prefix)})")
+        return self._contains(kind, value, cond)
+
+    def _as_number(self, kind: str, value: str) -> str:
+        # Stored numbers are themselves (epoch ms when they are dates); stored ISO strings become epoch ms.
+        return (f"CASE {kind} WHEN 'integer' THEN {value} WHEN 'real' THEN {value} "
+                f"WHEN 'text' THEN mcpdo_iso_ms({value}) END")
+
+    def _eq(self, kind: str, value: str, cond: Eq) -> str:
+        operand = cond.value
+        if operand is None:
+            return f"(COALESCE({kind}, 'null') = 'null')"
+        if isinstance(operand, bool):
+            return f"({kind} = '{'true' if operand else 'false'}')"
+        if isinstance(operand, list | dict):
+            shape = "array" if isinstance(operand, list) else "object"
+            return f"({kind} = '{shape}' AND mcpdo_canon({value}) = {self.bind(_canon_text(operand))})"
+        if isinstance(operand, str):
+            same = f"({kind} = 'text' AND {value} = {self.bind(operand)})"
+        else:
+            same = f"({kind} IN {_NUMERIC} AND {value} = {self.bind(operand)})"
+        if cond.instant is None:
+            return same
+        return f"({same} OR {self._as_number(kind, value)} = {self.bind(cond.instant)})"
+
+    def _contains(self, kind: str, value: str, cond: Contains) -> str:
+        operand = cond.value
+        path = self.bind(_json_path(cond.field))
+        if operand is None:
+            element = "e.type = 'null'"
+        elif isinstance(operand, bool):
+            element = f"e.type = '{'true' if operand else 'false'}'"
+        elif isinstance(operand, str):
+            element = f"e.type = 'text' AND e.value = {self.bind(operand)}"
+        elif isinstance(operand, list | dict):
+            shape = "array" if isinstance(operand, list) else "object"
+            element = f"e.type = '{shape}' AND mcpdo_canon(e.value) = {self.bind(_canon_text(operand))}"
+        else:
+            element = f"e.type IN {_NUMERIC} AND e.value = {self.bind(operand)}"
+        members = f"SELECT 1 FROM json_each(data, {path}) AS e WHERE {element}"
+        in_array = f"({kind} = 'array' AND EXISTS ({members}))"
+        if isinstance(operand, str):
+            return f"(({kind} = 'text' AND instr({value}, {self.bind(operand)}) > 0) OR {in_array})"
+        return in_array
+
+    def _meta(self, meta: str, cond: Condition) -> str:
+        column = _META_COLUMNS[meta]
+        textual = meta in ("id", "$type")
+        if isinstance(cond, Eq):
+            if meta in ("createdAt", "updatedAt"):
+                return f"({column} = {self.bind(cond.instant)})"
+            matches = isinstance(cond.value, str) if textual else isinstance(cond.value, int | float)
+            return f"({column} = {self.bind(cond.value)})" if matches else "0"
+        if isinstance(cond, Range):
+            if (cond.kind == "string") != textual:
+                return "0"
+            return f"({column} {_COMPARATORS[cond.op]} {self.bind(cond.value)})"
+        if isinstance(cond, Exists):
+            return "1" if cond.present else "0"
+        text = _meta_text(meta)
+        if isinstance(cond, StartsWith):
+            return f"(substr({text}, 1, {self.bind(len(cond.prefix))}) = {self.bind(cond.prefix)})"
+        if isinstance(cond, Contains) and isinstance(cond.value, str):
+            return f"(instr({text}, {self.bind(cond.value)}) > 0)"
+        return "0"
+
+
+def _meta_text(meta: str) -> str:
+    if meta in ("createdAt", "updatedAt"):
+        column = _META_COLUMNS[meta]
+        return (f"(strftime('%Y-%m-%dT%H:%M:%S', {column} / 1000, 'unixepoch') || '.' || "
+                f"printf('%03d', {column} % 1000) || 'Z')")
+    return "CAST(version AS TEXT)" if meta == "version" else _META_COLUMNS[meta]
+
+
+def _sort_keys(sql: _Compiler, sort: tuple[tuple[str, Literal["asc", "desc"]], ...]
+               ) -> list[tuple[str, str]]:
+    keys: list[tuple[str, str]] = []
+    used: dict[str, str] = {}
+    for name, direction in sort:
+        field = parse_field(name)
+        meta = field.meta
+        if meta is not None:
+            if meta in used:
+                continue
+            used[meta] = direction
+            keys.append((_META_COLUMNS[meta], direction))
+        else:
+            keys.append((sql.json_parts(field)[1], direction))
+    # Ties fall back to creation order; a createdAt sort keeps its direction for same-millisecond ties.
+    if "createdAt" not in used and "id" not in used:
+        keys.append(("created", "asc"))
+    if "id" not in used:
+        keys.append(("id", used.get("createdAt", "asc")))
+    return keys
+
+
+def _after_cursor(sql: _Compiler, conn: sqlite3.Connection, keys: list[tuple[str, str]],
+                  type: str, cursor: str) -> str:
+    row = conn.execute(
+        f"SELECT {', '.join(expr for expr, _ in keys)} FROM entities "
+        f"WHERE tenant = :tenant AND type = :type AND id = {sql.bind(cursor)}",
+        sql.params,
+    ).fetchone()
+    if row is None:
+        raise InputError(f"Unknown cursor '{cursor}': no {type} with that id")
+    terms = []
+    for index, (expr, direction) in enumerate(keys):
+        mark = row[index]
+        if mark is None:
+            step = f"{expr} IS NOT NULL" if direction == "asc" else None
+        else:
+            bound = sql.bind(mark)
+            step = f"{expr} > {bound}" if direction == "asc" else f"({expr} < {bound} OR {expr} IS NULL)"
+        if step is not None:
+            ties = [f"{keys[i][0]} IS {sql.bind(row[i])}" for i in range(index)]
+            terms.append("(" + " AND ".join([*ties, step]) + ")")
+    return "(" + " OR ".join(terms) + ")" if terms else "0"
