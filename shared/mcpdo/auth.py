@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from datetime import UTC, datetime
 
 from mcpdo.errors import InputError, NotFound, Unauthorized
@@ -12,8 +11,6 @@ from mcpdo.identity import KNOWN_ROLES, Identity
 from mcpdo.ports import ApiKey, KeyStore
 
 KEY_PREFIX = "sk_"
-# A short cache keeps key checks off the hot path; revocation in this process clears it at once.
-_CACHE_SECONDS = 5.0
 
 
 def hash_secret(secret: str) -> str:
@@ -27,7 +24,6 @@ class Authenticator:
     def __init__(self, keys: KeyStore, default_tenant: str) -> None:
         self._keys = keys
         self._default_tenant = default_tenant
-        self._cache: dict[str, tuple[float, Identity]] = {}
 
     async def create_key(self, name: str, *, tenant: str | None = None,
                          roles: tuple[str, ...] = ("admin",)) -> tuple[str, ApiKey]:
@@ -49,7 +45,6 @@ class Authenticator:
     async def revoke_key(self, key_id: str) -> None:
         if not await self._keys.revoke(key_id, now_iso()):
             raise NotFound(f"API key {key_id} not found (or already revoked)")
-        self._cache.clear()
 
     async def authenticate(self, authorization: str | None) -> Identity:
         """No header: anonymous (read-only). A header that does not check out: Unauthorized, never anonymous."""
@@ -64,17 +59,12 @@ class Authenticator:
         return await self._identity_for_key(token)
 
     async def _identity_for_key(self, secret: str) -> Identity:
-        digest = hash_secret(secret)
-        cached = self._cache.get(digest)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        key = await self._keys.find_by_hash(digest)
+        # Looked up on every request (an indexed read), so a revocation takes effect at once.
+        key = await self._keys.find_by_hash(hash_secret(secret))
         if key is None or key.revoked_at is not None:
             raise Unauthorized("Invalid or revoked API key")
-        identity = Identity.for_roles(id=key.id, tenant=key.tenant, auth_type="apiKey", roles=key.roles,
-                                      scopes=key.roles, name=key.name, issued_at=key.created_at)
-        self._cache[digest] = (time.monotonic() + _CACHE_SECONDS, identity)
-        return identity
+        return Identity.for_roles(id=key.id, tenant=key.tenant, auth_type="apiKey", roles=key.roles,
+                                  scopes=key.roles, name=key.name, issued_at=key.created_at)
 
 
 def now_iso() -> str:

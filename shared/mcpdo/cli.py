@@ -102,13 +102,12 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     async def work(app: App) -> int:
         identity = await app.auth.authenticate(f"Bearer {key}" if key else None)
         result = await app.tool.call({"script": code}, identity)
-        texts = [getattr(item, "text", "") for item in result.content]
         if result.is_error:
-            print(texts[0], file=sys.stderr)
+            print(result.texts[0], file=sys.stderr)
             return 1
-        print(texts[0])
-        if result.structured_content and result.structured_content.get("logs"):
-            print(texts[1], file=sys.stderr)
+        print(result.texts[0])
+        if result.structured and result.structured.get("logs"):
+            print(result.texts[1], file=sys.stderr)
         return 0
 
     return await _with_app(settings, work)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-
-import mcp_types as types
 
 from mcpdo.docs import DOC_NAMES, load_doc
 from mcpdo.errors import InputError, McpdoError
@@ -64,9 +63,13 @@ ScriptRunner = Callable[[str, Identity], Awaitable[ExecutionResult]]
 ModuleRegistrar = Callable[[str, Identity], Awaitable[dict[str, Any]]]
 
 
-def tool_definition() -> types.Tool:
-    """The one tool this server lists."""
-    return types.Tool(name=TOOL_NAME, description=DESCRIPTION, input_schema=INPUT_SCHEMA)
+@dataclass(frozen=True)
+class ToolResult:
+    """A `tools/call` result without the transport: text items, structured content, error flag."""
+
+    texts: list[str]
+    structured: dict[str, Any] | None = None
+    is_error: bool = False
 
 
 class DoTool:
@@ -76,7 +79,7 @@ class DoTool:
         self._run_script = run_script
         self._register_module = register_module
 
-    async def call(self, arguments: Any, identity: Identity) -> types.CallToolResult:
+    async def call(self, arguments: Any, identity: Identity) -> ToolResult:
         """Never raises for anything the caller did: every failure is an error result."""
         try:
             script, module = parse_arguments(arguments)
@@ -89,7 +92,7 @@ class DoTool:
             assert script is not None
             doc = _doc_request(script)
             if doc is not None:
-                return types.CallToolResult(content=[types.TextContent(type="text", text=doc)])
+                return ToolResult(texts=[doc])
             result = await self._run_script(script, identity)
             return value_result(result.value, result.logs, result.duration_ms,
                                 undefined=result.is_undefined, warnings=result.warnings)
@@ -128,28 +131,27 @@ def _doc_request(script: str) -> str | None:
 
 
 def value_result(value: Any, logs: tuple[LogEntry, ...], duration_ms: float, *, undefined: bool = False,
-                 warnings: tuple[str, ...] = ()) -> types.CallToolResult:
+                 warnings: tuple[str, ...] = ()) -> ToolResult:
     """Success: the pretty JSON of the value, then captured console output, plus structured content."""
     text = "undefined" if undefined else json.dumps(value, indent=2, ensure_ascii=False)
-    content = [types.TextContent(type="text", text=text)]
+    texts = [text]
     if logs:
-        content.append(types.TextContent(type="text", text=format_logs(logs)))
+        texts.append(format_logs(logs))
     structured: dict[str, Any] = {"logs": [_log_json(entry) for entry in logs],
                                   "durationMs": round(duration_ms, 3)}
     if not undefined:
         structured = {"value": value, **structured}
     if warnings:
         structured["warnings"] = list(warnings)
-        content.append(types.TextContent(type="text", text="\n".join(f"Warning: {w}" for w in warnings)))
-    return types.CallToolResult(content=content, structured_content=structured)
+        texts.append("\n".join(f"Warning: {w}" for w in warnings))
+    return ToolResult(texts=texts, structured=structured)
 
 
-def error_result(exc: McpdoError) -> types.CallToolResult:
+def error_result(exc: McpdoError) -> ToolResult:
     """Failure: one text item with the exact error text; logs captured before the failure stay visible."""
     logs: tuple[LogEntry, ...] = getattr(exc, "logs", ())
     structured: dict[str, Any] = {"error": exc.text, "logs": [_log_json(entry) for entry in logs]}
-    return types.CallToolResult(content=[types.TextContent(type="text", text=exc.text)],
-                                structured_content=structured, is_error=True)
+    return ToolResult(texts=[exc.text], structured=structured, is_error=True)
 
 
 def format_logs(logs: tuple[LogEntry, ...]) -> str:

@@ -29,7 +29,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str,
-                   allowed_hosts: list[str] | None = None) -> Starlette:
+                   allowed_hosts: list[str] | None = None, with_noop: bool = False) -> Starlette:
     """The ASGI app: POST /mcp runs MCP; GET /mcp is 405; bad credentials are 401, never anonymous."""
 
     async def resolve_identity(ctx: ServerRequestContext[Any, Any]) -> Identity:
@@ -41,7 +41,7 @@ def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str,
         headers = getattr(request, "headers", None)
         return await auth.authenticate(headers.get("authorization") if headers is not None else None)
 
-    server = build_server(tool, resolve_identity)
+    server = build_server(tool, resolve_identity, with_noop=with_noop)
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=allowed_hosts is not None,
         allowed_hosts=allowed_hosts or [],

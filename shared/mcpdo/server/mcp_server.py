@@ -11,7 +11,7 @@ from mcp.server import Server, ServerRequestContext
 from mcpdo import __version__
 from mcpdo.errors import InputError
 from mcpdo.identity import Identity
-from mcpdo.tool import TOOL_NAME, DoTool, error_result, tool_definition
+from mcpdo.tool import DESCRIPTION, INPUT_SCHEMA, TOOL_NAME, DoTool, ToolResult, error_result
 
 IdentityResolver = Callable[[ServerRequestContext[Any, Any]], Awaitable[Identity]]
 
@@ -21,19 +21,36 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(tool: DoTool, resolve_identity: IdentityResolver) -> Server[Any]:
-    """A server whose every tools/call runs as the identity the transport resolved for that request."""
+NOOP_TOOL = "noop"
+
+
+def build_server(tool: DoTool, resolve_identity: IdentityResolver, *, with_noop: bool = False) -> Server[Any]:
+    """A server whose every tools/call runs as the identity the transport resolved for that request.
+
+    `with_noop` adds a tool that does nothing, the baseline the benchmarks compare `do` against.
+    """
 
     async def list_tools(ctx: ServerRequestContext[Any, Any],
                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[tool_definition()])
+        tools = [types.Tool(name=TOOL_NAME, description=DESCRIPTION, input_schema=INPUT_SCHEMA)]
+        if with_noop:
+            tools.append(types.Tool(name=NOOP_TOOL, description="Does nothing.", input_schema={"type": "object"}))
+        return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any, Any],
                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        if with_noop and params.name == NOOP_TOOL:
+            return types.CallToolResult(content=[types.TextContent(type="text", text="null")])
         if params.name != TOOL_NAME:
-            return error_result(InputError(f"Unknown tool '{params.name}': this server has one tool, 'do'"))
+            return to_mcp(error_result(InputError(f"Unknown tool '{params.name}': this server has one tool, 'do'")))
         identity = await resolve_identity(ctx)
-        return await tool.call(params.arguments, identity)
+        return to_mcp(await tool.call(params.arguments, identity))
 
     return Server("mcpdo", version=__version__, instructions=INSTRUCTIONS,
                   on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def to_mcp(result: ToolResult) -> types.CallToolResult:
+    """The transport-neutral tool result as the MCP SDK's type."""
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text) for text in result.texts],
+                                structured_content=result.structured, is_error=result.is_error)

@@ -1,0 +1,175 @@
+"""`make bench`: every figure measured in this run, each next to a baseline from the same run, one table.
+
+Targets (2-core machine): no-op `do` <= 2x the no-op tool and < 3 ms median; the 20-create script < 15 ms
+median; >= 300 no-op executions/s at concurrency 8; cold start (process start to first result) < 0.5 s.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+           "MCP-Protocol-Version": "2025-11-25"}
+TWENTY_CREATES = ("for (let i = 0; i < 20; i++) await db.create('BenchItem', { i, label: 'item ' + i })\n"
+                  "const items = await db.list('BenchItem', { limit: 20 })\nitems.length")
+
+
+@dataclass
+class Row:
+    name: str
+    value: str
+    baseline: str
+    ratio: str
+    target: str
+    ok: bool | None
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "server.py"), str(port), tmp],
+                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert server.stdout is not None
+            key = server.stdout.readline().strip()
+            url = f"http://127.0.0.1:{port}/mcp"
+            _wait_ready(url)
+            rows = measure(url, key, Path(tmp))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    print_table(rows)
+    return 0
+
+
+def measure(url: str, key: str, tmp: Path) -> list[Row]:
+    auth = {**HEADERS, "Authorization": f"Bearer {key}"}
+    with httpx.Client(headers=auth, timeout=30) as client:
+        noop_tool = _timed(lambda: _call(client, url, "noop", {}), 400)
+        noop_do = _timed(lambda: _call(client, url, "do", {"script": "1"}), 400)
+        creates = _timed(lambda: _call(client, url, "do", {"script": TWENTY_CREATES}), 60)
+    tool_rate = _throughput(url, auth, "noop", {}, seconds=3.0)
+    do_rate = _throughput(url, auth, "do", {"script": "1"}, seconds=3.0)
+    python_start, cold = _cold_start(tmp)
+    noop_ratio = statistics.median(noop_do) / statistics.median(noop_tool)
+    return [
+        Row("no-op tool over HTTP (median)", _ms(noop_tool), "-", "-", "baseline", None),
+        Row("no-op do over HTTP (median)", _ms(noop_do), _ms(noop_tool), f"{noop_ratio:.2f}x",
+            "<= 2x and < 3 ms", noop_ratio <= 2 and statistics.median(noop_do) < 3),
+        Row("do: 20 db.create + db.list (median)", _ms(creates), _ms(noop_do),
+            f"{statistics.median(creates) / statistics.median(noop_do):.1f}x", "< 15 ms",
+            statistics.median(creates) < 15),
+        Row("no-op do executions/s, concurrency 8", f"{do_rate:.0f}/s", f"{tool_rate:.0f}/s (no-op tool)",
+            f"{do_rate / tool_rate:.2f}x", ">= 300/s", do_rate >= 300),
+        Row("cold start: mcpdo run, process start to result", f"{cold * 1000:.0f} ms",
+            f"{python_start * 1000:.0f} ms (python -c pass)", f"{cold / python_start:.1f}x", "< 500 ms",
+            cold < 0.5),
+    ]
+
+
+def _call(client: httpx.Client, url: str, tool: str, arguments: dict[str, object]) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    response = client.post(url, json=body)
+    payload = response.json()
+    if response.status_code != 200 or "error" in payload or payload["result"].get("isError"):
+        raise RuntimeError(f"{tool} failed: {response.status_code} {response.text[:300]}")
+
+
+def _timed(action: Callable[[], None], count: int) -> list[float]:
+    for _ in range(min(20, count)):
+        action()
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _throughput(url: str, headers: dict[str, str], tool: str, arguments: dict[str, object], *,
+                seconds: float, workers: int = 8) -> float:
+    done = [0] * workers
+    stop = time.perf_counter() + seconds
+
+    def worker(index: int) -> None:
+        with httpx.Client(headers=headers, timeout=30) as client:
+            while time.perf_counter() < stop:
+                _call(client, url, tool, arguments)
+                done[index] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.perf_counter() - started)
+
+
+def _cold_start(tmp: Path) -> tuple[float, float]:
+    script = tmp / "cold.ts"
+    script.write_text("1 + 1\n")
+    env = {"PATH": str(BIN), "MCPDO_DATA_DIR": str(tmp / "cold-state")}
+    python_runs, cold_runs = [], []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        python_runs.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        done = subprocess.run([str(BIN / "mcpdo"), "run", str(script)], env=env, capture_output=True, text=True,
+                              check=False)
+        cold_runs.append(time.perf_counter() - started)
+        if done.stdout.strip() != "2":
+            raise RuntimeError(f"cold run failed: {done.stdout} {done.stderr}")
+    return statistics.median(python_runs), statistics.median(cold_runs)
+
+
+def _ms(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p95 = ordered[int(len(ordered) * 0.95) - 1]
+    return f"{statistics.median(samples):.2f} ms (p95 {p95:.2f})"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url.replace("/mcp", "/health"), timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("the bench server did not start")
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("measure", "value", "baseline (same run)", "ratio", "target", "")
+    table = [header] + [(r.name, r.value, r.baseline, r.ratio, r.target,
+                         "" if r.ok is None else ("ok" if r.ok else "MISSED")) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for index, line in enumerate(table):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
