@@ -265,8 +265,8 @@ def _parse_field_value(field: Field, value: object, now: datetime) -> Condition:
                 )
         if field.meta is not None:
             raise InputError(
-                f"Field '{field.name}' takes a value or operators ({', '.join(OPERATORS)}), "
-                f"not an object with '{keys[0]}'"
+                f"Unknown operator '{keys[0]}' on field '{field.name}'; valid operators: "
+                f"{', '.join(OPERATORS)}"
             )
         return _parse_object(value, field.path, now, f"where.{field.name}")
     if len(operators) != len(keys):
