@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
-
 from mcpdo.bootstrap import build_local
 from mcpdo.server.http import build_http_app
 from mcpdo.settings import Settings

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime
 
 from mcpdo.errors import InputError, NotFound, Unauthorized
 from mcpdo.identity import KNOWN_ROLES, Identity
 from mcpdo.ports import ApiKey, KeyStore
+from mcpdo.timeparse import format_iso, utc_now
 
 KEY_PREFIX = "sk_"
 
@@ -68,5 +68,4 @@ class Authenticator:
 
 
 def now_iso() -> str:
-    """The current instant as ISO-8601 UTC with milliseconds, the same form as JS `toISOString()`."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_iso(utc_now())

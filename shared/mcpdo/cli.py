@@ -12,7 +12,6 @@ from pathlib import Path
 from mcpdo.bootstrap import App, build_local
 from mcpdo.errors import McpdoError
 from mcpdo.settings import Settings
-from mcpdo.tool import format_logs
 
 
 def main(argv: list[str] | None = None) -> int:
