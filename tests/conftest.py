@@ -1,10 +1,23 @@
-"""Shared fixtures: the anyio backend for async tests."""
+"""Shared fixtures: the anyio backend, and a real server process for tests that talk MCP."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests.support.server import RunningServer, start_server, stop_server
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    # Short budgets keep the hostile-input tests quick; the defaults are covered in unit tests.
+    running = start_server(tmp_path_factory.mktemp("state"), MCPDO_ANONYMOUS_TIMEOUT_MS="1500",
+                           MCPDO_TIMEOUT_MS="3000")
+    yield running
+    stop_server(running)

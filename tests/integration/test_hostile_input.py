@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.integration.client import connect, text_of, value_of
-from tests.integration.conftest import RunningServer
+from tests.support.client import connect, text_of, value_of
+from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.integration.client import text_of, value_of
-from tests.integration.conftest import RunningServer
+from tests.support.client import text_of, value_of
+from tests.support.server import RunningServer
 
 BIN = Path(sys.executable).parent
 

@@ -1,4 +1,4 @@
-"""A real `mcpdo serve` process on a free loopback port, and MCP clients that talk to it."""
+"""A real `mcpdo serve` process on a free loopback port."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 BIN = Path(sys.executable).parent
 
@@ -81,12 +80,3 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.process.kill()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    # Short budgets keep the hostile-input tests quick; the defaults are covered in unit tests.
-    running = start_server(tmp_path_factory.mktemp("state"), MCPDO_ANONYMOUS_TIMEOUT_MS="1500",
-                           MCPDO_TIMEOUT_MS="3000")
-    yield running
-    stop_server(running)
