@@ -233,9 +233,14 @@ def _load_frontmatter(yaml_text: str) -> dict[str, Any]:
     try:
         loaded = yaml.load(yaml_text, Loader=_FrontmatterLoader)
     except yaml.MarkedYAMLError as exc:
+        problem = exc.problem or "invalid YAML"
         mark = exc.problem_mark or exc.context_mark
+        if ("<stream end>" in problem or "end of stream" in problem) and exc.context_mark is not None:
+            mark = exc.context_mark  # report where the unclosed construct starts
+            problem = problem.replace("'<stream end>'", "the end of the frontmatter")
+        if exc.context:
+            problem = f"{problem} ({exc.context})"
         line = mark.line + 2 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
         where = f" at line {line}" if line is not None else ""
         raise InvalidModule(f"Invalid YAML in frontmatter{where}: {problem}", line) from None
     except yaml.YAMLError as exc:
@@ -1065,7 +1070,7 @@ def parse_module(text: str, default_context: str) -> ParsedModule:
     text = text.removeprefix("\ufeff")
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     close = _split_frontmatter(lines)
-    frontmatter = _load_frontmatter("\n".join(lines[1:close]))
+    frontmatter = _load_frontmatter("\n".join(lines[1:close]) + "\n")
 
     for key in ("$id", "$type", "$context"):
         if key in frontmatter and frontmatter[key] is not None and not isinstance(frontmatter[key], str):
