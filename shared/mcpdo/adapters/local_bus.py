@@ -1,0 +1,266 @@
+"""The local EventBus and RunLog on SQLite: a durable event log, one delivery row per (event, handler).
+
+`publish` appends the event and fans it out to the live subscriptions in the same transaction, so an
+accepted event is never lost and always sees one consistent set of subscriptions. Deliveries are claimed
+with a lease: a dispatcher that dies mid-attempt leaves a `running` row whose lease expires, and the row is
+handed out again. A delivery marked `done` is never handed out again.
+
+Retries: a delivery gets `1 + max_retries` attempts (default 4). After the n-th failed attempt it waits
+`backoff_base * 2 ** (n - 1)` seconds; after the last one it is dead-lettered until replayed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.errors import Conflict, InputError, NotFound
+from mcpdo.ids import check_id, new_id
+from mcpdo.patterns import check_event_type, matches
+from mcpdo.ports import MAILER_MODULE, Delivery, DeliveryStatus, Event, HandlerRef, Run
+from mcpdo.timeparse import format_iso, now_ms
+
+MAX_ERROR_LENGTH = 4_000
+DEFAULT_FALLBACKS: Mapping[str, str] = {"Email.send": MAILER_MODULE}
+
+_DELIVERY_SELECT = (
+    "SELECT d.id, d.tenant, d.module_id, d.version, d.idx, d.status, d.attempts, d.next_attempt_at, "
+    "d.last_error, d.claim, e.id, e.type, e.data, e.source, e.time, e.tenant, e.correlation_id "
+    "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id"
+)
+
+
+class LocalEventBus:
+    """EventBus on the state database file (its own connection)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, backoff_base: float = 1.0, max_retries: int = 3,
+                 clock: Callable[[], int] = now_ms, fallbacks: Mapping[str, str] | None = None) -> None:
+        if backoff_base < 0 or max_retries < 0:
+            raise ValueError("backoff_base and max_retries must not be negative")
+        self._db = EventsDatabase(path, "event bus")
+        self._base_ms = backoff_base * 1000
+        self._max_attempts = max_retries + 1
+        self._clock = clock
+        # Event types delivered to a built-in handler when no user handler claims them.
+        self._fallbacks = dict(DEFAULT_FALLBACKS if fallbacks is None else fallbacks)
+
+    async def publish(self, event: Event) -> None:
+        """Append `event` and queue one delivery per live matching subscription; an already-known id is a no-op."""
+        row = _event_row(event)
+        now = self._clock()
+        with self._db.transaction() as conn:
+            if not _insert_event(conn, row, now):
+                return
+            subscriptions = conn.execute(
+                "SELECT module_id, version, idx, pattern FROM subscriptions WHERE tenant = ?", (event.tenant,)
+            ).fetchall()
+            targets: list[HandlerRef] = []
+            claimed = False
+            for module_id, version, idx, pattern in subscriptions:
+                if matches(pattern, event.type):
+                    targets.append(HandlerRef(event.tenant, module_id, version, idx))
+                    # `*` and `*.verb` observe events; exact and `Type.*` subscriptions take over delivery.
+                    claimed = claimed or not pattern.startswith("*")
+            fallback = self._fallbacks.get(event.type)
+            if fallback is not None and not claimed:
+                targets.append(HandlerRef(event.tenant, fallback, 0, 0))
+            for handler in targets:
+                _insert_delivery(conn, event, handler, now)
+
+    async def enqueue(self, event: Event, handler: HandlerRef) -> None:
+        """Append `event` (if new) with one delivery to exactly `handler`; repeating it changes nothing."""
+        if handler.tenant != event.tenant:
+            raise InputError(f"Cannot deliver an event of tenant {event.tenant!r} to a handler of tenant "
+                             f"{handler.tenant!r}")
+        row = _event_row(event)
+        now = self._clock()
+        with self._db.transaction() as conn:
+            _insert_event(conn, row, now)
+            _insert_delivery(conn, event, handler, now)
+
+    async def claim_due(self, limit: int, lease_seconds: float) -> builtins.list[Delivery]:
+        """Lease up to `limit` due deliveries (pending and due, or running with an expired lease)."""
+        if limit <= 0:
+            return []
+        now = self._clock()
+        lease_until = now + int(lease_seconds * 1000)
+        claim = secrets.token_hex(8)
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, updated_at = ?, "
+                "last_error = 'Attempt ' || attempts || ' was interrupted (its worker stopped) and no retry is "
+                "left' WHERE status = 'running' AND lease_until <= ? AND attempts >= ?",
+                (now, now, self._max_attempts),
+            )
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) "
+                "OR (status = 'running' AND lease_until <= ?) ORDER BY next_attempt_at, created_at LIMIT ?",
+                (now, now, limit),
+            )]
+            for delivery_id in ids:
+                conn.execute(
+                    "UPDATE deliveries SET last_error = CASE WHEN status = 'running' THEN 'Attempt ' || attempts "
+                    "|| ' was interrupted (its worker stopped)' ELSE last_error END, status = 'running', "
+                    "attempts = attempts + 1, lease_until = ?, claim = ?, updated_at = ? WHERE id = ?",
+                    (lease_until, claim, now, delivery_id),
+                )
+            rows = _select_deliveries(conn, "d.claim = ?", (claim,))
+        return rows
+
+    async def complete(self, delivery: Delivery) -> None:
+        """Mark the delivery done (whoever holds it now): it will never be handed out again."""
+        now = self._clock()
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE deliveries SET status = 'done', lease_until = NULL, claim = NULL, updated_at = ? "
+                         "WHERE id = ?", (now, delivery.id))
+
+    async def fail(self, delivery: Delivery, error: str) -> None:
+        """Record the failure of the claimed attempt: retry after back-off, or dead-letter after the last one."""
+        now = self._clock()
+        error = error[:MAX_ERROR_LENGTH]
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT attempts FROM deliveries WHERE id = ? AND status = 'running' AND claim = ?",
+                               (delivery.id, delivery.claim)).fetchone()
+            if row is None:
+                return  # the claim expired and someone else holds (or finished) the delivery now
+            attempts = int(row[0])
+            if attempts >= self._max_attempts:
+                conn.execute("UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, "
+                             "last_error = ?, updated_at = ? WHERE id = ?", (error, now, delivery.id))
+                return
+            wait_ms = int(self._base_ms * 2 ** (attempts - 1))
+            conn.execute("UPDATE deliveries SET status = 'pending', lease_until = NULL, claim = NULL, "
+                         "next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                         (now + wait_ms, error, now, delivery.id))
+
+    async def requeue_running(self) -> int:
+        """Make every running delivery due now; a dispatcher taking over calls this for its predecessor's work."""
+        now = self._clock()
+        with self._db.transaction() as conn:
+            return int(conn.execute("UPDATE deliveries SET lease_until = ? WHERE status = 'running'",
+                                    (now,)).rowcount)
+
+    async def dead_letters(self, tenant: str | None = None) -> builtins.list[Delivery]:
+        """Dead-lettered deliveries, oldest first; every tenant's when `tenant` is None."""
+        where, params = "d.status = 'dead'", cast(tuple[str, ...], ())
+        if tenant is not None:
+            where, params = where + " AND d.tenant = ?", (tenant,)
+        with self._db.transaction(immediate=False) as conn:
+            return _select_deliveries(conn, where, params)
+
+    async def replay(self, delivery_id: str) -> None:
+        """Queue a dead letter again with its attempts reset."""
+        now = self._clock()
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT status FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"Dead letter {delivery_id} not found")
+            if row[0] != "dead":
+                raise Conflict(f"Delivery {delivery_id} is {row[0]}, not dead-lettered: only dead letters can be "
+                               "replayed")
+            conn.execute("UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                         "lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+                         (now, now, delivery_id))
+
+    async def deliveries(self, event_id: str) -> builtins.list[Delivery]:
+        """Every delivery of one event."""
+        with self._db.transaction(immediate=False) as conn:
+            return _select_deliveries(conn, "d.event_id = ?", (event_id,))
+
+    async def close(self) -> None:
+        """Release the connection."""
+        self._db.close()
+
+
+class SqliteRunLog:
+    """RunLog on the state database file: the latest `keep` runs are kept."""
+
+    def __init__(self, path: str | os.PathLike[str], *, keep: int = 10_000) -> None:
+        self._db = EventsDatabase(path, "runs log")
+        self._keep = keep
+        self._since_prune = 0
+
+    async def record_run(self, run: Run) -> None:
+        """Append a run (a run id already recorded is ignored)."""
+        logs = json.dumps(list(run.logs), ensure_ascii=False, default=str)
+        handler = run.handler
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO runs (id, tenant, module_id, version, idx, status, event_id, event_type, "
+                "schedule, attempt, logs, error, started_at, duration_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.id, handler.tenant, handler.module_id, handler.version, handler.index, run.status,
+                 run.event_id, run.event_type, run.schedule, run.attempt, logs, run.error, run.started_at,
+                 run.duration_ms),
+            )
+            self._since_prune += 1
+            if self._since_prune >= 100:
+                self._since_prune = 0
+                conn.execute("DELETE FROM runs WHERE seq <= (SELECT MAX(seq) FROM runs) - ?", (self._keep,))
+
+    async def runs(self, tenant: str | None = None, limit: int = 100) -> builtins.list[Run]:
+        """The latest runs, newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        where, params = "", cast(tuple[str, ...], ())
+        if tenant is not None:
+            where, params = "WHERE tenant = ? ", (tenant,)
+        with self._db.transaction(immediate=False) as conn:
+            rows = conn.execute(
+                "SELECT id, tenant, module_id, version, idx, status, event_id, event_type, schedule, attempt, "
+                f"logs, error, started_at, duration_ms FROM runs {where}ORDER BY seq DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [Run(id=r[0], handler=HandlerRef(r[1], r[2], r[3], r[4]), status=r[5], event_id=r[6],
+                    event_type=r[7], schedule=r[8], attempt=r[9], logs=tuple(json.loads(r[10])), error=r[11],
+                    started_at=r[12], duration_ms=r[13]) for r in rows]
+
+    async def close(self) -> None:
+        """Release the connection."""
+        self._db.close()
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    check_id(event.id, "event id")
+    check_event_type(event.type)
+    try:
+        data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"Event {event.type} data must be JSON-serializable: {exc}") from exc
+    return (event.id, event.tenant, event.type, data, event.source, event.time, event.correlation_id)
+
+
+def _insert_event(conn: Any, row: tuple[Any, ...], now: int) -> bool:
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO events (id, tenant, type, data, source, time, correlation_id, published_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*row, now),
+    )
+    return bool(cursor.rowcount)
+
+
+def _insert_delivery(conn: Any, event: Event, handler: HandlerRef, now: int) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO deliveries (event_id, handler_id, id, tenant, module_id, version, idx, status, "
+        "attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+        (event.id, handler.handler_id, new_id("Delivery"), handler.tenant, handler.module_id, handler.version,
+         handler.index, now, now, now),
+    )
+
+
+def _select_deliveries(conn: Any, where: str, params: tuple[Any, ...]) -> builtins.list[Delivery]:
+    rows = conn.execute(f"{_DELIVERY_SELECT} WHERE {where} ORDER BY d.created_at, d.id", params).fetchall()
+    out: builtins.list[Delivery] = []
+    for (delivery_id, tenant, module_id, version, idx, status, attempts, next_at, last_error, claim,
+         event_id, type, data, source, time, event_tenant, correlation_id) in rows:
+        event = Event(id=event_id, type=type, data=json.loads(data), source=source, time=time, tenant=event_tenant,
+                      correlation_id=correlation_id)
+        state: DeliveryStatus = status
+        out.append(Delivery(id=delivery_id, event=event, handler=HandlerRef(tenant, module_id, version, idx),
+                            status=state, attempts=attempts, next_attempt_at=format_iso(next_at),
+                            last_error=last_error, claim=claim))
+    return out

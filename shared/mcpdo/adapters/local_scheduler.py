@@ -1,0 +1,109 @@
+"""The local Scheduler: fire times of the live `every()` schedules, kept in the state database.
+
+Each live schedule has a state row (next fire time, last slot fired). `due(now)` first reconciles the
+state with the live schedules: a new schedule (or one whose text changed) starts from `now`, a schedule
+re-registered unchanged keeps its next fire time (now run by the new version's handler), and a removed one
+loses its state and stops firing. A schedule whose next fire time passed while nothing ran (downtime) is
+due once, for its latest missed slot; after `mark_fired` it resumes its normal cadence.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from datetime import UTC, datetime
+
+from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.errors import InputError
+from mcpdo.ports import DueSchedule, HandlerRef, ScheduleEntry
+from mcpdo.schedules import Schedule, parse_schedule
+from mcpdo.timeparse import from_epoch_ms, to_epoch_ms
+
+_Key = tuple[str, str, int]
+
+
+class LocalScheduler:
+    """Scheduler on the state database file (its own connection); reads the module store's live schedules."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._db = EventsDatabase(path, "scheduler")
+        self._parsed: dict[str, Schedule | None] = {}
+
+    async def due(self, now: datetime) -> builtins.list[DueSchedule]:
+        """The schedules due at `now`, each once, for its latest slot at or before `now`."""
+        now = _aware(now)
+        now_ms = to_epoch_ms(now)
+        out: builtins.list[DueSchedule] = []
+        with self._db.transaction() as conn:
+            live = {(r[0], r[1], r[2]): (r[3], r[4]) for r in conn.execute(
+                "SELECT tenant, module_id, idx, version, schedule FROM schedules")}
+            state = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in conn.execute(
+                "SELECT tenant, module_id, idx, version, schedule, next_fire FROM schedule_state")}
+            for key in state.keys() - live.keys():
+                conn.execute("DELETE FROM schedule_state WHERE tenant = ? AND module_id = ? AND idx = ?", key)
+            for key, (version, text) in live.items():
+                parsed = self._parse(text)
+                if parsed is None:
+                    continue
+                known = state.get(key)
+                if known is not None and known[1] == text:
+                    next_fire = int(known[2])
+                    if known[0] != version:
+                        conn.execute("UPDATE schedule_state SET version = ? WHERE tenant = ? AND module_id = ? "
+                                     "AND idx = ?", (version, *key))
+                else:
+                    next_fire = to_epoch_ms(parsed.next_after(now))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO schedule_state (tenant, module_id, idx, version, schedule, "
+                        "next_fire, last_fired) VALUES (?, ?, ?, ?, ?, ?, NULL)", (*key, version, text, next_fire),
+                    )
+                if next_fire <= now_ms:
+                    slot = parsed.last_at_or_before(now)
+                    entry = ScheduleEntry(HandlerRef(key[0], key[1], version, key[2]), text)
+                    out.append(DueSchedule(entry=entry, scheduled_time=slot))
+        out.sort(key=lambda item: (item.scheduled_time, item.entry.handler.tenant, item.entry.handler.module_id,
+                                   item.entry.handler.index))
+        return out
+
+    async def mark_fired(self, entry: ScheduleEntry, fired_for: datetime) -> None:
+        """Record the slot fired; the next fire time becomes the first slot after it (and after any later mark)."""
+        parsed = self._parse(entry.schedule)
+        if parsed is None:
+            raise InputError(f"Cannot mark schedule {entry.schedule!r} fired: it does not parse")
+        fired_for = _aware(fired_for)
+        fired_ms = to_epoch_ms(fired_for)
+        next_fire = to_epoch_ms(parsed.next_after(fired_for))
+        ref = entry.handler
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE schedule_state SET last_fired = MAX(COALESCE(last_fired, ?), ?), "
+                "next_fire = MAX(next_fire, ?) WHERE tenant = ? AND module_id = ? AND idx = ? AND schedule = ?",
+                (fired_ms, fired_ms, next_fire, ref.tenant, ref.module_id, ref.index, entry.schedule),
+            )
+
+    async def next_fire(self, entry: ScheduleEntry) -> datetime | None:
+        """The next fire time the scheduler holds for `entry`, or None before it has seen the entry."""
+        ref = entry.handler
+        with self._db.transaction(immediate=False) as conn:
+            row = conn.execute("SELECT next_fire FROM schedule_state WHERE tenant = ? AND module_id = ? AND idx = ? "
+                               "AND schedule = ?", (ref.tenant, ref.module_id, ref.index, entry.schedule)).fetchone()
+        return None if row is None else from_epoch_ms(row[0])
+
+    async def close(self) -> None:
+        """Release the connection."""
+        self._db.close()
+
+    def _parse(self, text: str) -> Schedule | None:
+        # A schedule the module store accepted always parses; an unparseable row is skipped, never fatal.
+        if text not in self._parsed:
+            try:
+                self._parsed[text] = parse_schedule(text)
+            except InputError:
+                self._parsed[text] = None
+        return self._parsed[text]
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InputError("The scheduler needs timezone-aware datetimes")
+    return moment.astimezone(UTC)

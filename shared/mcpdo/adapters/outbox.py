@@ -1,0 +1,67 @@
+"""The local Mailer: messages are appended to an outbox table in the state database, never sent.
+
+`mcpdo outbox list` shows them. A message is stored once per idempotency key, so a retried delivery of the
+same `Email.send` event does not produce a second message.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.errors import InputError
+from mcpdo.timeparse import format_iso, now_ms
+
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+class LocalOutbox:
+    """Mailer that keeps messages in the outbox table (its own connection)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], int] = now_ms) -> None:
+        self._db = EventsDatabase(path, "outbox")
+        self._clock = clock
+
+    async def send(self, message: dict[str, Any], idempotency_key: str) -> None:
+        """Append `message` to the outbox unless a message with this key is already there."""
+        check_message(message)
+        if not isinstance(idempotency_key, str) or not idempotency_key:
+            raise InputError(f"An email needs a non-empty idempotency key, got {idempotency_key!r}")
+        try:
+            body = json.dumps(message, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"An email message must be JSON-serializable: {exc}") from exc
+        if len(body.encode()) > MAX_MESSAGE_BYTES:
+            raise InputError(f"An email message must be at most {MAX_MESSAGE_BYTES} bytes as JSON")
+        with self._db.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO outbox (key, message, sent_at) VALUES (?, ?, ?)",
+                         (idempotency_key, body, self._clock()))
+
+    async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
+        """The latest messages, newest first: the message fields plus `sentAt` and `idempotencyKey`."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        with self._db.transaction(immediate=False) as conn:
+            rows = conn.execute("SELECT key, message, sent_at FROM outbox ORDER BY seq DESC LIMIT ?",
+                                (limit,)).fetchall()
+        return [{**json.loads(message), "sentAt": format_iso(sent_at), "idempotencyKey": key}
+                for key, message, sent_at in rows]
+
+    async def close(self) -> None:
+        """Release the connection."""
+        self._db.close()
+
+
+def check_message(message: object) -> dict[str, Any]:
+    """Return `message` if it is an email with at least one recipient in `to`, else raise InputError."""
+    if not isinstance(message, dict):
+        raise InputError(f"An email must be an object like {{ to, subject, body }}, got {message!r}")
+    to = message.get("to")
+    recipients = to if isinstance(to, list) else [to]
+    if to is None or not recipients or not all(isinstance(item, str) and "@" in item for item in recipients):
+        raise InputError(f"An email needs 'to': a recipient address or a list of them, got {to!r}")
+    return message

@@ -1,0 +1,168 @@
+"""The SQLite tables behind modules, events, schedules, the outbox and the worker lease, and one connection helper.
+
+Every adapter of the embedded event system opens its own connection to the state folder's database file
+and creates all of these tables, so any of them can be opened first. The tables share one file with the
+entity store, so registering a module and publishing an event see each other's writes transactionally.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from mcpdo.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS modules (
+    tenant     TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    type       TEXT,
+    source     TEXT    NOT NULL,
+    code       TEXT    NOT NULL,
+    owner      TEXT    NOT NULL,  -- JSON object
+    exports    TEXT    NOT NULL,  -- JSON array of names
+    metadata   TEXT    NOT NULL,  -- JSON object
+    created_at TEXT    NOT NULL,  -- ISO-8601
+    PRIMARY KEY (tenant, id, version)
+);
+-- The live subscriptions and schedules: only the latest version's, replaced together with it.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    tenant    TEXT    NOT NULL,
+    module_id TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    idx       INTEGER NOT NULL,
+    pattern   TEXT    NOT NULL,
+    PRIMARY KEY (tenant, module_id, idx)
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    tenant    TEXT    NOT NULL,
+    module_id TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    idx       INTEGER NOT NULL,
+    schedule  TEXT    NOT NULL,
+    PRIMARY KEY (tenant, module_id, idx)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id             TEXT    PRIMARY KEY,
+    tenant         TEXT    NOT NULL,
+    type           TEXT    NOT NULL,
+    data           TEXT    NOT NULL,  -- JSON
+    source         TEXT    NOT NULL,
+    time           TEXT    NOT NULL,
+    correlation_id TEXT    NOT NULL,
+    published_at   INTEGER NOT NULL   -- epoch ms
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id        TEXT    NOT NULL,
+    handler_id      TEXT    NOT NULL,  -- module_id#index
+    id              TEXT    NOT NULL UNIQUE,
+    tenant          TEXT    NOT NULL,
+    module_id       TEXT    NOT NULL,
+    version         INTEGER NOT NULL,
+    idx             INTEGER NOT NULL,
+    status          TEXT    NOT NULL,  -- pending | running | done | dead
+    attempts        INTEGER NOT NULL,  -- attempts started
+    next_attempt_at INTEGER NOT NULL,  -- epoch ms
+    lease_until     INTEGER,           -- epoch ms, while running
+    claim           TEXT,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (event_id, handler_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_tenant ON deliveries (tenant, status);
+CREATE TABLE IF NOT EXISTS runs (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT    NOT NULL UNIQUE,
+    tenant      TEXT    NOT NULL,
+    module_id   TEXT    NOT NULL,
+    version     INTEGER NOT NULL,
+    idx         INTEGER NOT NULL,
+    status      TEXT    NOT NULL,  -- ok | error
+    event_id    TEXT,
+    event_type  TEXT,
+    schedule    TEXT,
+    attempt     INTEGER NOT NULL,
+    logs        TEXT    NOT NULL,  -- JSON array of {level, message, timestamp}
+    error       TEXT,
+    started_at  TEXT    NOT NULL,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, seq);
+CREATE TABLE IF NOT EXISTS schedule_state (
+    tenant     TEXT    NOT NULL,
+    module_id  TEXT    NOT NULL,
+    idx        INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    schedule   TEXT    NOT NULL,
+    next_fire  INTEGER NOT NULL,  -- epoch ms
+    last_fired INTEGER,           -- epoch ms of the slot last fired
+    PRIMARY KEY (tenant, module_id, idx)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    key     TEXT    NOT NULL UNIQUE,
+    message TEXT    NOT NULL,  -- JSON object
+    sent_at INTEGER NOT NULL   -- epoch ms
+);
+CREATE TABLE IF NOT EXISTS leases (
+    name       TEXT    PRIMARY KEY,
+    owner      TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL  -- epoch ms
+);
+"""
+
+
+class EventsDatabase:
+    """One connection to the state database, guarded by a lock; writes in `BEGIN IMMEDIATE` transactions."""
+
+    def __init__(self, path: str | os.PathLike[str], what: str) -> None:
+        self.what = what
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(os.fspath(path), isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the {what} at {os.fspath(path)!r}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction: committed on success, rolled back on any error (SQLite errors become StoreError)."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"The {self.what} is unavailable: {exc}") from exc
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"The {self.what} operation failed: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"The {self.what} commit failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

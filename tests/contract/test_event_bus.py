@@ -1,0 +1,424 @@
+"""The EventBus, RunLog and Mailer contract: every backend in events_backends.BACKEND_FACTORIES must pass it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcpdo.errors import Conflict, InputError, NotFound
+from mcpdo.ids import new_id
+from mcpdo.ports import MAILER_MODULE, Delivery, Event, HandlerRef, Run, mailer_handler
+
+from tests.contract.events_backends import (  # noqa: F401  (fixtures)
+    BACKOFF_BASE,
+    EventsBackend,
+    FakeClock,
+    backend_factory_fixture,
+    backend_fixture,
+    clock_fixture,
+    module,
+    subscription,
+)
+
+pytestmark = pytest.mark.anyio
+
+LEASE = 30.0
+
+
+def event(type: str = "Order.created", data: Any = None, tenant: str = "acme", id: str | None = None) -> Event:
+    event_id = id or new_id("Event")
+    return Event(id=event_id, type=type, data={"n": 1} if data is None else data, source="test",
+                 time="2026-01-01T00:00:00.000Z", tenant=tenant, correlation_id=event_id)
+
+
+async def live(backend: EventsBackend, *patterns: str, tenant: str = "acme",
+               module_id: str = "https://acme.test/orders", version: int = 1) -> list[HandlerRef]:
+    """Register a module version subscribing handler i to patterns[i]; returns the handler refs."""
+    mod = module(module_id, version, tenant=tenant)
+    subs = [subscription(mod, index, pattern) for index, pattern in enumerate(patterns)]
+    await backend.modules.save(mod, subs, [])
+    return [sub.handler for sub in subs]
+
+
+def targets(deliveries: list[Delivery]) -> list[tuple[str, str]]:
+    return sorted((d.event.id, d.handler.handler_id) for d in deliveries)
+
+
+# -- publish and fan-out -----------------------------------------------------------------------------
+
+
+async def test_a_published_event_is_delivered_to_every_matching_subscription(backend: EventsBackend) -> None:
+    exact, namespace, verb, _, everything = await live(backend, "Order.created", "Order.*", "*.created",
+                                                       "Order.paid", "*")
+    sent = event("Order.created", {"total": 10})
+    await backend.bus.publish(sent)
+    claimed = await backend.bus.claim_due(10, LEASE)
+    assert {d.handler for d in claimed} == {exact, namespace, verb, everything}
+    assert all(d.event == sent for d in claimed)
+    assert all(d.status == "running" and d.attempts == 1 for d in claimed)
+
+
+async def test_an_event_reaches_only_its_own_tenants_subscriptions(backend: EventsBackend) -> None:
+    await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
+    await backend.bus.publish(event(tenant="acme"))
+    assert await backend.bus.claim_due(10, LEASE) == []
+    mine = event(tenant="globex")
+    await backend.bus.publish(mine)
+    assert [(d.event.id, d.handler.tenant) for d in await backend.bus.claim_due(10, LEASE)] == [
+        (mine.id, "globex")]
+
+
+async def test_an_event_nobody_subscribes_to_is_kept_but_delivered_to_no_one(backend: EventsBackend) -> None:
+    await live(backend, "Order.created")
+    sent = event("Invoice.created.v2")
+    await backend.bus.publish(sent)
+    assert await backend.bus.claim_due(10, LEASE) == []
+    assert await backend.bus.deliveries(sent.id) == []
+
+
+async def test_publishing_the_same_event_id_twice_delivers_it_once(backend: EventsBackend) -> None:
+    await live(backend, "Order.created", "Order.*")
+    sent = event()
+    await backend.bus.publish(sent)
+    await backend.bus.publish(sent)
+    claimed = await backend.bus.claim_due(10, LEASE)
+    assert len(claimed) == 2
+    for delivery in claimed:
+        await backend.bus.complete(delivery)
+    await backend.bus.publish(sent)
+    assert await backend.bus.claim_due(10, LEASE) == []
+    assert {d.status for d in await backend.bus.deliveries(sent.id)} == {"done"}
+
+
+async def test_event_data_round_trips_as_json(backend: EventsBackend) -> None:
+    await live(backend, "Order.created")
+    data = {"id": "ord_1", "items": [{"sku": "a", "qty": 2}], "note": "héllo ✓", "paid": False, "x": None,
+            "total": 12.5}
+    await backend.bus.publish(event(data=data))
+    [delivery] = await backend.bus.claim_due(10, LEASE)
+    assert delivery.event.data == data
+
+
+async def test_a_malformed_event_is_refused(backend: EventsBackend) -> None:
+    with pytest.raises(InputError, match="Invalid event type"):
+        await backend.bus.publish(event("Order created"))
+    with pytest.raises(InputError, match="Invalid event type"):
+        await backend.bus.publish(event("Order.*"))
+    with pytest.raises(InputError, match="JSON"):
+        await backend.bus.publish(event(data={"f": {1, 2}}))
+    with pytest.raises(InputError, match="event id"):
+        await backend.bus.publish(event(id="not an id"))
+
+
+# -- claiming, completing, leases --------------------------------------------------------------------
+
+
+async def test_a_claimed_delivery_is_not_handed_out_again_while_its_lease_runs(backend: EventsBackend,
+                                                                                clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    await backend.bus.publish(event())
+    assert len(await backend.bus.claim_due(10, LEASE)) == 1
+    clock.advance(LEASE - 1)
+    assert await backend.bus.claim_due(10, LEASE) == []
+
+
+async def test_claim_due_hands_out_at_most_limit_deliveries_oldest_first(backend: EventsBackend,
+                                                                        clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    sent = []
+    for _ in range(5):
+        sent.append(event())
+        await backend.bus.publish(sent[-1])
+        clock.advance(0.01)
+    first = await backend.bus.claim_due(2, LEASE)
+    rest = await backend.bus.claim_due(10, LEASE)
+    assert [d.event.id for d in first + rest] == [e.id for e in sent]
+    assert await backend.bus.claim_due(0, LEASE) == []
+
+
+async def test_a_completed_delivery_is_never_handed_out_again(backend: EventsBackend, clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    sent = event()
+    await backend.bus.publish(sent)
+    [delivery] = await backend.bus.claim_due(10, LEASE)
+    await backend.bus.complete(delivery)
+    clock.advance(LEASE * 10)
+    assert await backend.bus.claim_due(10, LEASE) == []
+    assert await backend.bus.requeue_running() == 0
+    assert await backend.bus.claim_due(10, LEASE) == []
+    [done] = await backend.bus.deliveries(sent.id)
+    assert done.status == "done" and done.attempts == 1
+
+
+async def test_a_running_delivery_whose_lease_expired_is_handed_out_again(backend: EventsBackend,
+                                                                          clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    await backend.bus.publish(event())
+    [first] = await backend.bus.claim_due(10, LEASE)
+    clock.advance(LEASE + 1)
+    [again] = await backend.bus.claim_due(10, LEASE)
+    assert again.id == first.id and again.attempts == 2
+    assert again.last_error is not None and "interrupted" in again.last_error
+
+
+async def test_requeue_running_makes_in_flight_deliveries_due_at_once(backend: EventsBackend) -> None:
+    await live(backend, "Order.created")
+    await backend.bus.publish(event())
+    await backend.bus.publish(event())
+    assert len(await backend.bus.claim_due(10, LEASE)) == 2
+    assert await backend.bus.requeue_running() == 2
+    assert len(await backend.bus.claim_due(10, LEASE)) == 2
+
+
+async def test_a_failure_reported_on_a_claim_that_was_taken_over_is_ignored(backend: EventsBackend,
+                                                                            clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    sent = event()
+    await backend.bus.publish(sent)
+    [stale] = await backend.bus.claim_due(10, LEASE)
+    clock.advance(LEASE + 1)
+    [current] = await backend.bus.claim_due(10, LEASE)
+    await backend.bus.fail(stale, "late failure from the first claimant")
+    [state] = await backend.bus.deliveries(sent.id)
+    assert state.status == "running" and state.attempts == 2
+    await backend.bus.complete(current)
+    [state] = await backend.bus.deliveries(sent.id)
+    assert state.status == "done"
+
+
+# -- retries, dead letters, replay -------------------------------------------------------------------
+
+
+async def test_failures_retry_three_times_with_exponential_back_off_then_dead_letter(backend: EventsBackend,
+                                                                                      clock: FakeClock) -> None:
+    [handler] = await live(backend, "Order.created")
+    sent = event()
+    await backend.bus.publish(sent)
+    for attempt, wait in ((1, 1), (2, 2), (3, 4)):
+        [delivery] = await backend.bus.claim_due(10, LEASE)
+        assert delivery.attempts == attempt
+        await backend.bus.fail(delivery, f"boom {attempt}")
+        clock.advance(wait * BACKOFF_BASE - 0.05)
+        assert await backend.bus.claim_due(10, LEASE) == [], f"retry {attempt} came before its back-off"
+        clock.advance(0.05)
+    [last] = await backend.bus.claim_due(10, LEASE)
+    assert last.attempts == 4 and last.last_error == "boom 3"
+    await backend.bus.fail(last, "boom 4")
+    clock.advance(3600)
+    assert await backend.bus.claim_due(10, LEASE) == []
+    [dead] = await backend.bus.dead_letters("acme")
+    assert (dead.id, dead.handler, dead.event, dead.status) == (last.id, handler, sent, "dead")
+    assert dead.attempts == 4 and dead.last_error == "boom 4"
+
+
+async def test_a_replayed_dead_letter_is_delivered_again_with_fresh_retries(backend: EventsBackend,
+                                                                             clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    await backend.bus.publish(event())
+    for _ in range(4):
+        [delivery] = await backend.bus.claim_due(10, LEASE)
+        await backend.bus.fail(delivery, "boom")
+        clock.advance(60)
+    [dead] = await backend.bus.dead_letters()
+    await backend.bus.replay(dead.id)
+    assert await backend.bus.dead_letters() == []
+    [again] = await backend.bus.claim_due(10, LEASE)
+    assert again.id == dead.id and again.attempts == 1
+    await backend.bus.fail(again, "still failing")
+    assert await backend.bus.dead_letters() == []  # it has its retries back
+    clock.advance(BACKOFF_BASE)
+    [retry] = await backend.bus.claim_due(10, LEASE)
+    await backend.bus.complete(retry)
+    [done] = await backend.bus.deliveries(dead.event.id)
+    assert done.status == "done"
+
+
+async def test_a_delivery_interrupted_on_its_last_attempt_is_dead_lettered(backend: EventsBackend,
+                                                                          clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    await backend.bus.publish(event())
+    for _ in range(3):
+        [delivery] = await backend.bus.claim_due(10, LEASE)
+        await backend.bus.fail(delivery, "boom")
+        clock.advance(60)
+    [last] = await backend.bus.claim_due(10, LEASE)
+    assert last.attempts == 4
+    clock.advance(LEASE + 1)
+    assert await backend.bus.claim_due(10, LEASE) == []
+    [dead] = await backend.bus.dead_letters()
+    assert dead.last_error is not None and "interrupted" in dead.last_error
+
+
+async def test_replaying_an_unknown_id_says_so(backend: EventsBackend) -> None:
+    with pytest.raises(NotFound, match="Dead letter del_nope not found"):
+        await backend.bus.replay("del_nope")
+
+
+async def test_only_dead_letters_can_be_replayed(backend: EventsBackend) -> None:
+    await live(backend, "Order.created")
+    sent = event()
+    await backend.bus.publish(sent)
+    [pending] = await backend.bus.deliveries(sent.id)
+    with pytest.raises(Conflict, match="not dead-lettered"):
+        await backend.bus.replay(pending.id)
+
+
+async def test_dead_letters_are_listed_per_tenant_or_all(backend: EventsBackend, clock: FakeClock) -> None:
+    await live(backend, "Order.created")
+    await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
+    await backend.bus.publish(event(tenant="acme"))
+    await backend.bus.publish(event(tenant="globex"))
+    for _ in range(4):
+        for delivery in await backend.bus.claim_due(10, LEASE):
+            await backend.bus.fail(delivery, "boom")
+        clock.advance(60)
+    assert [d.handler.tenant for d in await backend.bus.dead_letters("acme")] == ["acme"]
+    assert [d.handler.tenant for d in await backend.bus.dead_letters("globex")] == ["globex"]
+    assert sorted(d.handler.tenant for d in await backend.bus.dead_letters()) == ["acme", "globex"]
+    assert await backend.bus.dead_letters("initech") == []
+
+
+# -- direct deliveries (schedule fires) --------------------------------------------------------------
+
+
+async def test_enqueue_delivers_to_exactly_one_handler_once(backend: EventsBackend) -> None:
+    await live(backend, "Schedule.fired", "*")
+    target = HandlerRef("acme", "https://acme.test/cron", 3, 1)
+    fire = event("Schedule.fired", {"schedule": "5m", "scheduledTime": "2026-01-01T00:05:00.000Z"})
+    await backend.bus.enqueue(fire, target)
+    await backend.bus.enqueue(fire, target)
+    [delivery] = await backend.bus.claim_due(10, LEASE)
+    assert delivery.handler == target and delivery.event == fire
+
+
+async def test_enqueue_refuses_a_handler_of_another_tenant(backend: EventsBackend) -> None:
+    with pytest.raises(InputError, match="tenant"):
+        await backend.bus.enqueue(event(tenant="acme"), HandlerRef("globex", "https://g.test/m", 1, 0))
+
+
+# -- the built-in mailer route -----------------------------------------------------------------------
+
+
+async def test_email_send_without_a_user_handler_goes_to_the_builtin_mailer(backend: EventsBackend) -> None:
+    await live(backend, "*.send", "*")
+    mail = event("Email.send", {"to": "a@example.com", "subject": "Hi"})
+    await backend.bus.publish(mail)
+    handlers = {d.handler for d in await backend.bus.deliveries(mail.id)}
+    assert mailer_handler("acme") in handlers
+    assert len(handlers) == 3  # the two observers still see it
+
+
+@pytest.mark.parametrize("pattern", ["Email.send", "Email.*"])
+async def test_a_user_handler_for_email_send_replaces_the_builtin_mailer(backend: EventsBackend,
+                                                                          pattern: str) -> None:
+    [mine] = await live(backend, pattern)
+    mail = event("Email.send", {"to": "a@example.com"})
+    await backend.bus.publish(mail)
+    assert [d.handler for d in await backend.bus.deliveries(mail.id)] == [mine]
+    assert all(d.handler.module_id != MAILER_MODULE for d in await backend.bus.deliveries(mail.id))
+
+
+# -- atomic re-registration --------------------------------------------------------------------------
+
+
+async def test_an_event_published_during_re_registration_reaches_old_or_new_handlers_never_both_or_neither(
+    backend_factory: Callable[[Path, Callable[[], int]], EventsBackend], tmp_path: Path, clock: FakeClock,
+    anyio_backend: str,
+) -> None:
+    registrar = backend_factory(tmp_path, clock)
+    publisher = backend_factory(tmp_path, clock)
+    module_id = "https://acme.test/orders"
+    await live(registrar, "Order.created", module_id=module_id)
+    published: list[str] = []
+    done = threading.Event()
+
+    async def publish_many() -> None:
+        while not done.is_set() or len(published) < 50:
+            sent = event()
+            await publisher.bus.publish(sent)
+            published.append(sent.id)
+
+    def publish_thread() -> None:
+        asyncio.run(publish_many())
+
+    async def re_register() -> None:
+        # Version v subscribes with handler index v % 2, so old and new handlers have different ids.
+        for version in range(2, 42):
+            mod = module(module_id, version)
+            await registrar.modules.save(mod, [subscription(mod, version % 2, "Order.created")], [])
+        done.set()
+
+    def register_thread() -> None:
+        asyncio.run(re_register())
+
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                group.start_soon(anyio.to_thread.run_sync, publish_thread)
+                group.start_soon(anyio.to_thread.run_sync, register_thread)
+        counts = {event_id: len(await registrar.bus.deliveries(event_id)) for event_id in published}
+        assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
+    finally:
+        await registrar.close()
+        await publisher.close()
+
+
+# -- runs log ----------------------------------------------------------------------------------------
+
+
+def run(tenant: str = "acme", status: str = "ok", **extra: Any) -> Run:
+    fields: dict[str, Any] = {"started_at": "2026-01-01T00:00:00.000Z", "duration_ms": 12, "event_id": "evt_1",
+                              "event_type": "Order.created"}
+    fields.update(extra)
+    return Run(id=new_id("Run"), handler=HandlerRef(tenant, "https://acme.test/orders", 1, 0),
+               status=status, **fields)  # type: ignore[arg-type]
+
+
+async def test_runs_are_listed_newest_first_with_their_logs(backend: EventsBackend) -> None:
+    logs = ({"level": "info", "message": "hello", "timestamp": "2026-01-01T00:00:00.001Z"},)
+    first = run(logs=logs)
+    second = run(status="error", error="Error: boom", attempt=2, schedule="5m")
+    await backend.runs.record_run(first)
+    await backend.runs.record_run(second)
+    assert await backend.runs.runs("acme") == [second, first]
+    assert await backend.runs.runs("acme", limit=1) == [second]
+
+
+async def test_runs_are_listed_per_tenant_or_all_and_recording_twice_keeps_one(backend: EventsBackend) -> None:
+    mine = run("acme")
+    await backend.runs.record_run(mine)
+    await backend.runs.record_run(mine)
+    await backend.runs.record_run(run("globex"))
+    assert [r.tenant for r in await backend.runs.runs("acme")] == ["acme"]
+    assert sorted(r.tenant for r in await backend.runs.runs()) == ["acme", "globex"]
+    with pytest.raises(InputError, match="limit"):
+        await backend.runs.runs(limit=0)
+
+
+# -- mailer ------------------------------------------------------------------------------------------
+
+
+async def test_the_mailer_keeps_one_message_per_idempotency_key(backend: EventsBackend) -> None:
+    message = {"to": "alice@example.com", "from": "shop@example.com", "subject": "Order shipped", "body": "Hi",
+               "eventId": "evt_1"}
+    await backend.mailer.send(message, "evt_1")
+    await backend.mailer.send(message, "evt_1")
+    await backend.mailer.send({**message, "to": ["bob@example.com"]}, "evt_2")
+    sent = await backend.mailer.list()
+    assert [m["to"] for m in sent] == [["bob@example.com"], "alice@example.com"]
+    assert sent[1]["subject"] == "Order shipped" and sent[1]["eventId"] == "evt_1" and "sentAt" in sent[1]
+    assert len(await backend.mailer.list(limit=1)) == 1
+
+
+@pytest.mark.parametrize("message", [{"subject": "no recipient"}, {"to": ""}, {"to": []}, {"to": 42},
+                                     {"to": "not-an-address"}])
+async def test_the_mailer_refuses_a_message_without_a_recipient(backend: EventsBackend,
+                                                                message: dict[str, Any]) -> None:
+    with pytest.raises(InputError, match="'to'"):
+        await backend.mailer.send(message, "k1")
+    assert await backend.mailer.list() == []
