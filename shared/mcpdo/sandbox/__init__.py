@@ -1,0 +1,6 @@
+"""The sandbox: caller TypeScript runs in a fresh QuickJS instance inside warm Node processes."""
+
+from mcpdo.sandbox.pool import Sandbox
+from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Limits, LogEntry
+
+__all__ = ["ExecutionRequest", "ExecutionResult", "HostCall", "Limits", "LogEntry", "Sandbox"]

@@ -1,0 +1,546 @@
+// mcpdo sandbox runner: JSON lines on stdin/stdout, one execution at a time.
+//
+// In:  {"type":"exec","id":n,"code":"...","readonly":bool,"user":{...},"limits":{...}}
+//      {"type":"reply","id":callId,"ok":true,"value":json} | {"type":"reply","id":callId,"ok":false,"error":"msg"}
+// Out: {"type":"ready"}
+//      {"type":"call","exec":n,"id":callId,"name":"db.get","args":[...]}
+//      {"type":"result","id":n,"ok":true,"undefined":bool,"value":json,"logs":[...],"durationMs":ms}
+//      {"type":"result","id":n,"ok":false,"error":{kind,message,...},"logs":[...],"durationMs":ms}
+//      {"type":"protocol_error","message":"..."}
+import { buildInstance, hostRandomBytes, hostRandomUUID, lazySources, MAX_CALL_ARGS_CHARS } from './engine.mjs'
+import { prepareScript, SourceSyntaxError } from './transform.mjs'
+
+process.removeAllListeners('warning')
+process.on('warning', () => {})
+
+// stdout carries protocol lines only: anything else that prints goes to stderr.
+const writeOut = process.stdout.write.bind(process.stdout)
+const toStderr = (...args) => process.stderr.write(args.map(String).join(' ') + '\n')
+for (const level of ['log', 'info', 'warn', 'error', 'debug', 'trace', 'dir']) console[level] = toStderr
+process.stdout.write = (chunk, ...rest) => process.stderr.write(chunk, ...rest)
+
+function send(line) {
+  writeOut(line + '\n')
+}
+function sendObj(obj) {
+  send(JSON.stringify(obj))
+}
+
+const DEFAULT_LIMITS = {
+  timeout_ms: 10_000,
+  memory_bytes: 128 * 1024 * 1024,
+  max_script_bytes: 100 * 1024,
+  max_result_bytes: 1024 * 1024,
+  max_sdk_calls: 1000,
+  max_log_bytes: 256 * 1024,
+}
+const MiB = 1024 * 1024
+
+function normalizeLimits(raw) {
+  const out = { ...DEFAULT_LIMITS }
+  if (raw && typeof raw === 'object') {
+    for (const key of Object.keys(DEFAULT_LIMITS)) {
+      const v = raw[key]
+      if (typeof v === 'number' && Number.isFinite(v) && v > 0) out[key] = Math.floor(v)
+    }
+  }
+  out.memory_bytes = Math.max(8 * MiB, Math.min(out.memory_bytes, 1024 * MiB))
+  return out
+}
+
+function fmtMiB(bytes) {
+  const m = bytes / MiB
+  return Number.isInteger(m) ? `${m} MiB` : `${m.toFixed(1)} MiB`
+}
+
+// ----------------------------------------------------------------------------------------------
+// Warm instances
+
+let lastMemory = DEFAULT_LIMITS.memory_bytes
+let preparing = null
+
+function prepareNext() {
+  const mem = lastMemory
+  preparing = buildInstance(mem).catch((err) => {
+    toStderr('prepare failed', err && err.stack)
+    return null
+  })
+}
+
+async function takeInstance(mem) {
+  let inst = preparing ? await preparing : null
+  preparing = null
+  if (!inst || inst.memoryBytes !== mem) inst = await buildInstance(mem)
+  return inst
+}
+
+// ----------------------------------------------------------------------------------------------
+// One execution
+
+let current = null
+let nextCallId = 1
+
+const STACK_FRAME = /\(?script\.ts:(\d+):(\d+)\)?/
+
+function positionFromStack(stack, toOriginal) {
+  if (!stack) return null
+  for (const line of String(stack).split('\n')) {
+    const m = STACK_FRAME.exec(line)
+    if (m) {
+      const p = toOriginal(Number(m[1]), Math.max(0, Number(m[2]) - 1))
+      return { line: p.line, column: p.col + 1 }
+    }
+  }
+  return null
+}
+
+class Execution {
+  constructor(msg, inst, prepared, limits) {
+    this.id = msg.id
+    this.inst = inst
+    this.prepared = prepared
+    this.limits = limits
+    this.user = msg.user && typeof msg.user === 'object' ? msg.user : {}
+    this.started = performance.now()
+    this.deadline = Date.now() + limits.timeout_ms
+    this.calls = 0
+    this.pending = new Map()
+    this.timers = new Map()
+    this.logs = []
+    this.logBytes = 0
+    this.logsTruncated = false
+    this.done = null
+    this.fatal = null
+    this.interrupted = false
+    this.finished = false
+    this.deadlineTimer = null
+  }
+
+  // ---- host functions (called from inside the guest; never finish from here) ----
+
+  hostCall(name, argsText) {
+    if (this.finished || this.fatal) throw new Error('The execution has ended')
+    this.calls += 1
+    if (this.calls > this.limits.max_sdk_calls) {
+      const message = `SDK call limit exceeded: more than ${this.limits.max_sdk_calls} calls in one execution`
+      this.fatal = { kind: 'limit', limit: 'calls', message }
+      throw new Error(message)
+    }
+    if (argsText.length > MAX_CALL_ARGS_CHARS) {
+      throw new Error(`${name}(): arguments too large (${argsText.length} bytes, limit ${MAX_CALL_ARGS_CHARS})`)
+    }
+    let args
+    try {
+      args = JSON.parse(argsText)
+    } catch {
+      throw new Error(`${name}(): arguments must be JSON`)
+    }
+    if (!Array.isArray(args)) throw new Error(`${name}(): arguments must be a list`)
+    const id = nextCallId++
+    const deferred = this.inst.ctx.newPromise()
+    this.pending.set(id, deferred)
+    send(`{"type":"call","exec":${JSON.stringify(this.id)},"id":${id},"name":${JSON.stringify(name)},"args":${argsText}}`)
+    return deferred.handle
+  }
+
+  hostSync(op, a, b) {
+    if (this.finished) return undefined
+    switch (op) {
+      case 'log':
+        this.log(a, b)
+        return undefined
+      case 'user':
+        return JSON.stringify(this.user)
+      case 'uuid':
+        return hostRandomUUID()
+      case 'random':
+        return hostRandomBytes(Number(a))
+      case 'timer':
+        this.setTimer(Number(a), Number(b))
+        return undefined
+      case 'clearTimer':
+        this.clearTimer(Number(a))
+        return undefined
+      case 'lazy':
+        return Object.hasOwn(lazySources, a) ? lazySources[a] : '(function () {})'
+      case 'done':
+        if (!this.done) this.done = { kind: a, text: b }
+        return undefined
+      default:
+        return undefined
+    }
+  }
+
+  log(level, message) {
+    if (this.logsTruncated) return
+    const text = String(message)
+    const size = Buffer.byteLength(text, 'utf8')
+    if (this.logBytes + size > this.limits.max_log_bytes) {
+      this.logsTruncated = true
+      this.logs.push({
+        level: 'warn',
+        message: `Log output truncated: more than ${this.limits.max_log_bytes} bytes of console output`,
+        timestamp: new Date().toISOString(),
+      })
+      return
+    }
+    this.logBytes += size
+    this.logs.push({ level: String(level), message: text, timestamp: new Date().toISOString() })
+  }
+
+  setTimer(id, ms) {
+    this.clearTimer(id)
+    const delay = Math.min(Math.max(0, ms || 0), 2 ** 31 - 1)
+    const t = setTimeout(() => {
+      this.timers.delete(id)
+      if (this.finished) return
+      this.enter(() => {
+        const { ctx } = this.inst
+        const idH = ctx.newNumber(id)
+        const r = ctx.callFunction(this.inst.fireFn, ctx.undefined, idH)
+        idH.dispose()
+        if (r.error) return r.error
+        r.value.dispose()
+        return null
+      })
+    }, delay)
+    this.timers.set(id, t)
+  }
+
+  clearTimer(id) {
+    const t = this.timers.get(id)
+    if (t !== undefined) {
+      clearTimeout(t)
+      this.timers.delete(id)
+    }
+  }
+
+  // ---- driving the guest ----
+
+  start() {
+    const { rt } = this.inst
+    rt.setInterruptHandler(() => {
+      if (this.fatal || this.finished) return true
+      if (Date.now() > this.deadline) {
+        this.interrupted = true
+        return true
+      }
+      return false
+    })
+    this.deadlineTimer = setTimeout(() => {
+      if (this.finished) return
+      this.interrupted = true
+      this.finish()
+    }, this.limits.timeout_ms)
+    this.enter(() => {
+      const { ctx } = this.inst
+      const r = ctx.evalCode(this.prepared.js, 'script.ts')
+      if (r.error) {
+        this.evalError = true
+        return r.error
+      }
+      const maxH = ctx.newNumber(this.limits.max_result_bytes)
+      const s = ctx.callFunction(this.inst.settleFn, ctx.undefined, r.value, maxH)
+      r.value.dispose()
+      maxH.dispose()
+      if (s.error) return s.error
+      s.value.dispose()
+      return null
+    })
+  }
+
+  reply(msg) {
+    const deferred = this.pending.get(msg.id)
+    if (!deferred || this.finished) return
+    this.pending.delete(msg.id)
+    this.enter(() => {
+      const { ctx } = this.inst
+      if (msg.ok) {
+        const text = msg.value === undefined ? '' : JSON.stringify(msg.value)
+        const h = ctx.newString(text)
+        deferred.resolve(h)
+        h.dispose()
+      } else {
+        const message = typeof msg.error === 'string' ? msg.error : 'Host call failed'
+        const h = ctx.newError(message)
+        deferred.reject(h)
+        h.dispose()
+      }
+      return null
+    })
+  }
+
+  // Run a step inside the guest, then its pending jobs, then decide whether the execution is over.
+  enter(step) {
+    if (this.finished) return
+    let errorHandle = null
+    try {
+      errorHandle = step()
+      if (!errorHandle && !this.done && !this.fatal) {
+        const res = this.inst.rt.executePendingJobs(-1)
+        if (res.error) errorHandle = res.error
+        else res.value && res.value.dispose && res.value.dispose()
+      }
+    } catch (err) {
+      this.trap = err
+    }
+    if (errorHandle) {
+      try {
+        this.thrown = this.inst.ctx.dump(errorHandle)
+      } catch {
+        this.thrown = { name: 'InternalError', message: 'out of memory' }
+      }
+      try {
+        errorHandle.dispose()
+      } catch {
+        // the instance is discarded anyway
+      }
+    }
+    if (this.done || this.fatal || this.interrupted || this.thrown || this.trap) this.finish()
+  }
+
+  errorFromInfo(info, fromEval) {
+    const name = String((info && info.name) || 'Error')
+    const message = String(info && info.message !== undefined ? info.message : info)
+    if (name === 'InternalError' && /out of memory/i.test(message)) return this.memoryError()
+    if ((name === 'InternalError' && /stack overflow/i.test(message)) ||
+        (name === 'RangeError' && /call stack/i.test(message))) {
+      return {
+        kind: 'limit',
+        limit: 'stack',
+        message: 'Stack overflow: maximum call stack size exceeded (unbounded recursion?)',
+      }
+    }
+    const pos = positionFromStack(info && info.stack, this.prepared.errorToOriginal)
+    if (fromEval && name === 'SyntaxError') {
+      return { kind: 'syntax', message, line: pos ? pos.line : null, column: pos ? pos.column : null }
+    }
+    return {
+      kind: 'runtime',
+      name,
+      message,
+      line: pos ? pos.line : null,
+      column: pos ? pos.column : null,
+    }
+  }
+
+  memoryError() {
+    return {
+      kind: 'limit',
+      limit: 'memory',
+      message: `Memory limit exceeded: the script used more than ${fmtMiB(this.limits.memory_bytes)}`,
+    }
+  }
+
+  outcome() {
+    if (this.fatal) return { error: this.fatal }
+    // A built-in that does not poll the interrupt handler can finish past the budget: still a timeout.
+    if (this.interrupted || Date.now() > this.deadline) {
+      return { error: { kind: 'timeout', message: `Execution timeout after ${this.limits.timeout_ms}ms`,
+        budget_ms: this.limits.timeout_ms } }
+    }
+    if (this.done) {
+      const { kind, text } = this.done
+      if (kind === 'ok') {
+        const bytes = Buffer.byteLength(text, 'utf8')
+        if (bytes > this.limits.max_result_bytes) {
+          return { error: { kind: 'limit', limit: 'result',
+            message: `Result too large: ${bytes} bytes exceeds the limit of ${this.limits.max_result_bytes} bytes` } }
+        }
+        return { value: text }
+      }
+      if (kind === 'undefined') return { undefined: true }
+      if (kind === 'limit') {
+        const o = JSON.parse(text)
+        return { error: { kind: 'limit', limit: o.kind, message: o.message } }
+      }
+      return { error: this.errorFromInfo(JSON.parse(text), false) }
+    }
+    if (this.thrown) return { error: this.errorFromInfo(this.thrown, this.evalError) }
+    if (this.trap) {
+      const pages = this.inst.wasmMemory.buffer.byteLength / 65536
+      if (pages >= this.inst.maxPages - 64 || /memory|alloc/i.test(String(this.trap && this.trap.message))) {
+        return { error: this.memoryError() }
+      }
+      toStderr('guest trap', this.trap && this.trap.stack)
+      return { error: { kind: 'runtime', name: 'InternalError',
+        message: 'The sandbox engine failed while running the script', line: null, column: null } }
+    }
+    return { error: { kind: 'runtime', name: 'Error', message: 'The script ended without a result' } }
+  }
+
+  finish() {
+    if (this.finished) return
+    this.finished = true
+    clearTimeout(this.deadlineTimer)
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+    let out
+    try {
+      out = this.outcome()
+    } catch (err) {
+      toStderr('outcome failed', err && err.stack)
+      out = { error: { kind: 'runtime', name: 'Error', message: 'The script result could not be read' } }
+    }
+    const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
+    const head = `{"type":"result","id":${JSON.stringify(this.id)},"durationMs":${durationMs},"logs":${JSON.stringify(this.logs)}`
+    if (out.error) send(`${head},"ok":false,"error":${JSON.stringify(out.error)}}`)
+    else if (out.undefined) send(`${head},"ok":true,"undefined":true,"value":null}`)
+    else send(`${head},"ok":true,"undefined":false,"value":${out.value}}`)
+    this.inst.exec = null
+    this.pending.clear()
+    // The instance is never reused: drop it whole (its wasm memory goes with it) and warm the next.
+    this.inst = { rt: null, ctx: null }
+    current = null
+    setImmediate(prepareNext)
+    if (finishedWaiter) {
+      const w = finishedWaiter
+      finishedWaiter = null
+      w()
+    }
+  }
+}
+
+function reportEarly(id, error, started) {
+  const durationMs = Math.round((performance.now() - started) * 1000) / 1000
+  send(`{"type":"result","id":${JSON.stringify(id)},"durationMs":${durationMs},"logs":[],"ok":false,"error":${JSON.stringify(error)}}`)
+}
+
+async function handleExec(msg) {
+  const started = performance.now()
+  const limits = normalizeLimits(msg.limits)
+  if (typeof msg.code !== 'string') {
+    reportEarly(msg.id, { kind: 'input', message: 'code must be a string' }, started)
+    return
+  }
+  const bytes = Buffer.byteLength(msg.code, 'utf8')
+  if (bytes > limits.max_script_bytes) {
+    reportEarly(msg.id, { kind: 'limit', limit: 'script',
+      message: `Script too large: ${bytes} bytes exceeds the limit of ${limits.max_script_bytes} bytes` }, started)
+    return
+  }
+  let prepared
+  try {
+    prepared = prepareScript(msg.code, { readonly: msg.readonly === true })
+  } catch (err) {
+    if (err instanceof SourceSyntaxError) {
+      reportEarly(msg.id, { kind: 'syntax', message: err.message, line: err.line, column: err.column }, started)
+    } else {
+      toStderr('prepare failed', err && err.stack)
+      reportEarly(msg.id, { kind: 'syntax', message: String((err && err.message) || err), line: null, column: null },
+        started)
+    }
+    return
+  }
+  if (prepared.violations.length) {
+    reportEarly(msg.id, { kind: 'readonly', message: 'Readonly violations detected',
+      violations: prepared.violations }, started)
+    return
+  }
+  lastMemory = limits.memory_bytes
+  const inst = await takeInstance(limits.memory_bytes)
+  const exec = new Execution(msg, inst, prepared, limits)
+  exec.started = started
+  current = exec
+  inst.exec = exec
+  exec.start()
+}
+
+// ----------------------------------------------------------------------------------------------
+// Protocol loop
+
+let busy = false
+const queue = []
+
+async function drain() {
+  if (busy) return
+  busy = true
+  try {
+    while (queue.length) {
+      const msg = queue.shift()
+      try {
+        await handleExec(msg)
+      } catch (err) {
+        toStderr('exec failed', err && err.stack)
+        reportEarly(msg.id, { kind: 'runtime', name: 'Error', message: 'The sandbox could not start the script' },
+          performance.now())
+        current = null
+      }
+      // One execution at a time: wait until this one has reported.
+      if (current) await waitFinished()
+    }
+  } finally {
+    busy = false
+  }
+}
+
+let finishedWaiter = null
+function waitFinished() {
+  return new Promise((resolve) => {
+    finishedWaiter = resolve
+  })
+}
+
+function handleLine(line) {
+  if (!line.trim()) return
+  let msg
+  try {
+    msg = JSON.parse(line)
+  } catch {
+    sendObj({ type: 'protocol_error', message: 'malformed line (not JSON)' })
+    return
+  }
+  if (!msg || typeof msg !== 'object') {
+    sendObj({ type: 'protocol_error', message: 'malformed message' })
+    return
+  }
+  if (msg.type === 'exec' && (typeof msg.id === 'number' || typeof msg.id === 'string')) {
+    queue.push(msg)
+    drain()
+  } else if (msg.type === 'reply' && typeof msg.id === 'number') {
+    if (current) current.reply(msg)
+  } else if (msg.type === 'ping') {
+    sendObj({ type: 'pong' })
+  } else {
+    sendObj({ type: 'protocol_error', message: 'unknown message type' })
+  }
+}
+
+const MAX_LINE = 64 * 1024 * 1024
+let buffer = ''
+let discarding = false
+process.stdin.setEncoding('utf8')
+process.stdin.on('data', (chunk) => {
+  let start = 0
+  let nl
+  while ((nl = chunk.indexOf('\n', start)) >= 0) {
+    const piece = chunk.slice(start, nl)
+    start = nl + 1
+    if (discarding) {
+      discarding = false
+      buffer = ''
+      continue
+    }
+    const line = buffer ? buffer + piece : piece
+    buffer = ''
+    try {
+      handleLine(line)
+    } catch (err) {
+      toStderr('line failed', err && err.stack)
+    }
+  }
+  if (!discarding) {
+    buffer += chunk.slice(start)
+    if (buffer.length > MAX_LINE) {
+      buffer = ''
+      discarding = true
+      sendObj({ type: 'protocol_error', message: 'line too long' })
+    }
+  }
+})
+process.stdin.on('end', () => process.exit(0))
+process.on('uncaughtException', (err) => toStderr('uncaught', err && err.stack))
+process.on('unhandledRejection', (err) => toStderr('unhandled', err && err.stack))
+
+prepareNext()
+preparing.then(() => sendObj({ type: 'ready' }))

@@ -1,0 +1,220 @@
+"""One long-lived Node runner process: one execution at a time, host calls dispatched concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from mcpdo.errors import ExecutionTimeout, LimitExceeded, McpdoError, SandboxCrashed
+from mcpdo.sandbox.protocol import (
+    CRASHED_MESSAGE,
+    ProtocolViolation,
+    error_from_result,
+    exec_line,
+    parse_line,
+    parse_logs,
+    reply_error_line,
+    reply_ok_line,
+)
+from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, LogEntry
+
+logger = logging.getLogger("mcpdo.sandbox")
+
+# Results are capped by limits.max_result_bytes and call arguments by the runner; this only bounds a line.
+_MAX_LINE = 96 * 1024 * 1024
+# How long past the budget the runner may take to report before the process is killed.
+WATCHDOG_GRACE_S = 0.5
+NODE_FLAGS = ("--no-warnings",)
+
+
+def _attach_logs(err: McpdoError, logs: tuple[LogEntry, ...]) -> McpdoError:
+    err.logs = logs  # type: ignore[attr-defined]
+    return err
+
+
+class RunnerProcess:
+    """A warm Node runner; `execute` raises McpdoError subclasses, and marks the process dead if it is."""
+
+    def __init__(self, node_path: str, runner_path: Path, *, ready_timeout: float = 15.0) -> None:
+        self.node_path = node_path
+        self.runner_path = runner_path
+        self.ready_timeout = ready_timeout
+        self.spawn_env: dict[str, str] = {}
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._next_exec = 0
+        self.dead = False
+
+    @property
+    def pid(self) -> int | None:
+        """The OS process id (None before start)."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs and has not been condemned."""
+        return not self.dead and self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        """Spawn with an empty environment and wait for the runner's ready line."""
+        self._proc = await asyncio.create_subprocess_exec(
+            self.node_path, *NODE_FLAGS, str(self.runner_path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.spawn_env,
+            cwd=str(self.runner_path.parent),
+            limit=_MAX_LINE,
+        )
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+        try:
+            async with asyncio.timeout(self.ready_timeout):
+                while True:
+                    msg = parse_line(await self._readline())
+                    if msg["type"] == "ready":
+                        return
+        except (TimeoutError, ProtocolViolation, SandboxCrashed) as exc:
+            await self.kill()
+            raise SandboxCrashed(f"The sandbox runtime did not start: {exc}") from exc
+
+    async def _drain_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        stream = self._proc.stderr
+        with contextlib.suppress(Exception):
+            while line := await stream.readline():
+                logger.debug("runner %s: %s", self.pid, line.decode(errors="replace").rstrip())
+
+    async def _readline(self) -> bytes:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            line = await self._proc.stdout.readline()
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            raise ProtocolViolation("runner line too long") from exc
+        if not line:
+            raise SandboxCrashed(CRASHED_MESSAGE)
+        return line
+
+    def _write(self, data: bytes) -> None:
+        if self._proc is None or self._proc.stdin is None or not self.alive:
+            return
+        try:
+            self._proc.stdin.write(data)
+        except (ConnectionError, RuntimeError):
+            self.dead = True
+
+    async def kill(self) -> None:
+        """SIGKILL the process and reap it."""
+        self.dead = True
+        proc = self._proc
+        if proc is not None:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            if proc.stdin is not None:
+                with contextlib.suppress(Exception):
+                    proc.stdin.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+        if self._stderr_task is not None:
+            self._stderr_task.cancel()
+
+    async def close(self) -> None:
+        """End the process: close stdin (the runner exits), kill it if it lingers."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None and proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 1)
+        await self.kill()
+
+    async def execute(self, request: ExecutionRequest, host: HostCall) -> ExecutionResult:
+        """Run one request; the process is killed on timeout, crash or protocol violation."""
+        if not self.alive:
+            raise SandboxCrashed(CRASHED_MESSAGE)
+        self._next_exec += 1
+        exec_id = self._next_exec
+        started = time.perf_counter()
+        budget_s = request.limits.timeout_ms / 1000
+        tasks: set[asyncio.Task[None]] = set()
+        calls = 0
+        try:
+            self._write(exec_line(exec_id, request))
+            async with asyncio.timeout(budget_s + WATCHDOG_GRACE_S):
+                while True:
+                    msg = parse_line(await self._readline())
+                    kind = msg["type"]
+                    if kind == "call":
+                        calls += 1
+                        if calls > request.limits.max_sdk_calls:
+                            # The runner should have refused this call: treat it as misbehaving.
+                            await self.kill()
+                            raise LimitExceeded("calls", _calls_message(request))
+                        task = asyncio.create_task(self._host_call(msg, host))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                    elif kind == "result":
+                        if msg.get("id") != exec_id:
+                            continue
+                        return self._result(msg, request, started)
+                    # "protocol_error" and unknown types are informational.
+        except TimeoutError:
+            await self.kill()
+            raise ExecutionTimeout(request.limits.timeout_ms) from None
+        except ProtocolViolation as exc:
+            await self.kill()
+            raise SandboxCrashed(CRASHED_MESSAGE) from exc
+        except SandboxCrashed:
+            await self.kill()
+            raise
+        except asyncio.CancelledError:
+            await self.kill()
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _result(self, msg: dict[str, Any], request: ExecutionRequest, started: float) -> ExecutionResult:
+        logs = parse_logs(msg.get("logs"))
+        if msg.get("ok") is True:
+            duration = msg.get("durationMs")
+            return ExecutionResult(
+                value=msg.get("value"),
+                is_undefined=msg.get("undefined") is True,
+                logs=logs,
+                duration_ms=float(duration) if isinstance(duration, int | float) else
+                (time.perf_counter() - started) * 1000,
+            )
+        raise _attach_logs(error_from_result(msg.get("error"), request), logs)
+
+    async def _host_call(self, msg: dict[str, Any], host: HostCall) -> None:
+        call_id = msg.get("id")
+        if not isinstance(call_id, int):
+            return
+        name = str(msg.get("name", ""))
+        args = msg.get("args")
+        if not isinstance(args, list):
+            args = []
+        try:
+            value = await host(name, args)
+            try:
+                line = reply_ok_line(call_id, value)
+            except (TypeError, ValueError):
+                logger.warning("host call %s returned a value that is not JSON", name)
+                line = reply_error_line(call_id, f"Internal error in {name}")
+        except McpdoError as exc:
+            line = reply_error_line(call_id, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("host call %s failed", name)
+            line = reply_error_line(call_id, f"Internal error in {name}")
+        self._write(line)
+
+
+def _calls_message(request: ExecutionRequest) -> str:
+    return f"SDK call limit exceeded: more than {request.limits.max_sdk_calls} calls in one execution"
