@@ -33,7 +33,28 @@ class ExecutionRequest:
     readonly: bool
     # What `user.current()`, `user.session()` and `user.can()` answer, synchronously, in the guest.
     user: dict[str, Any] = field(default_factory=dict)
+    # "module": ESM `import`/`export` allowed, exported names reported; the code is module text, lines aligned.
     kind: Literal["script", "module"] = "script"
+    # Module code (the `$id` and code of stored modules) evaluated first; their exports become globals.
+    preload: tuple[ModuleSource, ...] = ()
+    # After a module's top level ran, call its handler number `index` (registration order of on/every).
+    invoke: Invocation | None = None
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """A stored module's code, as `import` and `preload` hand it to the runtime."""
+
+    id: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Which registered handler to call, with which JSON arguments (`[data, event]` for `on`)."""
+
+    index: int
+    args: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -52,3 +73,5 @@ class ExecutionResult:
     logs: tuple[LogEntry, ...]
     duration_ms: float
     warnings: tuple[str, ...] = ()
+    # Names a module exported (kind "module" and preloads), in declaration order.
+    exports: tuple[str, ...] = ()
