@@ -90,6 +90,13 @@ class LocalEventBus:
         now = self._clock()
         lease_until = now + int(lease_seconds * 1000)
         claim = secrets.token_hex(8)
+        # Polled several times a second: look before taking the write lock the entity store also needs.
+        with self._db.transaction(immediate=False) as conn:
+            if conn.execute(
+                "SELECT 1 FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) "
+                "OR (status = 'running' AND lease_until <= ?) LIMIT 1", (now, now),
+            ).fetchone() is None:
+                return []
         with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, updated_at = ?, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import sqlite3
 from datetime import UTC, datetime
 
 from mcpdo.adapters.sqlite_events_db import EventsDatabase
@@ -32,37 +33,53 @@ class LocalScheduler:
     async def due(self, now: datetime) -> builtins.list[DueSchedule]:
         """The schedules due at `now`, each once, for its latest slot at or before `now`."""
         now = _aware(now)
-        now_ms = to_epoch_ms(now)
-        out: builtins.list[DueSchedule] = []
-        with self._db.transaction() as conn:
-            live = {(r[0], r[1], r[2]): (r[3], r[4]) for r in conn.execute(
-                "SELECT tenant, module_id, idx, version, schedule FROM schedules")}
-            state = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in conn.execute(
-                "SELECT tenant, module_id, idx, version, schedule, next_fire FROM schedule_state")}
-            for key in state.keys() - live.keys():
-                conn.execute("DELETE FROM schedule_state WHERE tenant = ? AND module_id = ? AND idx = ?", key)
-            for key, (version, text) in live.items():
-                parsed = self._parse(text)
-                if parsed is None:
-                    continue
-                known = state.get(key)
-                if known is not None and known[1] == text:
-                    next_fire = int(known[2])
-                    if known[0] != version:
-                        conn.execute("UPDATE schedule_state SET version = ? WHERE tenant = ? AND module_id = ? "
-                                     "AND idx = ?", (version, *key))
-                else:
-                    next_fire = to_epoch_ms(parsed.next_after(now))
-                    conn.execute(
-                        "INSERT OR REPLACE INTO schedule_state (tenant, module_id, idx, version, schedule, "
-                        "next_fire, last_fired) VALUES (?, ?, ?, ?, ?, ?, NULL)", (*key, version, text, next_fire),
-                    )
-                if next_fire <= now_ms:
-                    slot = parsed.last_at_or_before(now)
-                    entry = ScheduleEntry(HandlerRef(key[0], key[1], version, key[2]), text)
-                    out.append(DueSchedule(entry=entry, scheduled_time=slot))
+        # Polled several times a second: read first, and take the write lock only when the state must change.
+        with self._db.transaction(immediate=False) as conn:
+            out = self._reconcile(conn, now, write=False)
+        if out is None:
+            with self._db.transaction() as conn:
+                out = self._reconcile(conn, now, write=True)
+        assert out is not None
         out.sort(key=lambda item: (item.scheduled_time, item.entry.handler.tenant, item.entry.handler.module_id,
                                    item.entry.handler.index))
+        return out
+
+    def _reconcile(self, conn: sqlite3.Connection, now: datetime, write: bool) -> builtins.list[DueSchedule] | None:
+        """Due schedules after syncing the state with the live schedules; None if that needs `write`."""
+        now_ms = to_epoch_ms(now)
+        out: builtins.list[DueSchedule] = []
+        live = {(r[0], r[1], r[2]): (r[3], r[4]) for r in conn.execute(
+            "SELECT tenant, module_id, idx, version, schedule FROM schedules")}
+        state = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in conn.execute(
+            "SELECT tenant, module_id, idx, version, schedule, next_fire FROM schedule_state")}
+        for key in state.keys() - live.keys():
+            if not write:
+                return None
+            conn.execute("DELETE FROM schedule_state WHERE tenant = ? AND module_id = ? AND idx = ?", key)
+        for key, (version, text) in live.items():
+            parsed = self._parse(text)
+            if parsed is None:
+                continue
+            known = state.get(key)
+            if known is not None and known[1] == text:
+                next_fire = int(known[2])
+                if known[0] != version:
+                    if not write:
+                        return None
+                    conn.execute("UPDATE schedule_state SET version = ? WHERE tenant = ? AND module_id = ? "
+                                 "AND idx = ?", (version, *key))
+            else:
+                if not write:
+                    return None
+                next_fire = to_epoch_ms(parsed.next_after(now))
+                conn.execute(
+                    "INSERT OR REPLACE INTO schedule_state (tenant, module_id, idx, version, schedule, "
+                    "next_fire, last_fired) VALUES (?, ?, ?, ?, ?, ?, NULL)", (*key, version, text, next_fire),
+                )
+            if next_fire <= now_ms:
+                slot = parsed.last_at_or_before(now)
+                entry = ScheduleEntry(HandlerRef(key[0], key[1], version, key[2]), text)
+                out.append(DueSchedule(entry=entry, scheduled_time=slot))
         return out
 
     async def mark_fired(self, entry: ScheduleEntry, fired_for: datetime) -> None:
