@@ -12,13 +12,11 @@ from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.anyio
 
-# (name, script, what the error text must contain). Budgets in the test server: 1.5 s anonymous, 3 s keyed.
+# (name, script, what the error text must contain). Budgets in the test server: 0.5 s anonymous, 3 s keyed.
 HOSTILE = [
     ("syntax error", "const x = {\n  a: 1,\n  b: \n}", "SyntaxError: "),
     ("binary garbage", "\x00\x01\x02\xff\xfe garbage \x7f\x1b[31m", "SyntaxError: "),
     ("infinite loop", "while (true) {}", "Execution timeout after 3000ms"),
-    ("loop inside JSON.parse of a huge string",
-     "const s = '[' + '1,'.repeat(30_000_000) + '1]'\nJSON.parse(s).length", "Execution timeout after 3000ms"),
     ("memory bomb", "const a = []\nwhile (true) a.push('x'.repeat(1_000_000) + a.length)", "Memory limit"),
     ("unbounded recursion", "function f(n) { return f(n + 1) + 1 }\nf(0)", "tack"),
     ("50 MB result", "'x'.repeat(50 * 1024 * 1024)", "imit"),
@@ -47,6 +45,21 @@ async def test_hostile_script_gets_a_clear_error_and_the_server_keeps_serving_wi
         assert value_of(await client.call_tool("do", {"script": "1 + 1"})) == 2
 
 
+async def test_a_loop_inside_json_parse_of_a_huge_string_is_stopped_within_its_budget_plus_a_second(
+        server: RunningServer) -> None:
+    # About 0.7 s inside one JSON.parse call, where the engine's interrupt check never runs: only the
+    # watchdog can stop it, against the anonymous budget of the test server (500 ms).
+    script = "const s = '[' + '1,'.repeat(5_000_000) + '1]'\nJSON.parse(s).length"
+    async with connect(server.url) as client:
+        started = time.monotonic()
+        result = await client.call_tool("do", {"script": script})
+        elapsed = time.monotonic() - started
+        assert result.is_error
+        assert text_of(result) == "Execution timeout after 500ms"
+        assert elapsed < 0.5 + 1.0
+        assert value_of(await client.call_tool("do", {"script": "1 + 1"})) == 2
+
+
 async def test_a_5_mb_script_is_refused_with_the_script_size_limit(server: RunningServer) -> None:
     script = "// " + "x" * (5 * 1024 * 1024)
     async with connect(server.url) as client:
@@ -60,7 +73,7 @@ async def test_an_anonymous_infinite_loop_stops_at_the_anonymous_budget(server: 
     async with connect(server.url) as client:
         result = await client.call_tool("do", {"script": "for (;;) {}"})
     assert result.is_error
-    assert text_of(result) == "Execution timeout after 1500ms"
+    assert text_of(result) == "Execution timeout after 500ms"
 
 
 async def test_a_runtime_error_points_at_the_line_and_column_of_the_callers_typescript(
