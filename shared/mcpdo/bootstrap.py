@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
+from mcpdo.adapters.local_bus import LocalEventBus, SqliteRunLog
+from mcpdo.adapters.local_scheduler import LocalScheduler
+from mcpdo.adapters.outbox import LocalOutbox
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
+from mcpdo.adapters.sqlite_modules import SqliteModuleStore
 from mcpdo.adapters.sqlite_store import SqliteEntityStore
 from mcpdo.auth import Authenticator
 from mcpdo.execution import Executor
-from mcpdo.identity import Identity
-from mcpdo.ports import EntityStore
-from mcpdo.sandbox.pool import RunnerPool
-from mcpdo.sandbox.types import HostCall
-from mcpdo.sdk.host import Host
+from mcpdo.modules import ModuleService, resolve_import
+from mcpdo.ports import Event, HandlerRef
+from mcpdo.sandbox.pool import Sandbox
 from mcpdo.settings import Settings
 from mcpdo.tool import DoTool
+from mcpdo.worker import HandlerOutcome, Worker
 
 
 @dataclass
@@ -22,31 +26,58 @@ class App:
     """Everything one process serves with, built once."""
 
     settings: Settings
-    store: EntityStore
+    store: SqliteEntityStore
     keys: SqliteKeyStore
     auth: Authenticator
-    sandbox: RunnerPool
+    sandbox: Sandbox
+    modules: SqliteModuleStore
+    bus: LocalEventBus
+    runs: SqliteRunLog
+    scheduler: LocalScheduler
+    outbox: LocalOutbox
+    worker: Worker
     executor: Executor
     tool: DoTool
 
+    async def start(self, *, worker: bool = True) -> None:
+        """Warm the sandbox; long-lived processes also run the worker (deliveries and schedules)."""
+        await self.sandbox.start()
+        if worker:
+            await self.worker.start()
+
     async def close(self) -> None:
+        await self.worker.stop()
         await self.sandbox.close()
-        await self.store.close()
-        await self.keys.close()
+        for closable in (self.bus, self.runs, self.scheduler, self.outbox, self.modules, self.store, self.keys):
+            await closable.close()
 
 
-def build_local(settings: Settings, *, start_sandbox: bool = True) -> App:
-    """The embedded default: SQLite for entities and keys, a pool of warm Node runners."""
+def build_local(settings: Settings) -> App:
+    """The embedded default: SQLite for everything durable, a pool of warm Node runners, an in-process worker."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteEntityStore(settings.database_path)
-    keys = SqliteKeyStore(settings.database_path)
-    sandbox = RunnerPool(size=settings.sandbox_pool_size, node_path=settings.node_path,
-                         runner_dir=settings.runtime_dir)
+    path = settings.database_path
+    store = SqliteEntityStore(path)
+    modules = SqliteModuleStore(path)
+    bus = LocalEventBus(path)
+    runs = SqliteRunLog(path)
+    scheduler = LocalScheduler(path)
+    outbox = LocalOutbox(path)
+    keys = SqliteKeyStore(path)
+    sandbox = Sandbox(node_path=settings.node_path, runner_path=settings.runner_path,
+                      size=settings.sandbox_pool_size)
 
-    def host_for(identity: Identity) -> HostCall:
-        return Host(identity, store)
+    async def invoke(handler: HandlerRef, event: Event) -> HandlerOutcome:
+        return await service.invoke(handler, event)
 
-    executor = Executor(settings, sandbox, host_for)
-    return App(settings=settings, store=store, keys=keys,
-               auth=Authenticator(keys, settings.default_tenant), sandbox=sandbox, executor=executor,
-               tool=DoTool(executor.run_script))
+    worker = Worker(bus, scheduler, path, invoke, runs=runs, mailer=outbox)
+
+    async def publish(event: Event) -> None:
+        await bus.publish(event)
+        worker.notify()
+
+    executor = Executor(settings, sandbox, store, publish,
+                        partial(resolve_import, modules, settings.default_context))
+    service = ModuleService(modules, executor, settings.default_context)
+    return App(settings=settings, store=store, keys=keys, auth=Authenticator(keys, settings.default_tenant),
+               sandbox=sandbox, modules=modules, bus=bus, runs=runs, scheduler=scheduler, outbox=outbox,
+               worker=worker, executor=executor, tool=DoTool(executor.run_script, service.register))

@@ -59,15 +59,40 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     revoke.set_defaults(handler=_keys_revoke)
+
+    events = commands.add_parser("events", help="inspect event deliveries").add_subparsers(
+        dest="events_command", required=True)
+    dead = events.add_parser("dead-letters", help="deliveries that exhausted their retries").add_subparsers(
+        dest="dead_command", required=True)
+    dead_list = dead.add_parser("list", help="list dead letters, oldest first")
+    dead_list.add_argument("--tenant", default=None)
+    dead_list.set_defaults(handler=_dead_letters_list)
+    replay = dead.add_parser("replay", help="queue a dead letter again (attempts reset)")
+    replay.add_argument("delivery_id")
+    replay.set_defaults(handler=_dead_letters_replay)
+
+    runs = commands.add_parser("runs", help="handler runs and their logs").add_subparsers(
+        dest="runs_command", required=True)
+    runs_list = runs.add_parser("list", help="latest handler runs, newest first")
+    runs_list.add_argument("--tenant", default=None)
+    runs_list.add_argument("--limit", type=int, default=50)
+    runs_list.set_defaults(handler=_runs_list)
+
+    outbox = commands.add_parser("outbox", help="mail sent by the built-in mailer").add_subparsers(
+        dest="outbox_command", required=True)
+    outbox_list = outbox.add_parser("list", help="sent messages, newest first")
+    outbox_list.add_argument("--limit", type=int, default=50)
+    outbox_list.set_defaults(handler=_outbox_list)
     return parser
 
 
 async def _with_app(settings: Settings, work: Callable[[App], Awaitable[int]], *,
-                    sandbox: bool = True) -> int:
+                    sandbox: bool = True, worker: bool = False) -> int:
+    """Build the app, start what the command needs (the worker only in long-lived processes), clean up."""
     app = build_local(settings)
     try:
         if sandbox:
-            await app.sandbox.start()
+            await app.start(worker=worker)
         return await work(app)
     finally:
         await app.close()
@@ -76,18 +101,21 @@ async def _with_app(settings: Settings, work: Callable[[App], Awaitable[int]], *
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from mcpdo.server.local import serve_http
 
-    return await _with_app(settings, serve_http)
+    return await _with_app(settings, serve_http, worker=True)
 
 
 async def _stdio(settings: Settings, args: argparse.Namespace) -> int:
     from mcpdo.server.stdio import serve_stdio
 
-    async def work(app: App) -> int:
+    app = build_local(settings)
+    try:
+        # Check the key before anything starts: a bad key is an error, never an anonymous session.
         identity = await app.auth.authenticate(f"Bearer {settings.api_key}" if settings.api_key else None)
+        await app.start(worker=True)
         await serve_stdio(app.tool, identity)
         return 0
-
-    return await _with_app(settings, work)
+    finally:
+        await app.close()
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -127,10 +155,9 @@ async def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
 async def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
     async def work(app: App) -> int:
         keys = await app.auth.list_keys()
-        rows = [{"id": k.id, "name": k.name, "tenant": k.tenant, "roles": list(k.roles),
-                 "prefix": k.prefix + "...", "createdAt": k.created_at, "revokedAt": k.revoked_at}
-                for k in keys]
-        print(json.dumps(rows, indent=2))
+        _print_json([{"id": k.id, "name": k.name, "tenant": k.tenant, "roles": list(k.roles),
+                      "prefix": k.prefix + "...", "createdAt": k.created_at, "revokedAt": k.revoked_at}
+                     for k in keys])
         return 0
 
     return await _with_app(settings, work, sandbox=False)
@@ -143,6 +170,43 @@ async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return await _with_app(settings, work, sandbox=False)
+
+
+async def _dead_letters_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        _print_json([d.to_json() for d in await app.bus.dead_letters(args.tenant)])
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+async def _dead_letters_replay(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        await app.bus.replay(args.delivery_id)
+        print(f"replayed {args.delivery_id}: it will be delivered by the running server's worker")
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+async def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        _print_json([run.to_json() for run in await app.runs.runs(args.tenant, args.limit)])
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        _print_json(await app.outbox.list(args.limit))
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _replace(settings: Settings, **changes: object) -> Settings:

@@ -1,14 +1,24 @@
-"""Running caller code: limits for the caller's tier, the host SDK for the caller, the sandbox."""
+"""Running caller code: scripts, a module's registration pass, and the handlers of stored modules.
+
+Each run gets the limits of its caller's tier, a host SDK bound to that caller, and a fresh sandbox.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from mcpdo.errors import LimitExceeded
 from mcpdo.identity import Identity
-from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall
+from mcpdo.ports import EntityStore, Event, StoredModule
+from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Invocation, ModuleSource
+from mcpdo.sdk.events import EventContext, EventsApi, Publisher, Registrations
+from mcpdo.sdk.host import Host
 from mcpdo.settings import Settings
+
+# Resolves `import ... from specifier` for a caller: (specifier, identity, importer's $id) -> stored module.
+ImportResolver = Callable[[str, Identity, str | None], Awaitable[StoredModule]]
 
 
 class SandboxPort(Protocol):
@@ -17,25 +27,75 @@ class SandboxPort(Protocol):
     async def execute(self, request: ExecutionRequest, host: HostCall) -> ExecutionResult: ...
 
 
-class Executor:
-    """Runs scripts for identities. One instance per process, shared by every transport."""
+@dataclass(frozen=True)
+class ModuleEvaluation:
+    """What a module's registration pass declared."""
 
-    def __init__(self, settings: Settings, sandbox: SandboxPort,
-                 host_for: Callable[[Identity], HostCall]) -> None:
+    registrations: Registrations
+    exports: tuple[str, ...]
+
+
+class Executor:
+    """Runs code for identities. One instance per process, shared by every transport and the worker."""
+
+    def __init__(self, settings: Settings, sandbox: SandboxPort, store: EntityStore, publish: Publisher,
+                 resolve_import: ImportResolver) -> None:
         self._settings = settings
         self._sandbox = sandbox
-        self._host_for = host_for
+        self._store = store
+        self._publish = publish
+        self._resolve_import = resolve_import
 
-    async def run_script(self, code: str, identity: Identity) -> ExecutionResult:
-        """Run `code` now as `identity` and return its final value and logs."""
+    async def run_script(self, code: str, identity: Identity,
+                         preload: tuple[StoredModule, ...] = ()) -> ExecutionResult:
+        """Run `code` now as `identity`; `preload` modules' exports are globals for it."""
+        events = EventsApi(identity, EventContext("script", source="script"), self._publish)
+        request = self._request(code, identity, kind="script",
+                                preload=tuple(ModuleSource(m.id, m.code) for m in preload))
+        result = await self._sandbox.execute(request, self._host(identity, events, importer=None))
+        return replace(result, warnings=result.warnings + events.warnings)
+
+    async def evaluate_module(self, code: str, identity: Identity, *, module_id: str) -> ModuleEvaluation:
+        """Run a module's top level once, collecting its `on`/`every` registrations and exports."""
+        events = EventsApi(identity, EventContext("register", source=module_id), self._publish)
+        request = self._request(code, identity, kind="module")
+        result = await self._sandbox.execute(request, self._host(identity, events, importer=module_id))
+        return ModuleEvaluation(registrations=events.registrations, exports=result.exports)
+
+    async def invoke_handler(self, module: StoredModule, owner: Identity, index: int,
+                             args: tuple[Any, ...], *, parent: Event) -> ExecutionResult:
+        """Call handler `index` of a stored module as its owner; events it sends get delivery-derived ids."""
+        context = EventContext("handler", source=module.id, parent=parent,
+                               delivery_key=f"{parent.id}/{module.id}#{index}")
+        events = EventsApi(owner, context, self._publish)
+        request = replace(self._request(module.code, owner, kind="module"), invoke=Invocation(index, args))
+        return await self._sandbox.execute(request, self._host(owner, events, importer=module.id))
+
+    def _request(self, code: str, identity: Identity, *, kind: str,
+                 preload: tuple[ModuleSource, ...] = ()) -> ExecutionRequest:
         limits = self._settings.limits(anonymous=identity.is_anonymous)
         size = len(code.encode("utf-8", errors="surrogatepass"))
         if size > limits.max_script_bytes:
-            raise LimitExceeded("script", f"Script too large: {size} bytes exceeds the "
+            noun = "Script" if kind == "script" else "Module code"
+            raise LimitExceeded("script", f"{noun} too large: {size} bytes exceeds the "
                                           f"{limits.max_script_bytes}-byte limit")
-        request = ExecutionRequest(code=code, limits=limits, readonly=identity.is_anonymous,
-                                   user=user_view(identity))
-        return await self._sandbox.execute(request, self._host_for(identity))
+        return ExecutionRequest(code=code, limits=limits, readonly=identity.is_anonymous,
+                                user=user_view(identity), kind="module" if kind == "module" else "script",
+                                preload=preload)
+
+    def _host(self, identity: Identity, events: EventsApi, importer: str | None) -> Host:
+        host = Host(identity, self._store)
+        host.route("send", events.send)
+        host.route("on", events.on)
+        host.route("every", events.every)
+
+        async def load(args: list[Any]) -> Any:
+            specifier = args[0] if args else None
+            module = await self._resolve_import(str(specifier), identity, importer)
+            return {"id": module.id, "code": module.code}
+
+        host.route("import", load)
+        return host
 
 
 def user_view(identity: Identity) -> dict[str, object]:

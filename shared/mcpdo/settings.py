@@ -32,7 +32,7 @@ class Settings:
     max_sdk_calls: int = 1_000
     sandbox_pool_size: int = 2
     node_path: str | None = None
-    runtime_dir: str | None = None
+    runner_path: str | None = None
     api_key: str | None = None
 
     @classmethod
@@ -55,7 +55,7 @@ class Settings:
             max_sdk_calls=reader.int("MCPDO_MAX_SDK_CALLS", 1_000),
             sandbox_pool_size=reader.int("MCPDO_SANDBOX_POOL_SIZE", max(2, os.cpu_count() or 2), high=64),
             node_path=env.get("MCPDO_NODE") or None,
-            runtime_dir=env.get("MCPDO_RUNTIME_DIR") or None,
+            runner_path=env.get("MCPDO_RUNNER") or None,
             api_key=env.get("MCPDO_API_KEY") or None,
         )
         return settings

@@ -11,6 +11,7 @@ from typing import Any
 from mcpdo.docs import DOC_NAMES, load_doc
 from mcpdo.errors import InputError, McpdoError
 from mcpdo.identity import Identity
+from mcpdo.ports import StoredModule
 from mcpdo.sandbox.types import ExecutionResult, LogEntry
 from mcpdo.sdk.args import describe
 
@@ -59,8 +60,8 @@ INPUT_SCHEMA: dict[str, Any] = {
 
 _DOC_REQUEST = re.compile(r"^[\w$]+\.md$")
 
-ScriptRunner = Callable[[str, Identity], Awaitable[ExecutionResult]]
-ModuleRegistrar = Callable[[str, Identity], Awaitable[dict[str, Any]]]
+ScriptRunner = Callable[[str, Identity, tuple[StoredModule, ...]], Awaitable[ExecutionResult]]
+ModuleRegistrar = Callable[[str, Identity], Awaitable[tuple[dict[str, Any], StoredModule]]]
 
 
 @dataclass(frozen=True)
@@ -82,20 +83,27 @@ class DoTool:
     async def call(self, arguments: Any, identity: Identity) -> ToolResult:
         """Never raises for anything the caller did: every failure is an error result."""
         try:
-            script, module = parse_arguments(arguments)
-            if module is not None:
+            script, module_text = parse_arguments(arguments)
+            if script is not None and module_text is None:
+                doc = _doc_request(script)
+                if doc is not None:
+                    return ToolResult(texts=[doc])
+            preload: tuple[StoredModule, ...] = ()
+            summary: dict[str, Any] | None = None
+            if module_text is not None:
                 if self._register_module is None:
                     raise InputError("Modules are not enabled on this deployment")
-                summary = await self._register_module(module, identity)
+                summary, module = await self._register_module(module_text, identity)
+                preload = (module,)
                 if script is None:
                     return value_result(summary, (), 0.0)
             assert script is not None
-            doc = _doc_request(script)
-            if doc is not None:
-                return ToolResult(texts=[doc])
-            result = await self._run_script(script, identity)
-            return value_result(result.value, result.logs, result.duration_ms,
-                                undefined=result.is_undefined, warnings=result.warnings)
+            result = await self._run_script(script, identity, preload)
+            shaped = value_result(result.value, result.logs, result.duration_ms,
+                                  undefined=result.is_undefined, warnings=result.warnings)
+            if summary is not None and shaped.structured is not None:
+                shaped.structured["module"] = summary
+            return shaped
         except McpdoError as exc:
             return error_result(exc)
 

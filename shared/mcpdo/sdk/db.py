@@ -12,6 +12,7 @@ from mcpdo.sdk.args import arity, obj, record_id, type_name
 from mcpdo.sdk.policy import authorize
 
 _DIRECTIONS: tuple[Direction, ...] = ("out", "in", "both")
+Args = list[Any]  # named here: inside the class, `list` is the method
 
 
 class DbApi:
@@ -22,26 +23,26 @@ class DbApi:
         self._identity = identity
         self._tenant = identity.tenant
 
-    async def list(self, args: list[Any]) -> Any:
+    async def list(self, args: Args) -> Any:
         kind, options = arity("db.list", args, 1, 2)
         kind = type_name("db.list", kind)
         authorize(self._identity, "list", kind)
         query = parse_list_options(obj("db.list", "options", options, optional=True))
         return await self._store.list(self._tenant, kind, query)
 
-    async def get(self, args: list[Any]) -> Any:
+    async def get(self, args: Args) -> Any:
         kind, key = arity("db.get", args, 2, 2)
         kind = type_name("db.get", kind)
         authorize(self._identity, "get", kind)
         return await self._store.get(self._tenant, kind, record_id("db.get", key))
 
-    async def create(self, args: list[Any]) -> Any:
+    async def create(self, args: Args) -> Any:
         kind, data = arity("db.create", args, 1, 2)
         kind = type_name("db.create", kind)
         authorize(self._identity, "create", kind)
         return await self._store.create(self._tenant, kind, obj("db.create", "data", data, optional=True))
 
-    async def update(self, args: list[Any]) -> Any:
+    async def update(self, args: Args) -> Any:
         kind, key, data, options = arity("db.update", args, 3, 4)
         kind = type_name("db.update", kind)
         authorize(self._identity, "update", kind)
@@ -51,20 +52,20 @@ class DbApi:
         return await self._store.update(self._tenant, kind, record_id("db.update", key),
                                         obj("db.update", "data", data), if_version=if_version)
 
-    async def delete(self, args: list[Any]) -> Any:
+    async def delete(self, args: Args) -> Any:
         kind, key = arity("db.delete", args, 2, 2)
         kind = type_name("db.delete", kind)
         authorize(self._identity, "delete", kind)
         return await self._store.delete(self._tenant, kind, record_id("db.delete", key))
 
-    async def relate(self, args: list[Any]) -> Any:
+    async def relate(self, args: Args) -> Any:
         source, rel, target = arity("db.relate", args, 3, 3)
         source_ref = _ref("db.relate", "from", source)
         target_ref = _ref("db.relate", "to", target)
         authorize(self._identity, "relate", source_ref.type)
         return await self._store.relate(self._tenant, source_ref, _relation("db.relate", rel), target_ref)
 
-    async def related(self, args: list[Any]) -> Any:
+    async def related(self, args: Args) -> Any:
         source, rel, direction = arity("db.related", args, 1, 3)
         ref = _ref("db.related", "from", source)
         authorize(self._identity, "related", ref.type)

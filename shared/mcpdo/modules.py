@@ -1,0 +1,122 @@
+"""Modules: registration (parse, evaluate once, persist a version, swap its live handlers) and imports."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+from mcpdo.errors import AuthenticationRequired, InputError, McpdoError, NotFound
+from mcpdo.execution import Executor
+from mcpdo.identity import Identity
+from mcpdo.mdxld import parse_module
+from mcpdo.ports import Event, HandlerRef, ModuleStore, ScheduleEntry, StoredModule, Subscription
+from mcpdo.sandbox.types import LogEntry
+from mcpdo.schedules import parse_schedule
+from mcpdo.sdk.policy import authorize
+from mcpdo.timeparse import format_iso, utc_now
+from mcpdo.worker import HandlerFailed, HandlerOutcome
+
+
+class ModuleService:
+    """Registers MDXLD modules for a caller and resolves `import` specifiers to stored modules."""
+
+    def __init__(self, store: ModuleStore, executor: Executor, default_context: str) -> None:
+        self._store = store
+        self._executor = executor
+        self._default_context = default_context
+
+    async def register(self, text: str, identity: Identity) -> tuple[dict[str, Any], StoredModule]:
+        """The summary value `{ id, type, version, handlers, schedules, exports }`, and the stored module."""
+        if identity.is_anonymous:
+            raise AuthenticationRequired()
+        parsed = parse_module(text, self._default_context)
+        authorize(identity, "register", parsed.type or "Module")
+        # Evaluate before persisting: a module whose code fails registers nothing and changes nothing.
+        outcome = await self._executor.evaluate_module(parsed.code, identity, module_id=parsed.id)
+        version = await self._store.next_version(identity.tenant, parsed.id)
+        subscriptions = [Subscription(HandlerRef(identity.tenant, parsed.id, version, index), pattern)
+                         for pattern, index in outcome.registrations.handlers]
+        schedules = [ScheduleEntry(HandlerRef(identity.tenant, parsed.id, version, index), schedule)
+                     for schedule, index in outcome.registrations.schedules]
+        module = StoredModule(tenant=identity.tenant, id=parsed.id, version=version, type=parsed.type,
+                              source=text, code=parsed.code, owner=owner_of(identity),
+                              exports=tuple(outcome.exports), metadata=dict(parsed.data),
+                              created_at=format_iso(utc_now()))
+        await self._store.save(module, subscriptions, schedules)
+        now = utc_now()
+        summary = {
+            "id": parsed.id,
+            "type": parsed.type,
+            "version": version,
+            "handlers": [{"event": s.pattern, "id": s.handler.handler_id} for s in subscriptions],
+            "schedules": [{"cron": parse_schedule(s.schedule).canonical, "id": s.handler.handler_id,
+                           "next": format_iso(parse_schedule(s.schedule).next_after(now))} for s in schedules],
+            "exports": list(outcome.exports),
+        }
+        return summary, module
+
+    async def invoke(self, handler: HandlerRef, event: Event) -> HandlerOutcome:
+        """Run one delivery: the handler of the module version it was published to, as the module's owner."""
+        module = await self._store.get(handler.tenant, handler.module_id, handler.version)
+        if module is None:
+            raise HandlerFailed(f"Module {handler.module_id} version {handler.version} no longer exists")
+        try:
+            result = await self._executor.invoke_handler(module, identity_of(module.owner), handler.index,
+                                                         (event.data, event.to_json()), parent=event)
+        except McpdoError as exc:
+            raise HandlerFailed(exc.text, logs_json(getattr(exc, "logs", ()))) from exc
+        return HandlerOutcome(logs=logs_json(result.logs), value=result.value)
+
+
+async def resolve_import(store: ModuleStore, default_context: str, specifier: str, identity: Identity,
+                         importer_id: str | None) -> StoredModule:
+    """The latest stored module an `import ... from specifier` names, in the caller's tenant.
+
+    Exact `$id` first; a path that matches no id exactly falls back to the one module whose `$id` has that
+    path under any context (scripts have no `$context` of their own).
+    """
+    target = resolve_specifier(specifier, importer_id=importer_id, context=default_context)
+    module = await store.get(identity.tenant, target)
+    if module is not None:
+        return module
+    path = urlparse(target).path
+    candidates = [m for m in await store.list(identity.tenant) if urlparse(m.id).path == path]
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        names = ", ".join(sorted(m.id for m in candidates))
+        raise InputError(f"Cannot import '{specifier}': several modules have that path ({names}); "
+                         f"import one by its full $id")
+    raise NotFound(f"Cannot import '{specifier}': no module is registered with $id {target}")
+
+
+def resolve_specifier(specifier: str, *, importer_id: str | None, context: str) -> str:
+    """URLs as they are; `/x` under the context (as `$id` paths are); `./x` against the importer's `$id`."""
+    if not isinstance(specifier, str) or not specifier.strip():
+        raise InputError("import: the module specifier must be a non-empty string")
+    if urlparse(specifier).scheme in ("http", "https"):
+        return specifier.rstrip("/")
+    if specifier.startswith("/"):
+        return context.rstrip("/") + "/" + specifier.lstrip("/").rstrip("/")
+    if specifier.startswith(("./", "../")):
+        return urljoin(importer_id or context.rstrip("/") + "/", specifier).rstrip("/")
+    raise InputError(f"Cannot import '{specifier}': only stored modules can be imported, by $id path "
+                     f"('/workflows/x'), relative path ('./x') or URL")
+
+
+def logs_json(logs: tuple[LogEntry, ...]) -> tuple[dict[str, Any], ...]:
+    return tuple({"level": e.level, "message": e.message, "timestamp": e.timestamp} for e in logs)
+
+
+def owner_of(identity: Identity) -> dict[str, Any]:
+    """The identity a module's handlers will run as, kept with the module version."""
+    return {"id": identity.id, "tenant": identity.tenant, "authType": identity.auth_type,
+            "roles": list(identity.roles), "scopes": list(identity.scopes), "name": identity.name,
+            "email": identity.email}
+
+
+def identity_of(owner: dict[str, Any]) -> Identity:
+    """The stored owner back as an Identity (handlers run with the registering caller's rights)."""
+    return Identity.for_roles(id=owner["id"], tenant=owner["tenant"], auth_type=owner["authType"],
+                              roles=tuple(owner["roles"]), scopes=tuple(owner.get("scopes", ())),
+                              name=owner.get("name"), email=owner.get("email"))

@@ -1,0 +1,136 @@
+"""The host side of `send`, `on` and `every`, in the three situations code runs in.
+
+- a script: `on`/`every` apply to this execution only (the result warns); `send` publishes durably and
+  also runs the script's own matching handlers before it resolves (combined execution);
+- a module being registered: `on`/`every` are collected to become the module's live subscriptions;
+- a handler of a stored module: registrations are already live, so `on`/`every` do nothing; events it
+  sends get ids derived from the delivery, so a re-run after a crash cannot publish them twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcpdo.errors import InputError
+from mcpdo.identity import Identity
+from mcpdo.ids import ulid
+from mcpdo.patterns import matches, validate_pattern
+from mcpdo.ports import Event
+from mcpdo.schedules import parse_schedule
+from mcpdo.sdk.args import arity, describe
+from mcpdo.sdk.policy import authorize
+from mcpdo.timeparse import format_iso, utc_now
+
+Mode = Literal["script", "register", "handler"]
+_EVENT_TYPE = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+$")
+
+LOCAL_ONLY_WARNING = ("on()/every() in a script apply to this execution only; nothing was persisted. "
+                      "Register them in a module to keep them.")
+
+
+@dataclass
+class Registrations:
+    """What `on` and `every` declared during one execution, by handler index."""
+
+    handlers: list[tuple[str, int]] = field(default_factory=list)
+    schedules: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.handlers or self.schedules)
+
+
+Publisher = Callable[[Event], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Where the code runs: its mode, the event source name, and for handlers the delivery being run."""
+
+    mode: Mode
+    source: str
+    parent: Event | None = None
+    delivery_key: str | None = None
+
+
+class EventsApi:
+    """`send`, `on`, `every` for one execution of one caller."""
+
+    def __init__(self, identity: Identity, context: EventContext, publish: Publisher) -> None:
+        self._identity = identity
+        self._context = context
+        self._publish = publish
+        self._sent = 0
+        self.registrations = Registrations()
+
+    async def send(self, args: list[Any]) -> Any:
+        kind, data = arity("send", args, 1, 2)
+        event_type = event_type_of("send", kind)
+        authorize(self._identity, "send", event_type)
+        event = self._new_event(event_type, data)
+        await self._publish(event)
+        reply: dict[str, Any] = {"id": event.id}
+        local = [index for pattern, index in self.registrations.handlers if matches(pattern, event_type)]
+        if self._context.mode == "script" and local:
+            reply.update(runLocal=local, event=event.to_json())
+        return reply
+
+    async def on(self, args: list[Any]) -> Any:
+        pattern, index = arity("on", args, 2, 2)
+        if not isinstance(pattern, str):
+            raise InputError(f"on(): the event must be a $ event like $.Order.created or a pattern, "
+                             f"got {describe(pattern)}")
+        pattern = validate_pattern(pattern)
+        authorize(self._identity, "subscribe", pattern)
+        if self._context.mode != "handler":
+            self.registrations.handlers.append((pattern, _index(index)))
+        return None
+
+    async def every(self, args: list[Any]) -> Any:
+        schedule, index = arity("every", args, 2, 2)
+        if not isinstance(schedule, str):
+            raise InputError(f"every(): the schedule must be a string like '0 9 * * *' or '5m', "
+                             f"got {describe(schedule)}")
+        parse_schedule(schedule)
+        authorize(self._identity, "schedule", "*")
+        if self._context.mode != "handler":
+            self.registrations.schedules.append((schedule, _index(index)))
+        return None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        if self._context.mode == "script" and self.registrations.any:
+            return (LOCAL_ONLY_WARNING,)
+        return ()
+
+    def _new_event(self, event_type: str, data: Any) -> Event:
+        self._sent += 1
+        parent = self._context.parent
+        if self._context.delivery_key is not None:
+            # Deterministic per (delivery, n-th send): publishing is idempotent by id, so a handler re-run
+            # after a crash re-sends the same events instead of new copies.
+            digest = hashlib.sha256(f"{self._context.delivery_key}/{self._sent}".encode()).hexdigest()[:26]
+            event_id = f"evt_{digest}"
+        else:
+            event_id = f"evt_{ulid()}"
+        return Event(id=event_id, type=event_type, data=data, source=self._context.source,
+                     time=format_iso(utc_now()), tenant=self._identity.tenant,
+                     correlation_id=parent.correlation_id if parent else event_id)
+
+
+def event_type_of(call: str, value: Any) -> str:
+    """A concrete event type such as 'Order.created' (what `$.Order.created` turns into)."""
+    if not isinstance(value, str) or not _EVENT_TYPE.match(value):
+        raise InputError(f"{call}(): the event must be a type like $.Order.created ('Order.created'), "
+                         f"got {describe(value)}")
+    return value
+
+
+def _index(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InputError("on()/every(): internal handler index is missing")
+    return value
