@@ -58,7 +58,7 @@ def build_local(settings: Settings) -> App:
     path = settings.database_path
     store = SqliteEntityStore(path)
     modules = SqliteModuleStore(path)
-    bus = LocalEventBus(path)
+    bus = LocalEventBus(path, backoff_base=settings.retry_base_seconds)
     runs = SqliteRunLog(path)
     scheduler = LocalScheduler(path)
     outbox = LocalOutbox(path)

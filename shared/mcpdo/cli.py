@@ -1,4 +1,4 @@
-"""`mcpdo serve | stdio | run FILE | keys create|list|revoke`."""
+"""`mcpdo serve | stdio | run FILE | keys ... | events dead-letters ... | runs | schedules | outbox`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mcpdo.bootstrap import App, build_local
-from mcpdo.errors import McpdoError
+from mcpdo.errors import McpdoError, NotFound
+from mcpdo.ports import DueSchedule
 from mcpdo.settings import Settings
+from mcpdo.timeparse import format_iso, utc_now
+from mcpdo.worker import schedule_event
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     runs_list.add_argument("--tenant", default=None)
     runs_list.add_argument("--limit", type=int, default=50)
     runs_list.set_defaults(handler=_runs_list)
+
+    schedules = commands.add_parser("schedules", help="live every() schedules").add_subparsers(
+        dest="schedules_command", required=True)
+    schedules_list = schedules.add_parser("list", help="live schedules and their next fire time")
+    schedules_list.add_argument("--tenant", default=None)
+    schedules_list.set_defaults(handler=_schedules_list)
+    fire = schedules.add_parser("fire", help="fire a schedule now (delivered by the running worker)")
+    fire.add_argument("handler_id", help="the schedule's id, as `schedules list` shows it")
+    fire.set_defaults(handler=_schedules_fire)
 
     outbox = commands.add_parser("outbox", help="mail sent by the built-in mailer").add_subparsers(
         dest="outbox_command", required=True)
@@ -192,6 +204,34 @@ async def _dead_letters_replay(settings: Settings, args: argparse.Namespace) -> 
 async def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
     async def work(app: App) -> int:
         _print_json([run.to_json() for run in await app.runs.runs(args.tenant, args.limit)])
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+async def _schedules_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        rows = []
+        for entry in await app.modules.schedules(args.tenant):
+            upcoming = await app.scheduler.next_fire(entry)
+            rows.append({"id": entry.handler.handler_id, "tenant": entry.handler.tenant,
+                         "module": entry.handler.module_id, "version": entry.handler.version,
+                         "schedule": entry.schedule, "next": format_iso(upcoming) if upcoming else None})
+        _print_json(rows)
+        return 0
+
+    return await _with_app(settings, work, sandbox=False)
+
+
+async def _schedules_fire(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(app: App) -> int:
+        entries = await app.modules.schedules()
+        entry = next((e for e in entries if e.handler.handler_id == args.handler_id), None)
+        if entry is None:
+            raise NotFound(f"Schedule {args.handler_id} not found; `mcpdo schedules list` shows the live ones")
+        event = schedule_event(DueSchedule(entry, utc_now()))
+        await app.bus.enqueue(event, entry.handler)
+        print(f"fired {args.handler_id} as event {event.id}")
         return 0
 
     return await _with_app(settings, work, sandbox=False)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
 from mcpdo.errors import AuthenticationRequired, InputError, McpdoError, NotFound
 from mcpdo.execution import Executor
 from mcpdo.identity import Identity
-from mcpdo.mdxld import parse_module
+from mcpdo.mdxld import ParsedModule, parse_module
 from mcpdo.ports import Event, HandlerRef, ModuleStore, ScheduleEntry, StoredModule, Subscription
 from mcpdo.sandbox.types import LogEntry
 from mcpdo.schedules import parse_schedule
@@ -31,15 +32,16 @@ class ModuleService:
             raise AuthenticationRequired()
         parsed = parse_module(text, self._default_context)
         authorize(identity, "register", parsed.type or "Module")
+        code = without_ui_imports(parsed)
         # Evaluate before persisting: a module whose code fails registers nothing and changes nothing.
-        outcome = await self._executor.evaluate_module(parsed.code, identity, module_id=parsed.id)
+        outcome = await self._executor.evaluate_module(code, identity, module_id=parsed.id)
         version = await self._store.next_version(identity.tenant, parsed.id)
         subscriptions = [Subscription(HandlerRef(identity.tenant, parsed.id, version, index), pattern)
                          for pattern, index in outcome.registrations.handlers]
         schedules = [ScheduleEntry(HandlerRef(identity.tenant, parsed.id, version, index), schedule)
                      for schedule, index in outcome.registrations.schedules]
         module = StoredModule(tenant=identity.tenant, id=parsed.id, version=version, type=parsed.type,
-                              source=text, code=parsed.code, owner=owner_of(identity),
+                              source=text, code=code, owner=owner_of(identity),
                               exports=tuple(outcome.exports), metadata=dict(parsed.data),
                               created_at=format_iso(utc_now()))
         await self._store.save(module, subscriptions, schedules)
@@ -102,6 +104,34 @@ def resolve_specifier(specifier: str, *, importer_id: str | None, context: str) 
         return urljoin(importer_id or context.rstrip("/") + "/", specifier).rstrip("/")
     raise InputError(f"Cannot import '{specifier}': only stored modules can be imported, by $id path "
                      f"('/workflows/x'), relative path ('./x') or URL")
+
+
+def without_ui_imports(parsed: ParsedModule) -> str:
+    """The module's code with the imports that only feed JSX components blanked (lines kept).
+
+    `import { OrderStatus } from './components'` used only as `<OrderStatus />` is UI: components are kept,
+    never executed on the server, so their imports are not resolved either.
+    """
+    lines = parsed.code.split("\n")
+    components = {component.name for component in parsed.components}
+    for item in parsed.imports:
+        names = [binding.local for binding in item.bindings]
+        if not names or not all(name in components for name in names):
+            continue
+        span = _statement_span(lines, item.line - 1, item.specifier)
+        rest = "\n".join(line for index, line in enumerate(lines) if index not in span)
+        if any(re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", rest) for name in names):
+            continue
+        for index in span:
+            lines[index] = ""
+    return "\n".join(lines)
+
+
+def _statement_span(lines: list[str], first: int, specifier: str) -> range:
+    last = first
+    while last < len(lines) - 1 and specifier not in lines[last]:
+        last += 1
+    return range(first, last + 1)
 
 
 def logs_json(logs: tuple[LogEntry, ...]) -> tuple[dict[str, Any], ...]:

@@ -34,6 +34,7 @@ class Settings:
     node_path: str | None = None
     runner_path: str | None = None
     api_key: str | None = None
+    retry_base_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             node_path=env.get("MCPDO_NODE") or None,
             runner_path=env.get("MCPDO_RUNNER") or None,
             api_key=env.get("MCPDO_API_KEY") or None,
+            retry_base_seconds=reader.int("MCPDO_RETRY_BASE_MS", 1000, low=1, high=3_600_000) / 1000,
         )
         return settings
 

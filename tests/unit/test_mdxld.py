@@ -1,27 +1,16 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from mcpdo.errors import InputError
 from mcpdo.mdxld import Import, ImportBinding, InvalidModule, ParsedModule, parse_module
 
-SEED = Path("/work/shared/seed/000_8e3f111f32c4e6cd.txt")
+from tests.support.seed import reference_modules
+
 CONTEXT = "https://tenant.example"
 
 
 def seed_modules() -> dict[str, str]:
-    """The module documents shown in the reference (its text copy lost their fences and escapes)."""
-    text = SEED.read_text() if SEED.exists() else ""
-    if not text:
-        pytest.skip("reference text not available")
-    start = text.index("MDXLD Module Structure\n") + len("MDXLD Module Structure\n")
-    end = text.index("})Module Parameter Features", start)
-    workflow = text[start:end] + "})\n"
-    start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
-    end = text.index("\n`,\n})", start)
-    agent = text[start:end].replace("\\`", "`").replace("\\${", "${") + "\n"
-    return {"workflow": workflow, "agent": agent}
+    return reference_modules()
 
 
 def parse(body: str, head: str = "$id: /m/test\n") -> ParsedModule:

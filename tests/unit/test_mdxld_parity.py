@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from mcpdo.mdxld import parse_module
 
+from tests.support.seed import reference_modules
+
 PARITY = Path(__file__).resolve().parents[1] / "parity"
 BIN = Path(sys.executable).parent
 CONTEXT = "https://tenant.example"
@@ -47,16 +49,7 @@ KNOWN_DIFFERENCES: list[tuple[str, str, Any, Any]] = [
 
 
 def seed_modules() -> dict[str, str]:
-    """The module documents shown in the reference (its text copy lost their fences and escapes)."""
-    seed = Path("/work/shared/seed/000_8e3f111f32c4e6cd.txt")
-    if not seed.exists():
-        return {}
-    text = seed.read_text()
-    start = text.index("MDXLD Module Structure\n") + len("MDXLD Module Structure\n")
-    workflow = text[start:text.index("})Module Parameter Features", start)] + "})\n"
-    start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
-    agent = text[start:text.index("\n`,\n})", start)].replace("\\`", "`").replace("\\${", "${") + "\n"
-    return {"workflow": workflow, "agent": agent}
+    return reference_modules()
 
 
 def _npm_install() -> None:

@@ -1,0 +1,41 @@
+"""Pieces of the public reference (`../shared/seed`), taken verbatim so tests run exactly what it shows."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_8e3f111f32c4e6cd.txt"
+
+
+@cache
+def reference() -> str:
+    if not SEED.exists():
+        raise AssertionError(f"The reference text is missing: expected it at {SEED}")
+    return SEED.read_text(encoding="utf-8")
+
+
+def section(start: str, *, until: str) -> str:
+    """The text from the line holding `start` up to (not including) `until`, where prose resumes."""
+    text = reference()
+    begin = text.index(start)
+    begin = text.rfind("\n", 0, begin) + 1
+    end = text.index(until, begin)
+    return text[begin:end].rstrip() + "\n"
+
+
+def module_after(heading: str, *, until: str) -> str:
+    """The MDXLD document that follows `heading`: from its first `---` line up to `until`."""
+    text = reference()
+    begin = text.index("\n---\n", text.index(heading)) + 1
+    end = text.index(until, begin)
+    return text[begin:end].rstrip() + "\n"
+
+
+def reference_modules() -> dict[str, str]:
+    """The two MDXLD documents the reference shows (its text copy lost their fences and escapes)."""
+    workflow = module_after("MDXLD Module Structure", until="Module Parameter Features")
+    text = reference()
+    start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
+    agent = text[start:text.index("\n`,\n})", start)].replace("\\`", "`").replace("\\${", "${") + "\n"
+    return {"workflow": workflow, "agent": agent}
