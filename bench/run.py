@@ -2,6 +2,7 @@
 
 Targets (2-core machine): no-op `do` <= 2x the no-op tool and < 3 ms median; the 20-create script < 15 ms
 median; >= 300 no-op executions/s at concurrency 8; cold start (process start to first result) < 0.5 s.
+Events (reported, no target set): `send` to handler start latency, and sustained events/s through the local bus.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=10)
+        rows += measure_events(Path(tmp))
     print_table(rows)
     return 0
 
@@ -77,6 +79,22 @@ def measure(url: str, key: str, tmp: Path) -> list[Row]:
         Row("cold start: mcpdo run, process start to result", f"{cold * 1000:.0f} ms",
             f"{python_start * 1000:.0f} ms (python -c pass)", f"{cold / python_start:.1f}x", "< 500 ms",
             cold < 0.5),
+    ]
+
+
+def measure_events(tmp: Path) -> list[Row]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import events
+
+    found = events.run(tmp)
+    latency, noop = found["latency_ms"], found["noop_exec_ms"]
+    assert isinstance(latency, list) and isinstance(noop, list)
+    rate, noop_rate = float(found["events_per_s"]), float(found["noop_exec_per_s"])  # type: ignore[arg-type]
+    return [
+        Row("send -> handler start latency (median)", _ms(latency), _ms(noop) + " (no-op execution)",
+            f"{statistics.median(latency) / statistics.median(noop):.1f}x", "reported", None),
+        Row("sustained events/s through the local bus", f"{rate:.0f}/s",
+            f"{noop_rate:.0f}/s (no-op executions, concurrency 4)", f"{rate / noop_rate:.2f}x", "reported", None),
     ]
 
 
