@@ -121,12 +121,16 @@
   for (const m of ['fetch', 'proxy']) define(api, m, sdk(`api.${m}`))
 
   const handlers = []
+  // While an imported or preloaded module's top level runs, its on()/every() calls register nothing:
+  // registrations belong to the module being registered or run.
+  let importing = 0
 
   function register(kind) {
     return function (spec, handler) {
       if (typeof handler !== 'function') {
         throw new TypeError(`${kind}(${String(spec)}, handler): handler must be a function`)
       }
+      if (importing > 0) return PromiseCtor.resolve(undefined)
       const index = handlers.length
       handlers.push(handler)
       return track(call(kind, [String(spec), index]), true)
@@ -464,9 +468,111 @@
     return { name: 'Error', message, stack: '', thrown: true }
   }
 
-  async function settle(main, maxBytes) {
+  // ------------------------------------------------------------------------------------------
+  // Modules: `import` asks the host for { id, code }; the runner compiles the code and answers { id, fn }
+  // (fn only the first time an id is seen in this execution). Each module runs once per execution.
+
+  const modules = new Map() // id -> { done, ns, error, promise }
+  const NamespaceProto = null
+
+  function atSite(e, site) {
     try {
-      const value = await main
+      e.stack = site.stack
+    } catch (_) {}
+    return e
+  }
+
+  function hostImport(spec, site) {
+    let json
+    try {
+      json = JSONstringify([spec])
+    } catch (e) {
+      throw new TypeError('import: the module specifier must be a string')
+    }
+    return hostCall('import', json).then(
+      (reply) => reply,
+      (err) => {
+        const e = new ErrorCtor(err && err.message !== undefined ? err.message : String(err))
+        if (err && err.name === 'SyntaxError') e.name = 'SyntaxError'
+        throw atSite(e, site)
+      },
+    )
+  }
+
+  function runModule(id, fn, chain, site) {
+    const known = modules.get(id)
+    if (known) {
+      if (chain.indexOf(id) >= 0) {
+        throw atSite(new ErrorCtor(`Import cycle: ${chain.concat([id]).join(' -> ')}`), site)
+      }
+      if (known.error !== undefined) throw known.error
+      return known.done ? PromiseCtor.resolve(known.ns) : known.promise
+    }
+    if (typeof fn !== 'function') throw atSite(new ErrorCtor(`import: module ${id} could not be loaded`), site)
+    const entry = { done: false, ns: null, error: undefined, promise: null }
+    modules.set(id, entry)
+    const inner = chain.concat([id])
+    entry.promise = (async () => {
+      importing++
+      try {
+        const exported = await fn(importer(inner))
+        const ns = Object.create(NamespaceProto)
+        for (const k of ObjectKeys(exported)) ns[k] = exported[k]
+        entry.ns = Object.freeze(ns)
+        entry.done = true
+        return entry.ns
+      } catch (e) {
+        // The throw site inside the module comes first, then where the caller imported it.
+        if (e instanceof ErrorCtor) {
+          try {
+            e.stack = String(e.stack || '') + site.stack
+          } catch (_) {}
+        }
+        entry.error = e
+        throw e
+      } finally {
+        importing--
+      }
+    })()
+    return entry.promise
+  }
+
+  function importer(chain) {
+    return async function importModule(spec, names) {
+      const site = new ErrorCtor('')
+      const reply = await hostImport(String(spec), site)
+      const ns = await runModule(reply.id, reply.fn, chain, site)
+      if (names) {
+        for (const n of names) {
+          if (!Object.prototype.hasOwnProperty.call(ns, n)) {
+            const e = new ErrorCtor(`The module '${spec}' has no export named '${n}'`)
+            e.name = 'SyntaxError'
+            throw atSite(e, site)
+          }
+        }
+      }
+      return ns
+    }
+  }
+
+  async function settle(main, preloads, optionsText) {
+    const options = JSONparse(optionsText)
+    const maxBytes = options.maxBytes
+    try {
+      for (let i = 0; i < preloads.length; i += 2) {
+        const ns = await runModule(preloads[i], preloads[i + 1], [], new ErrorCtor(''))
+        for (const k of ObjectKeys(ns)) if (k !== 'default') define(global, k, ns[k])
+      }
+      let value = await main(importer([]))
+      if (options.module) value = undefined
+      if (options.invoke >= 0) {
+        const h = handlers[options.invoke]
+        if (typeof h !== 'function') {
+          throw new ErrorCtor(`No handler number ${options.invoke}: the code registered ${handlers.length} ` +
+            `handler${handlers.length === 1 ? '' : 's'} with on()/every()`)
+        }
+        value = await h(...options.args)
+      }
       // SDK calls the script did not await still finish inside the execution.
       while (outstanding.size) await PromiseCtor.all(Array.from(outstanding))
       for (const r of registrations) await r

@@ -1,14 +1,15 @@
 // mcpdo sandbox runner: JSON lines on stdin/stdout, one execution at a time.
 //
-// In:  {"type":"exec","id":n,"code":"...","readonly":bool,"user":{...},"limits":{...}}
+// In:  {"type":"exec","id":n,"code":"...","kind":"script"|"module","readonly":bool,"user":{...},"limits":{...},
+//       "preload":[{"id":"...","code":"..."}],"invoke":{"index":n,"args":[...]}|null}
 //      {"type":"reply","id":callId,"ok":true,"value":json} | {"type":"reply","id":callId,"ok":false,"error":"msg"}
 // Out: {"type":"ready"}
 //      {"type":"call","exec":n,"id":callId,"name":"db.get","args":[...]}
-//      {"type":"result","id":n,"ok":true,"undefined":bool,"value":json,"logs":[...],"durationMs":ms}
+//      {"type":"result","id":n,"ok":true,"undefined":bool,"value":json,"exports":[...],"logs":[...],"durationMs":ms}
 //      {"type":"result","id":n,"ok":false,"error":{kind,message,...},"logs":[...],"durationMs":ms}
 //      {"type":"protocol_error","message":"..."}
 import { buildInstance, hostRandomBytes, hostRandomUUID, lazySources, MAX_CALL_ARGS_CHARS } from './engine.mjs'
-import { prepareScript, SourceSyntaxError } from './transform.mjs'
+import { prepare, SourceSyntaxError } from './transform.mjs'
 
 process.removeAllListeners('warning')
 process.on('warning', () => {})
@@ -80,26 +81,50 @@ async function takeInstance(mem) {
 let current = null
 let nextCallId = 1
 
-const STACK_FRAME = /\(?script\.ts:(\d+):(\d+)\)?/
+const MAIN_FILE = 'script.ts'
+const STACK_FRAME = /\(?(script\.ts|mcpdo-module-(\d+)\.js):(\d+):(\d+)\)?/
+const moduleFile = (n) => `mcpdo-module-${n}.js`
 
-function positionFromStack(stack, toOriginal) {
-  if (!stack) return null
+function mapFrame(toOriginal, m) {
+  const p = toOriginal(Number(m[3]), Math.max(0, Number(m[4]) - 1))
+  return { line: p.line, column: p.col + 1 }
+}
+
+// The caller's position (first frame in the main code) and, when the error was thrown inside an imported
+// or preloaded module before reaching it, the module and the position there.
+function positionFromStack(stack, mainToOriginal, modules) {
+  const out = { main: null, module: null }
+  if (!stack) return out
   for (const line of String(stack).split('\n')) {
     const m = STACK_FRAME.exec(line)
-    if (m) {
-      const p = toOriginal(Number(m[1]), Math.max(0, Number(m[2]) - 1))
-      return { line: p.line, column: p.col + 1 }
+    if (!m) continue
+    if (m[1] === MAIN_FILE) {
+      out.main = mapFrame(mainToOriginal, m)
+      break
     }
+    const mod = modules[Number(m[2])]
+    if (mod && !out.module) out.module = { id: mod.id, ...mapFrame(mod.prepared.errorToOriginal, m) }
   }
-  return null
+  return out
+}
+
+function moduleSyntaxMessage(id, err) {
+  const where = err.line ? ` at line ${err.line}${err.column ? `:${err.column}` : ''}` : ''
+  return `${err.message} (in ${id}${where})`
 }
 
 class Execution {
-  constructor(msg, inst, prepared, limits) {
+  constructor(msg, inst, prepared, limits, preloads) {
     this.id = msg.id
     this.inst = inst
     this.prepared = prepared
     this.limits = limits
+    this.kind = msg.kind === 'module' ? 'module' : 'script'
+    this.invoke = msg.invoke || null
+    // Modules compiled in this execution, by number (their file name): preloads first, then imports.
+    this.modules = preloads.map(({ id, prepared: p }) => ({ id, prepared: p }))
+    this.moduleIds = new Map(this.modules.map((m, n) => [m.id, n]))
+    this.preloadCount = this.modules.length
     this.user = msg.user && typeof msg.user === 'object' ? msg.user : {}
     this.started = performance.now()
     this.deadline = Date.now() + limits.timeout_ms
@@ -138,6 +163,7 @@ class Execution {
     if (!Array.isArray(args)) throw new Error(`${name}(): arguments must be a list`)
     const id = nextCallId++
     const deferred = this.inst.ctx.newPromise()
+    deferred.isImport = name === 'import'
     this.pending.set(id, deferred)
     send(`{"type":"call","exec":${JSON.stringify(this.id)},"id":${id},"name":${JSON.stringify(name)},"args":${argsText}}`)
     return deferred.handle
@@ -234,19 +260,101 @@ class Execution {
     }, this.limits.timeout_ms)
     this.enter(() => {
       const { ctx } = this.inst
-      const r = ctx.evalCode(this.prepared.js, 'script.ts')
+      const r = ctx.evalCode(this.prepared.js, MAIN_FILE)
       if (r.error) {
         this.evalError = true
         return r.error
       }
-      const maxH = ctx.newNumber(this.limits.max_result_bytes)
-      const s = ctx.callFunction(this.inst.settleFn, ctx.undefined, r.value, maxH)
-      r.value.dispose()
-      maxH.dispose()
-      if (s.error) return s.error
-      s.value.dispose()
-      return null
+      const handles = [r.value]
+      try {
+        // Preloads as [id, fn, id, fn, ...]
+        const pre = ctx.newArray()
+        handles.push(pre)
+        for (let n = 0; n < this.modules.length; n++) {
+          const c = ctx.evalCode(this.modules[n].prepared.js, moduleFile(n))
+          if (c.error) {
+            this.evalError = true
+            return c.error
+          }
+          handles.push(c.value)
+          const idH = ctx.newString(this.modules[n].id)
+          handles.push(idH)
+          ctx.setProp(pre, 2 * n, idH)
+          ctx.setProp(pre, 2 * n + 1, c.value)
+        }
+        const options = {
+          module: this.kind === 'module',
+          invoke: this.invoke ? this.invoke.index : -1,
+          args: this.invoke ? this.invoke.args : [],
+          maxBytes: this.limits.max_result_bytes,
+        }
+        const optH = ctx.newString(JSON.stringify(options))
+        handles.push(optH)
+        const s = ctx.callFunction(this.inst.settleFn, ctx.undefined, r.value, pre, optH)
+        if (s.error) return s.error
+        s.value.dispose()
+        return null
+      } finally {
+        for (const h of handles) h.dispose()
+      }
     })
+  }
+
+  // An `import` host call: the host answered { id, code }; compile the module here (positions are ours)
+  // and hand the guest { id, fn } (no fn when this execution already compiled that id).
+  resolveImport(deferred, msg) {
+    const { ctx } = this.inst
+    const reject = (name, message) => {
+      const h = ctx.newError({ name, message })
+      deferred.reject(h)
+      h.dispose()
+      return null
+    }
+    if (!msg.ok) return reject('Error', typeof msg.error === 'string' ? msg.error : 'import failed')
+    const v = msg.value
+    if (!v || typeof v !== 'object' || typeof v.id !== 'string' || typeof v.code !== 'string') {
+      return reject('Error', 'import: the host answered without module code')
+    }
+    let fn = null
+    if (!this.moduleIds.has(v.id)) {
+      const bytes = Buffer.byteLength(v.code, 'utf8')
+      if (bytes > this.limits.max_script_bytes) {
+        return reject('Error', `Module ${v.id} too large: ${bytes} bytes exceeds the limit of ` +
+          `${this.limits.max_script_bytes} bytes`)
+      }
+      let prepared
+      try {
+        prepared = prepare(v.code, { kind: 'module' })
+      } catch (err) {
+        if (err instanceof SourceSyntaxError) return reject('SyntaxError', moduleSyntaxMessage(v.id, err))
+        throw err
+      }
+      const n = this.modules.length
+      this.modules.push({ id: v.id, prepared })
+      this.moduleIds.set(v.id, n)
+      const c = ctx.evalCode(prepared.js, moduleFile(n))
+      if (c.error) {
+        let info
+        try {
+          info = ctx.dump(c.error)
+        } finally {
+          c.error.dispose()
+        }
+        return reject('SyntaxError', `${String((info && info.message) || 'Invalid module')} (in ${v.id})`)
+      }
+      fn = c.value
+    }
+    const obj = ctx.newObject()
+    const idH = ctx.newString(v.id)
+    ctx.setProp(obj, 'id', idH)
+    idH.dispose()
+    if (fn) {
+      ctx.setProp(obj, 'fn', fn)
+      fn.dispose()
+    }
+    deferred.resolve(obj)
+    obj.dispose()
+    return null
   }
 
   reply(msg) {
@@ -255,6 +363,7 @@ class Execution {
     this.pending.delete(msg.id)
     this.enter(() => {
       const { ctx } = this.inst
+      if (deferred.isImport) return this.resolveImport(deferred, msg)
       if (msg.ok) {
         const text = msg.value === undefined ? '' : JSON.stringify(msg.value)
         const h = ctx.newString(text)
@@ -311,14 +420,17 @@ class Execution {
         message: 'Stack overflow: maximum call stack size exceeded (unbounded recursion?)',
       }
     }
-    const pos = positionFromStack(info && info.stack, this.prepared.errorToOriginal)
+    const found = positionFromStack(info && info.stack, this.prepared.errorToOriginal, this.modules)
+    const pos = found.main
+    let text = message
+    if (found.module) text = `${message} (in ${found.module.id} at line ${found.module.line}:${found.module.column})`
     if (fromEval && name === 'SyntaxError') {
-      return { kind: 'syntax', message, line: pos ? pos.line : null, column: pos ? pos.column : null }
+      return { kind: 'syntax', message: text, line: pos ? pos.line : null, column: pos ? pos.column : null }
     }
     return {
       kind: 'runtime',
       name,
-      message,
+      message: text,
       line: pos ? pos.line : null,
       column: pos ? pos.column : null,
     }
@@ -369,6 +481,16 @@ class Execution {
     return { error: { kind: 'runtime', name: 'Error', message: 'The script ended without a result' } }
   }
 
+  // Module kind: the module's exports; a script: what its preloads exported (its new globals).
+  exportNames() {
+    if (this.kind === 'module') return this.prepared.exports
+    const names = []
+    for (const m of this.modules.slice(0, this.preloadCount)) {
+      for (const name of m.prepared.exports) if (name !== 'default' && !names.includes(name)) names.push(name)
+    }
+    return names
+  }
+
   finish() {
     if (this.finished) return
     this.finished = true
@@ -383,7 +505,8 @@ class Execution {
       out = { error: { kind: 'runtime', name: 'Error', message: 'The script result could not be read' } }
     }
     const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
-    const head = `{"type":"result","id":${JSON.stringify(this.id)},"durationMs":${durationMs},"logs":${JSON.stringify(this.logs)}`
+    const head = `{"type":"result","id":${JSON.stringify(this.id)},"durationMs":${durationMs},` +
+      `"exports":${JSON.stringify(this.exportNames())},"logs":${JSON.stringify(this.logs)}`
     if (out.error) send(`${head},"ok":false,"error":${JSON.stringify(out.error)}}`)
     else if (out.undefined) send(`${head},"ok":true,"undefined":true,"value":null}`)
     else send(`${head},"ok":true,"undefined":false,"value":${out.value}}`)
@@ -419,9 +542,48 @@ async function handleExec(msg) {
       message: `Script too large: ${bytes} bytes exceeds the limit of ${limits.max_script_bytes} bytes` }, started)
     return
   }
+  const kind = msg.kind === undefined || msg.kind === null ? 'script' : msg.kind
+  if (kind !== 'script' && kind !== 'module') {
+    reportEarly(msg.id, { kind: 'input', message: `kind must be "script" or "module", not ${JSON.stringify(kind)}` },
+      started)
+    return
+  }
+  const inv = msg.invoke
+  if (inv !== undefined && inv !== null && (typeof inv !== 'object' || !Number.isInteger(inv.index) || inv.index < 0 ||
+    !Array.isArray(inv.args))) {
+    reportEarly(msg.id, { kind: 'input', message: 'invoke must be { index: integer >= 0, args: [...] }' }, started)
+    return
+  }
+  const preloads = []
+  const rawPreloads = msg.preload === undefined || msg.preload === null ? [] : msg.preload
+  if (!Array.isArray(rawPreloads)) {
+    reportEarly(msg.id, { kind: 'input', message: 'preload must be a list of { id, code }' }, started)
+    return
+  }
+  for (const p of rawPreloads) {
+    if (!p || typeof p.id !== 'string' || typeof p.code !== 'string') {
+      reportEarly(msg.id, { kind: 'input', message: 'preload must be a list of { id, code }' }, started)
+      return
+    }
+    const size = Buffer.byteLength(p.code, 'utf8')
+    if (size > limits.max_script_bytes) {
+      reportEarly(msg.id, { kind: 'limit', limit: 'script',
+        message: `Module ${p.id} too large: ${size} bytes exceeds the limit of ${limits.max_script_bytes} bytes` },
+      started)
+      return
+    }
+    try {
+      preloads.push({ id: p.id, prepared: prepare(p.code, { kind: 'module' }) })
+    } catch (err) {
+      if (!(err instanceof SourceSyntaxError)) throw err
+      reportEarly(msg.id, { kind: 'syntax', message: moduleSyntaxMessage(p.id, err), line: null, column: null },
+        started)
+      return
+    }
+  }
   let prepared
   try {
-    prepared = prepareScript(msg.code, { readonly: msg.readonly === true })
+    prepared = prepare(msg.code, { kind, readonly: msg.readonly === true })
   } catch (err) {
     if (err instanceof SourceSyntaxError) {
       reportEarly(msg.id, { kind: 'syntax', message: err.message, line: err.line, column: err.column }, started)
@@ -439,7 +601,7 @@ async function handleExec(msg) {
   }
   lastMemory = limits.memory_bytes
   const inst = await takeInstance(limits.memory_bytes)
-  const exec = new Execution(msg, inst, prepared, limits)
+  const exec = new Execution(msg, inst, prepared, limits, preloads)
   exec.started = started
   current = exec
   inst.exec = exec

@@ -16,9 +16,13 @@ const ACORN_OPTIONS = {
 }
 
 export const RESULT_VAR = '$$mcpdoResult'
-// Everything inserted on line 1 before the caller's first character.
-export const PREFIX = `(async () => { let ${RESULT_VAR}; `
-const SUFFIX = `\n;return ${RESULT_VAR};\n})()`
+const IMPORT_FN = '$$mcpdoImport'
+const DEFAULT_VAR = '$$mcpdoDefault'
+// Everything inserted on line 1 before the caller's first character. The program evaluates to an async
+// function of the import helper: the prelude calls it (after any preloads) and awaits its value.
+const SCRIPT_PREFIX = `(async (${IMPORT_FN}) => { let ${RESULT_VAR}; `
+const SCRIPT_SUFFIX = `\n;return ${RESULT_VAR};\n})`
+const MODULE_PREFIX = `(async (${IMPORT_FN}) => { `
 
 const WRITE_MEMBERS = {
   db: new Set(['create', 'update', 'delete', 'relate']),
@@ -317,38 +321,185 @@ function parseOrThrow(text, toOriginal) {
   }
 }
 
-/**
- * Prepare a caller script.
- * Returns { js, toOriginal / errorToOriginal(line, col0) -> {line, col0}, violations: [[name, line]] }.
- * Throws SourceSyntaxError.
- */
-export function prepareScript(code, { readonly = false } = {}) {
-  let a = { text: code, list: [] }
-  let stripped
-  try {
-    stripped = tsStrip(code)
-  } catch (err) {
-    if (!(err && err.code === 'ERR_INVALID_TYPESCRIPT_SYNTAX')) throw err
-    const fixed = trailingObjectFix(code)
-    if (!fixed) {
-      const at = tsErrorPosition(err, code) || locateTsSyntaxError(code)
-      let message = String(err.message)
-      try {
-        acorn.parse(code, ACORN_OPTIONS)
-      } catch (aerr) {
-        // Plain JavaScript errors read better in acorn's words, when it stops at the same place or later.
-        if (aerr && aerr.loc && (aerr.loc.line > at.line || (aerr.loc.line === at.line && aerr.loc.column >= at.col))) {
-          throw new SourceSyntaxError(acornMessage(aerr), aerr.loc.line, aerr.loc.column + 1)
-        }
-      }
-      if (message.length === 0) message = 'Invalid syntax'
-      throw new SourceSyntaxError(message, at.line, at.col + 1)
-    }
-    a = fixed
-    stripped = tsStrip(fixed.text)
+// ---------------------------------------------------------------------------------------------
+// ESM: imports become awaited calls of the import helper, exports are collected and returned.
+
+function nameOf(node) {
+  return node.type === 'Identifier' ? node.name : String(node.value)
+}
+
+function patternNames(node, out) {
+  if (!node) return out
+  switch (node.type) {
+    case 'Identifier':
+      out.push(node.name)
+      break
+    case 'ObjectPattern':
+      for (const p of node.properties) patternNames(p.type === 'RestElement' ? p.argument : p.value, out)
+      break
+    case 'ArrayPattern':
+      for (const e of node.elements) patternNames(e, out)
+      break
+    case 'RestElement':
+      patternNames(node.argument, out)
+      break
+    case 'AssignmentPattern':
+      patternNames(node.left, out)
+      break
+    default:
+      break
   }
-  const s2 = stripped.text
-  const srcMap = stripped.map
+  return out
+}
+
+function declaredNames(decl) {
+  if (decl.type === 'VariableDeclaration') {
+    const out = []
+    for (const d of decl.declarations) patternNames(d.id, out)
+    return out
+  }
+  return decl.id ? [decl.id.name] : []
+}
+
+function importCall(spec, names) {
+  return `await ${IMPORT_FN}(${JSON.stringify(spec)}, ${JSON.stringify(names)})`
+}
+
+function importCode(stmt) {
+  let ns = null
+  const parts = []
+  const names = []
+  for (const s of stmt.specifiers) {
+    if (s.type === 'ImportNamespaceSpecifier') ns = s.local.name
+    else if (s.type === 'ImportDefaultSpecifier') {
+      parts.push(`default: ${s.local.name}`)
+      names.push('default')
+    } else {
+      const imported = nameOf(s.imported)
+      parts.push(`${JSON.stringify(imported)}: ${s.local.name}`)
+      names.push(imported)
+    }
+  }
+  const call = importCall(stmt.source.value, names)
+  if (ns) return `;const ${ns} = ${call}${parts.length ? `, { ${parts.join(', ')} } = ${ns}` : ''};`
+  if (parts.length) return `;const { ${parts.join(', ')} } = ${call};`
+  return `;${call};`
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ASI hazard: `const r = xs.reduce(f, 0)\n({ total: r })` is one call in JavaScript; the caller meant
+// two statements and the object as the result. Returns the offset of the `(` that starts the new
+// statement, or null.
+
+function asiSplitOffset(text, ast) {
+  let last = null
+  for (let i = ast.body.length - 1; i >= 0; i--) {
+    if (ast.body[i].type !== 'EmptyStatement') {
+      last = ast.body[i]
+      break
+    }
+  }
+  if (!last || (last.type !== 'ExpressionStatement' && last.type !== 'VariableDeclaration')) return null
+  const end = text[last.end - 1] === ';' ? last.end - 1 : last.end
+  let found = null
+  walk(last, (node) => {
+    if (node.type !== 'CallExpression' || node.end !== end || node.optional) return
+    let p = node.callee.end
+    while (p < node.end && /\s/.test(text[p])) p++
+    if (text[p] !== '(') return
+    const lineStart = text.lastIndexOf('\n', p - 1) + 1
+    if (node.start >= lineStart || text.slice(lineStart, p).trim() !== '') return
+    if (found === null || p < found) found = p
+  })
+  return found === null ? null : { offset: found, end }
+}
+
+const GENERIC_CALL = /<[^;\n]*>\s*\(/
+
+const CACHE_ENTRIES = 256
+const CACHE_CHARS = 32 * 1024 * 1024
+const cache = new Map()
+let cacheChars = 0
+
+/**
+ * Prepare caller code: a script (final expression returned) or a module (exports returned).
+ * Returns { js, exports, toOriginal / errorToOriginal(line, col0) -> {line, col0}, violations: [[name, line]] }:
+ * `js` evaluates to an async function of the import helper. Throws SourceSyntaxError.
+ * Results (and syntax errors) are cached by source.
+ */
+export function prepare(code, { kind = 'script', readonly = false } = {}) {
+  const key = (kind === 'module' ? 'm' : 's') + (readonly ? '1' : '0') + code
+  const hit = cache.get(key)
+  if (hit) {
+    cache.delete(key)
+    cache.set(key, hit)
+    if (hit.error) throw hit.error
+    return hit
+  }
+  let entry
+  try {
+    entry = prepareUncached(code, kind === 'module', readonly)
+  } catch (err) {
+    if (!(err instanceof SourceSyntaxError)) throw err
+    entry = { error: err }
+  }
+  cache.set(key, entry)
+  cacheChars += key.length
+  while (cache.size > CACHE_ENTRIES || (cacheChars > CACHE_CHARS && cache.size > 1)) {
+    const oldest = cache.keys().next().value
+    cache.delete(oldest)
+    cacheChars -= oldest.length
+  }
+  if (entry.error) throw entry.error
+  return entry
+}
+
+export function prepareScript(code, { readonly = false } = {}) {
+  return prepare(code, { kind: 'script', readonly })
+}
+
+function prepareUncached(code, isModule, readonly) {
+  let a = { text: code, list: [] }
+  let s2 = null
+  let srcMap = null
+  let ast = null
+  // Plain JavaScript needs no type stripping (a generic call such as `f<T>(x)` is also valid JavaScript
+  // with another meaning: anything that looks like one goes through the stripper).
+  if (!GENERIC_CALL.test(code)) {
+    try {
+      ast = acorn.parse(code, ACORN_OPTIONS)
+      s2 = code
+    } catch {
+      ast = null
+    }
+  }
+  if (!ast) {
+    let stripped
+    try {
+      stripped = tsStrip(code)
+    } catch (err) {
+      if (!(err && err.code === 'ERR_INVALID_TYPESCRIPT_SYNTAX')) throw err
+      const fixed = isModule ? null : trailingObjectFix(code)
+      if (!fixed) {
+        const at = tsErrorPosition(err, code) || locateTsSyntaxError(code)
+        let message = String(err.message)
+        try {
+          acorn.parse(code, ACORN_OPTIONS)
+        } catch (aerr) {
+          // Plain JavaScript errors read better in acorn's words, when it stops at the same place or later.
+          if (aerr && aerr.loc && (aerr.loc.line > at.line || (aerr.loc.line === at.line && aerr.loc.column >= at.col))) {
+            throw new SourceSyntaxError(acornMessage(aerr), aerr.loc.line, aerr.loc.column + 1)
+          }
+        }
+        if (message.length === 0) message = 'Invalid syntax'
+        throw new SourceSyntaxError(message, at.line, at.col + 1)
+      }
+      a = fixed
+      stripped = tsStrip(fixed.text)
+    }
+    s2 = stripped.text
+    srcMap = stripped.map
+  }
 
   // s2 (line, col0) -> original
   const s2ToOriginal = (line, col) => {
@@ -357,26 +508,142 @@ export function prepareScript(code, { readonly = false } = {}) {
     return { line: p.line, col: unInsert(a.list, p.line, p.col) }
   }
 
-  const ast = parseOrThrow(s2, s2ToOriginal)
+  if (!ast) ast = parseOrThrow(s2, s2ToOriginal)
 
-  const inserts = [{ offset: 0, text: PREFIX }]
-  const blanks = [] // [start, end) ranges replaced by spaces (export keywords)
+  const fail = (node, message) => {
+    const p = s2ToOriginal(node.loc.start.line, node.loc.start.column)
+    throw new SourceSyntaxError(message, p.line, p.col + 1)
+  }
+  const inserts = [{ offset: 0, text: isModule ? MODULE_PREFIX : SCRIPT_PREFIX }]
+  const blanks = [] // [start, end) ranges replaced by spaces (import/export syntax)
+  const exported = [] // [name, local expression], in declaration order
+  const addExport = (name, local, node) => {
+    if (exported.some((e) => e[0] === name)) fail(node, `Duplicate export '${name}'`)
+    exported.push([name, local])
+  }
+  let reexports = 0
   for (const stmt of ast.body) {
     if (stmt.type === 'ImportDeclaration') {
-      const p = s2ToOriginal(stmt.loc.start.line, stmt.loc.start.column)
-      throw new SourceSyntaxError(
-        `import is not available in scripts (cannot import '${stmt.source.value}')`, p.line, p.col + 1)
-    }
-    if (stmt.type === 'ExportNamedDeclaration' && stmt.declaration) {
-      blanks.push([stmt.start, stmt.declaration.start])
-    } else if (stmt.type === 'ExportDefaultDeclaration' || stmt.type === 'ExportNamedDeclaration' ||
-      stmt.type === 'ExportAllDeclaration') {
-      const p = s2ToOriginal(stmt.loc.start.line, stmt.loc.start.column)
-      throw new SourceSyntaxError('export is only available in modules', p.line, p.col + 1)
+      blanks.push([stmt.start, stmt.end])
+      inserts.push({ offset: stmt.start, text: importCode(stmt) })
+    } else if (stmt.type === 'ExportNamedDeclaration') {
+      if (stmt.declaration) {
+        blanks.push([stmt.start, stmt.declaration.start])
+        for (const name of declaredNames(stmt.declaration)) addExport(name, name, stmt)
+      } else if (stmt.source) {
+        const tmp = `$$mcpdoReexport${++reexports}`
+        blanks.push([stmt.start, stmt.end])
+        const names = stmt.specifiers.map((s) => nameOf(s.local))
+        inserts.push({ offset: stmt.start, text: `;const ${tmp} = ${importCall(stmt.source.value, names)};` })
+        for (const s of stmt.specifiers) {
+          addExport(nameOf(s.exported), `${tmp}[${JSON.stringify(nameOf(s.local))}]`, stmt)
+        }
+      } else {
+        blanks.push([stmt.start, stmt.end])
+        for (const s of stmt.specifiers) addExport(nameOf(s.exported), s.local.name, stmt)
+      }
+    } else if (stmt.type === 'ExportDefaultDeclaration') {
+      const d = stmt.declaration
+      blanks.push([stmt.start, d.start])
+      if ((d.type === 'FunctionDeclaration' || d.type === 'ClassDeclaration') && d.id) {
+        addExport('default', d.id.name, stmt)
+      } else {
+        inserts.push({ offset: d.start, text: `const ${DEFAULT_VAR} = ` })
+        addExport('default', DEFAULT_VAR, stmt)
+      }
+    } else if (stmt.type === 'ExportAllDeclaration') {
+      if (!stmt.exported) {
+        fail(stmt, `export * is not supported: name the exports (export { a, b } from '${stmt.source.value}')`)
+      }
+      const tmp = `$$mcpdoReexport${++reexports}`
+      blanks.push([stmt.start, stmt.end])
+      inserts.push({ offset: stmt.start, text: `;const ${tmp} = ${importCall(stmt.source.value, [])};` })
+      addExport(nameOf(stmt.exported), tmp, stmt)
     }
   }
 
-  // Final value: the last top-level expression statement, or a trailing block that is an object literal.
+  let suffix
+  if (isModule) {
+    suffix = `\n;return { ${exported.map(([n, l]) => `${JSON.stringify(n)}: ${l}`).join(', ')} };\n})`
+  } else {
+    suffix = SCRIPT_SUFFIX
+    finalValueInserts(s2, ast, inserts)
+  }
+
+  let base = s2
+  if (blanks.length) {
+    let chars = base.split('')
+    for (const [s, e] of blanks) for (let i = s; i < e; i++) if (chars[i] !== '\n') chars[i] = ' '
+    base = chars.join('')
+    chars = null
+  }
+  const gen = insertAll(base, inserts)
+  const js = gen.text + suffix
+
+  const toOriginal = (line, col) => {
+    const c = unInsert(gen.list, line, col)
+    return s2ToOriginal(line, c)
+  }
+
+  // QuickJS places a `new X(...)` or `f(...)` frame at the opening parenthesis; callers expect the start.
+  const newSites = new Map()
+  let starts = null
+  const s2Starts = () => {
+    if (!starts) starts = lineStarts(s2)
+    return starts
+  }
+  walk(ast, (node) => {
+    if (node.type !== 'NewExpression' && node.type !== 'CallExpression') return
+    let i = node.callee.end
+    while (i < node.end && s2[i] !== '(') i++
+    if (i >= node.end) return
+    const p = posOf(s2Starts(), i)
+    newSites.set(`${p.line}:${p.col}`, { line: node.loc.start.line, col: node.loc.start.column })
+  })
+  const errorToOriginal = (line, col) => {
+    const c = unInsert(gen.list, line, col)
+    const site = newSites.get(`${line}:${c}`)
+    if (site) return s2ToOriginal(site.line, site.col)
+    return s2ToOriginal(line, c)
+  }
+
+  const violations = []
+  if (readonly) {
+    walk(ast, (node) => {
+      if (node.type !== 'CallExpression') return
+      const name = writeCallName(node)
+      if (name) {
+        const p = s2ToOriginal(node.loc.start.line, node.loc.start.column)
+        violations.push([name, p.line, node.start])
+      }
+    })
+    violations.sort((x, y) => x[2] - y[2])
+  }
+  return {
+    js,
+    exports: exported.map((e) => e[0]),
+    toOriginal,
+    errorToOriginal,
+    violations: violations.map(([n, l]) => [n, l]),
+  }
+}
+
+// Final value of a script: the last top-level expression statement, a trailing block that is an object
+// literal, or the `(`-line of the ASI hazard.
+function finalValueInserts(s2, ast, inserts) {
+  const split = asiSplitOffset(s2, ast)
+  if (split) {
+    const attempt = [
+      { offset: split.offset, text: `;${RESULT_VAR} = ` },
+    ]
+    try {
+      acorn.parse(insertAll(s2, attempt).text, ACORN_OPTIONS)
+      inserts.push(...attempt)
+      return
+    } catch {
+      // not a clean split: leave the call as JavaScript reads it
+    }
+  }
   let lastExpr = null
   for (let i = ast.body.length - 1; i >= 0; i--) {
     const s = ast.body[i]
@@ -410,55 +677,4 @@ export function prepareScript(code, { readonly = false } = {}) {
     inserts.push({ offset: lastExpr.expression.start, text: `${RESULT_VAR} = (` })
     inserts.push({ offset: lastExpr.expression.end, text: ')' })
   }
-
-  let base = s2
-  if (blanks.length) {
-    let chars = base.split('')
-    for (const [s, e] of blanks) for (let i = s; i < e; i++) if (chars[i] !== '\n') chars[i] = ' '
-    base = chars.join('')
-    chars = null
-  }
-  const gen = insertAll(base, inserts)
-  const js = gen.text + SUFFIX
-
-  const toOriginal = (line, col) => {
-    const c = unInsert(gen.list, line, col)
-    return s2ToOriginal(line, c)
-  }
-
-  // QuickJS places a `new X(...)` frame at the opening parenthesis; callers expect the `new`.
-  const newSites = new Map()
-  let starts = null
-  const s2Starts = () => {
-    if (!starts) starts = lineStarts(s2)
-    return starts
-  }
-  walk(ast, (node) => {
-    if (node.type !== 'NewExpression') return
-    let i = node.callee.end
-    while (i < node.end && s2[i] !== '(') i++
-    if (i >= node.end) return
-    const p = posOf(s2Starts(), i)
-    newSites.set(`${p.line}:${p.col}`, { line: node.loc.start.line, col: node.loc.start.column })
-  })
-  const errorToOriginal = (line, col) => {
-    const c = unInsert(gen.list, line, col)
-    const site = newSites.get(`${line}:${c}`)
-    if (site) return s2ToOriginal(site.line, site.col)
-    return s2ToOriginal(line, c)
-  }
-
-  const violations = []
-  if (readonly) {
-    walk(ast, (node) => {
-      if (node.type !== 'CallExpression') return
-      const name = writeCallName(node)
-      if (name) {
-        const p = s2ToOriginal(node.loc.start.line, node.loc.start.column)
-        violations.push([name, p.line, node.start])
-      }
-    })
-    violations.sort((x, y) => x[2] - y[2])
-  }
-  return { js, toOriginal, errorToOriginal, violations: violations.map(([n, l]) => [n, l]) }
 }

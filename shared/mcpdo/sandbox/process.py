@@ -15,6 +15,7 @@ from mcpdo.sandbox.protocol import (
     ProtocolViolation,
     error_from_result,
     exec_line,
+    parse_exports,
     parse_line,
     parse_logs,
     reply_error_line,
@@ -188,6 +189,7 @@ class RunnerProcess:
                 logs=logs,
                 duration_ms=float(duration) if isinstance(duration, int | float) else
                 (time.perf_counter() - started) * 1000,
+                exports=parse_exports(msg.get("exports")),
             )
         raise _attach_logs(error_from_result(msg.get("error"), request), logs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict
 from typing import Any
@@ -16,7 +17,7 @@ from mcpdo.errors import (
     ScriptRuntimeError,
     ScriptSyntaxError,
 )
-from mcpdo.sandbox.types import ExecutionRequest, LogEntry
+from mcpdo.sandbox.types import ExecutionRequest, Limits, LogEntry
 
 CRASHED_MESSAGE = "The sandbox runtime crashed and was restarted; the execution was lost"
 
@@ -27,16 +28,25 @@ class ProtocolViolation(Exception):
 
 def exec_line(exec_id: int, request: ExecutionRequest) -> bytes:
     """The line that starts one execution."""
-    msg = {
+    msg: dict[str, Any] = {
         "type": "exec",
         "id": exec_id,
         "code": request.code,
         "readonly": request.readonly,
         "user": request.user,
-        "limits": asdict(request.limits),
+        "limits": _limits_dict(request.limits),
         "kind": request.kind,
     }
+    if request.preload:
+        msg["preload"] = [{"id": m.id, "code": m.code} for m in request.preload]
+    if request.invoke is not None:
+        msg["invoke"] = {"index": request.invoke.index, "args": list(request.invoke.args)}
     return _line(msg)
+
+
+@functools.lru_cache(maxsize=64)
+def _limits_dict(limits: Limits) -> dict[str, int]:
+    return asdict(limits)
 
 
 def reply_ok_line(call_id: int, value: Any) -> bytes:
@@ -74,6 +84,13 @@ def parse_logs(raw: Any) -> tuple[LogEntry, ...]:
             out.append(LogEntry(level=str(item.get("level", "log")), message=str(item.get("message", "")),
                                 timestamp=str(item.get("timestamp", ""))))
     return tuple(out)
+
+
+def parse_exports(raw: Any) -> tuple[str, ...]:
+    """Exported names from a result message."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple(str(name) for name in raw)
 
 
 def _opt_int(value: Any) -> int | None:
