@@ -8,11 +8,31 @@ from pathlib import Path
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_8e3f111f32c4e6cd.txt"
 
 
+# The text copy replaced every e-mail address with this marker; the examples need real addresses back.
+OBFUSCATED_ADDRESS = "[email protected]"
+
+
 @cache
 def reference() -> str:
     if not SEED.exists():
         raise AssertionError(f"The reference text is missing: expected it at {SEED}")
-    return SEED.read_text(encoding="utf-8")
+    text = SEED.read_text(encoding="utf-8")
+    return text.replace(OBFUSCATED_ADDRESS, "team@example.com")
+
+
+def stub_ai(code: str, *values: str) -> str:
+    """Each `ai.generate({...})` call, in order, replaced by the JS value it would return (no provider here)."""
+    for value in values:
+        start = code.index("ai.generate(")
+        depth, index = 0, start + len("ai.generate")
+        while True:
+            char = code[index]
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            index += 1
+            if depth == 0:
+                break
+        code = code[:start] + f"({value})" + code[index:]
+    return code
 
 
 def section(start: str, *, until: str) -> str:

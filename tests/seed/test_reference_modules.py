@@ -1,0 +1,130 @@
+"""The reference's AI-driven modules: registered as shown, their events fire, their effects appear.
+
+The reference's `ai.generate` calls are replaced by the values a model would return (no provider runs in
+tests); code-only examples get the frontmatter a module needs. Everything else is the reference's text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.client import connect, text_of, value_of
+from tests.support.seed import reference, section, stub_ai
+from tests.support.server import RunningServer, start_server, stop_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("modules"), MCPDO_RETRY_BASE_MS="50")
+    yield running
+    stop_server(running)
+
+
+def frontmatter(module_id: str, kind: str) -> str:
+    return f"---\n$type: {kind}\n$id: {module_id}\n$context: https://platform.do\n---\n"
+
+
+async def register(server: RunningServer, module: str) -> dict[str, Any]:
+    async with connect(server.url, key=server.admin_key) as client:
+        result = await client.call_tool("do", {"module": module})
+    assert not result.is_error, text_of(result)
+    return dict(value_of(result))
+
+
+def script(server: RunningServer, code: str) -> Any:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "do", "arguments": {"script": code}}}
+    response = httpx.post(server.url, json=body, timeout=30, headers={
+        "Authorization": f"Bearer {server.admin_key}", "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25"})
+    result = response.json()["result"]
+    assert not result.get("isError"), result["content"][0]["text"]
+    text = result["content"][0]["text"]
+    return None if text == "undefined" else json.loads(text)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if outcome:
+            return outcome
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {outcome!r})")
+        time.sleep(0.1)
+
+
+def mails(server: RunningServer) -> list[dict[str, Any]]:
+    done = server.mcpdo("outbox", "list", "--limit", "500")
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+async def test_the_customer_support_agent_answers_tickets_and_escalates(server: RunningServer) -> None:
+    text = reference()
+    start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
+    agent = text[start:text.index("\n`,\n})", start)].replace("\\`", "`").replace("\\${", "${") + "\n"
+    agent = stub_ai(agent, "{ text: 'We are on it', sentiment: 'negative', escalate: true }")
+    summary = await register(server, agent)
+    assert (summary["id"], summary["type"]) == ("https://platform.do/agents/customer-support", "Agent")
+    await register(server, frontmatter("/test/reviews", "Workflow") +
+                   "on($.Human.review, async (review) => { await db.create('Review', review) })\n")
+    script(server, "await send($.Ticket.created, { id: 'tic_1', message: 'My order is late' })")
+    response = wait_for(lambda: script(server, "await db.list('Response')"))
+    assert response[0]["ticketId"] == "tic_1"
+    assert (response[0]["message"], response[0]["sentiment"]) == ("We are on it", "negative")
+    review = wait_for(lambda: script(server, "await db.list('Review')"))
+    assert review[0]["ticketId"] == "tic_1"
+
+
+async def test_content_workflow_analyses_approves_and_publishes_articles(server: RunningServer) -> None:
+    code = section("// Content approval workflow", until="Scenario 3: Analytics Pipeline")
+    code = stub_ai(code,
+                   "{ qualityScore: 9, readabilityGrade: 8, seoRecommendations: ['add keywords'] }",
+                   "{ twitter: 'New post!', linkedin: 'Read our article', facebook: 'Check this out' }",
+                   "{ text: 'A bright office at dawn' }")
+    summary = await register(server, frontmatter("/workflows/content", "Workflow") + code)
+    assert [h["event"] for h in summary["handlers"]] == ["Article.submitted", "Article.approved"]
+    assert [s["cron"] for s in summary["schedules"]] == ["0 2 * * *"]
+    article = script(server, """const article = await db.create('Article', {
+  headline: 'Hello', articleBody: 'Body', description: 'Intro', slug: 'hello',
+  author: { name: 'Ann', email: 'ann@example.com' } })
+await send($.Article.submitted, article)
+article""")
+    published = wait_for(lambda: (lambda a: a if a and a.get("status") == "published" else None)(
+        script(server, f"await db.get('Article', '{article['id']}')")))
+    assert published["analysis"]["qualityScore"] == 9
+    assert published["socialPosts"]["twitter"] == "New post!"
+    notice = wait_for(lambda: [m for m in mails(server) if m["to"] == "ann@example.com"])
+    assert notice[0]["subject"] == "Your Article Has Been Published!"
+
+
+async def test_support_automation_classifies_routes_and_escalates_critical_tickets(server: RunningServer) -> None:
+    code = section("// Customer support ticket handling", until="When to Use Each Mode")
+    code = stub_ai(code,
+                   "{ urgency: 'critical', category: 'billing', estimatedResolutionTime: 4, suggestedResponse: 'Hi' }",
+                   "{ helpfulness: 9, clarity: 9, professionalism: 9, completeness: 9 }")
+    summary = await register(server, frontmatter("/agents/support-automation", "Agent") + code)
+    assert [h["event"] for h in summary["handlers"]] == ["Ticket.created", "Ticket.responded"]
+    assert [s["cron"] for s in summary["schedules"]] == ["0 18 * * *"]
+    await register(server, frontmatter("/test/escalations", "Workflow") +
+                   "on($.SMS.send, async (sms) => { await db.create('Page', sms) })\n")
+    ticket = script(server, """const ticket = await db.create('Ticket', { subject: 'Charged twice',
+  description: 'My card was charged twice', customerName: 'Cy', customerEmail: 'cy@example.com', status: 'pending' })
+await send($.Ticket.created, ticket)
+ticket""")
+    classified = wait_for(lambda: (lambda t: t if t and t.get("urgency") else None)(
+        script(server, f"await db.get('Ticket', '{ticket['id']}')")))
+    assert (classified["urgency"], classified["category"]) == ("critical", "billing")
+    routed = wait_for(lambda: [m for m in mails(server) if m["subject"].startswith("[CRITICAL] New Ticket")])
+    assert routed[0]["to"] == "team@example.com"
+    page = wait_for(lambda: script(server, "await db.list('Page')"))
+    assert page[0]["message"].startswith("CRITICAL support ticket")
