@@ -22,10 +22,8 @@ const wasmModule = new WebAssembly.Module(
 )
 const preludeSource = fs.readFileSync(path.join(here, 'prelude.js'), 'utf8')
 // Parts of the guest environment compiled only when a script first touches them.
-export const lazySources = {
-  url: fs.readFileSync(path.join(here, 'lazy', 'url.js'), 'utf8'),
-  locale: fs.readFileSync(path.join(here, 'lazy', 'locale.js'), 'utf8'),
-}
+export const lazySources = Object.fromEntries(['console', 'dollar', 'timers', 'extras', 'url', 'locale'].map(
+  (name) => [name, fs.readFileSync(path.join(here, 'lazy', `${name}.js`), 'utf8')]))
 // The engine is built with a 16 MiB initial memory (256 pages); it grows up to maxPages.
 const INITIAL_PAGES = 256
 
@@ -33,10 +31,13 @@ const INITIAL_PAGES = 256
  * An instance owns its wasm memory. Host functions dispatch to `inst.exec`, the execution
  * currently bound to it (set by the runner), so the prelude can be evaluated ahead of time.
  */
-export async function buildInstance(memoryBytes) {
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+
+export async function buildInstance(memoryBytes, { yieldBetween = false } = {}) {
   const maxPages = Math.max(INITIAL_PAGES, Math.ceil((memoryBytes + WASM_HEADROOM) / WASM_PAGE))
   const wasmMemory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: maxPages })
   const mod = await newQuickJSWASMModuleFromVariant(newVariant(releaseSync, { wasmModule, wasmMemory }))
+  if (yieldBetween) await nextTurn()
   const rt = mod.newRuntime()
   rt.setMemoryLimit(memoryBytes)
   rt.setMaxStackSize(MAX_STACK_BYTES)
@@ -57,6 +58,8 @@ export async function buildInstance(memoryBytes) {
     const out = exec.hostSync(op, a, b)
     return out === undefined ? undefined : ctx.newString(out)
   })
+  // Built ahead of time in steps, so that a request arriving meanwhile is not held up by the whole build.
+  if (yieldBetween) await nextTurn()
   ctx.setProp(ctx.global, '__mcpdo_call', callFn)
   ctx.setProp(ctx.global, '__mcpdo_sync', syncFn)
   callFn.dispose()

@@ -18,59 +18,6 @@
     Object.defineProperty(obj, name, { value, writable: true, configurable: true, enumerable: false })
 
   // ------------------------------------------------------------------------------------------
-  // Formatting for console output
-
-  function formatValue(v, top) {
-    if (typeof v === 'string') return top ? v : JSONstringify(v)
-    if (v === undefined) return 'undefined'
-    if (v === null) return 'null'
-    if (typeof v === 'bigint') return `${v}n`
-    if (typeof v === 'symbol') return v.toString()
-    if (typeof v === 'function') {
-      if (v.__mcpdoType) return v.__mcpdoType
-      return `[Function: ${v.name || 'anonymous'}]`
-    }
-    if (typeof v !== 'object') return String(v)
-    if (v instanceof ErrorCtor) return `${v.name || 'Error'}: ${v.message}`
-    if (v instanceof Date) return isNaN(v.getTime()) ? 'Invalid Date' : v.toISOString()
-    try {
-      const seen = []
-      return JSONstringify(v, function (key, value) {
-        if (typeof value === 'bigint') return `${value}n`
-        if (typeof value === 'function') return value.__mcpdoType || `[Function: ${value.name || 'anonymous'}]`
-        if (value === undefined) return undefined
-        if (value instanceof ErrorCtor) return `${value.name}: ${value.message}`
-        if (value instanceof Map) return { '[Map]': Array.from(value.entries()) }
-        if (value instanceof Set) return { '[Set]': Array.from(value.values()) }
-        if (value && typeof value === 'object') {
-          if (seen.indexOf(value) >= 0) return '[Circular]'
-          seen.push(value)
-        }
-        return value
-      })
-    } catch (e) {
-      return String(v)
-    }
-  }
-
-  function format(args) {
-    const parts = []
-    for (let i = 0; i < args.length; i++) parts.push(formatValue(args[i], true))
-    return parts.join(' ')
-  }
-
-  const console = {}
-  for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
-    define(console, level, function (...args) {
-      hostSync('log', level, format(args))
-    })
-  }
-  define(console, 'trace', console.debug)
-  define(console, 'table', console.log)
-  define(console, 'dir', console.log)
-  define(global, 'console', console)
-
-  // ------------------------------------------------------------------------------------------
   // SDK transport
 
   const outstanding = new Set() // every SDK promise not yet settled (awaited at the end)
@@ -159,203 +106,42 @@
   define(global, 'ai', ai)
   define(global, 'api', api)
 
-  // user: synchronous, answered from the request
-  let userInfo = null
-  function userData() {
-    if (userInfo === null) {
-      const text = hostSync('user')
-      userInfo = text ? JSONparse(text) : {}
-    }
-    return userInfo
-  }
-  const user = {}
-  define(user, 'current', () => {
-    const u = userData().current
-    return u === undefined || u === null ? null : structuredClone(u)
-  })
-  define(user, 'session', () => {
-    const s = userData().session
-    return s === undefined ? null : structuredClone(s)
-  })
-  define(user, 'can', (action, resource) => {
-    const grants = userData().grants || []
-    for (const g of grants) {
-      if (!ArrayIsArray(g) || g.length < 2) continue
-      if ((g[0] === '*' || g[0] === action) && (g[1] === '*' || g[1] === resource)) return true
-    }
-    return false
-  })
-  define(global, 'user', user)
-
   // ------------------------------------------------------------------------------------------
-  // $: types, constructors and event tokens
+  // Compiled on first use, so that a fresh context per execution is cheap to prepare: console
+  // formatting, `$`, timers, crypto/structuredClone/user, URL/URLSearchParams, Intl and en-US locale
+  // formatting (layers/runtime/lazy/). `inner` carries what those parts share with this core.
 
-  function eventToken(name) {
-    const tok = {}
-    define(tok, 'toString', () => name)
-    define(tok, 'toJSON', () => name)
-    define(tok, 'valueOf', () => name)
-    define(tok, Symbol.toPrimitive, () => name)
-    define(tok, '__mcpdoType', name)
-    return tok
-  }
-
-  const typeCache = new Map()
-  function typeProxy(name) {
-    let p = typeCache.get(name)
-    if (p) return p
-    const ctor = function (data) {
-      return Object.assign({ $type: name }, data || {})
-    }
-    const special = {
-      toString: () => name,
-      toJSON: () => name,
-      valueOf: () => name,
-      __mcpdoType: name,
-      name,
-    }
-    p = new Proxy(ctor, {
-      get(target, prop) {
-        if (prop === Symbol.toPrimitive) return () => name
-        if (typeof prop === 'symbol') return undefined
-        if (Object.prototype.hasOwnProperty.call(special, prop)) return special[prop]
-        if (prop === 'then' || prop === 'prototype' || prop === 'length') return undefined
-        return eventToken(`${name}.${prop}`)
-      },
-      has() {
-        return false
-      },
-      ownKeys() {
-        return ['prototype']
-      },
-      getOwnPropertyDescriptor(target, prop) {
-        return Reflect.getOwnPropertyDescriptor(target, prop)
-      },
-      apply(target, thisArg, args) {
-        return ctor(args[0])
-      },
-      construct(target, args) {
-        return ctor(args[0])
-      },
-    })
-    typeCache.set(name, p)
-    return p
-  }
-  const dollar = new Proxy(
-    {},
-    {
-      get(target, prop) {
-        if (typeof prop === 'symbol') return undefined
-        if (prop === 'then' || prop === 'toJSON') return undefined
-        if (prop === 'toString') return () => '$'
-        return typeProxy(prop)
-      },
-    },
-  )
-  define(global, '$', dollar)
-
-  // ------------------------------------------------------------------------------------------
-  // Timers (driven by host timers, all cleared when the execution ends)
-
-  const timers = new Map()
-  let nextTimer = 1
-  function addTimer(fn, ms, args, repeat) {
-    if (typeof fn !== 'function') throw new TypeError('Timer callback must be a function')
-    const id = nextTimer++
-    const delay = Math.max(0, Number(ms) || 0)
-    timers.set(id, { fn, args, repeat, delay })
-    hostSync('timer', String(id), String(delay))
-    return id
-  }
-  function clearTimer(id) {
-    if (timers.delete(id)) hostSync('clearTimer', String(id))
-  }
-  define(global, 'setTimeout', (fn, ms, ...args) => addTimer(fn, ms, args, false))
-  define(global, 'setInterval', (fn, ms, ...args) => addTimer(fn, ms, args, true))
-  define(global, 'clearTimeout', (id) => clearTimer(id))
-  define(global, 'clearInterval', (id) => clearTimer(id))
-  define(global, 'queueMicrotask', (fn) => {
-    PromiseCtor.resolve().then(fn)
-  })
-  define(global, '__mcpdo_fire', (id) => {
-    const t = timers.get(id)
-    if (!t) return
-    if (t.repeat) hostSync('timer', String(id), String(Math.max(1, t.delay)))
-    else timers.delete(id)
-    t.fn(...t.args)
-  })
-
-  // ------------------------------------------------------------------------------------------
-  // crypto, structuredClone
-
-  const crypto = {}
-  define(crypto, 'randomUUID', () => hostSync('uuid'))
-  define(crypto, 'getRandomValues', (arr) => {
-    const bytes = JSONparse(hostSync('random', String(arr.length * (arr.BYTES_PER_ELEMENT || 1))))
-    const view = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength)
-    for (let i = 0; i < view.length; i++) view[i] = bytes[i]
-    return arr
-  })
-  define(global, 'crypto', crypto)
-
-  function structuredClone(value) {
-    const seen = new Map()
-    const clone = (v) => {
-      if (v === null || typeof v !== 'object') {
-        if (typeof v === 'function' || typeof v === 'symbol') {
-          throw new ErrorCtor(`DataCloneError: ${String(v)} could not be cloned`)
-        }
-        return v
-      }
-      if (seen.has(v)) return seen.get(v)
-      let out
-      if (v instanceof Date) out = new Date(v.getTime())
-      else if (v instanceof RegExp) out = new RegExp(v.source, v.flags)
-      else if (v instanceof Map) {
-        out = new Map()
-        seen.set(v, out)
-        for (const [k, x] of v) out.set(clone(k), clone(x))
-        return out
-      } else if (v instanceof Set) {
-        out = new Set()
-        seen.set(v, out)
-        for (const x of v) out.add(clone(x))
-        return out
-      } else if (ArrayIsArray(v)) {
-        out = []
-        seen.set(v, out)
-        for (let i = 0; i < v.length; i++) out[i] = clone(v[i])
-        return out
-      } else if (ArrayBuffer.isView(v)) {
-        out = new v.constructor(v)
-      } else if (v instanceof ErrorCtor) {
-        out = new ErrorCtor(v.message)
-        out.name = v.name
-      } else {
-        out = {}
-        seen.set(v, out)
-        for (const k of ObjectKeys(v)) out[k] = clone(v[k])
-        return out
-      }
-      seen.set(v, out)
-      return out
-    }
-    return clone(value)
-  }
-  define(global, 'structuredClone', structuredClone)
-
-  // ------------------------------------------------------------------------------------------
-  // URL, URLSearchParams, Intl and en-US locale formatting are compiled on first use (they are most
-  // of the prelude's size, and a fresh context per execution must be cheap to prepare).
-
+  const inner = { hostSync, fire: null, formatValue: null, findBadValue: null }
   const evalFn = global.eval
   const loaded = {}
   function load(name) {
     if (!loaded[name]) {
       loaded[name] = true
-      evalFn(hostSync('lazy', name))(global, define)
+      evalFn(hostSync('lazy', name))(global, define, inner)
     }
   }
+  function lazyGlobal(name, chunk) {
+    Object.defineProperty(global, name, {
+      configurable: true,
+      enumerable: false,
+      get() {
+        load(chunk)
+        return global[name]
+      },
+      set(v) {
+        define(global, name, v)
+      },
+    })
+  }
+  lazyGlobal('console', 'console')
+  lazyGlobal('$', 'dollar')
+  for (const name of ['setTimeout', 'setInterval', 'clearTimeout', 'clearInterval', 'queueMicrotask']) {
+    lazyGlobal(name, 'timers')
+  }
+  for (const name of ['crypto', 'structuredClone', 'user']) lazyGlobal(name, 'extras')
+  define(global, '__mcpdo_fire', (id) => {
+    if (inner.fire) inner.fire(id)
+  })
   for (const name of ['URL', 'URLSearchParams']) {
     Object.defineProperty(global, name, {
       configurable: true,
@@ -395,33 +181,6 @@
   // ------------------------------------------------------------------------------------------
   // Result: JSON with a clear error for what JSON cannot carry
 
-  function describePath(path) {
-    let s = 'result'
-    for (const k of path) s += typeof k === 'number' ? `[${k}]` : /^[A-Za-z_$][\w$]*$/.test(k) ? `.${k}` : `[${JSONstringify(k)}]`
-    return s
-  }
-
-  function findBadValue(root) {
-    const stack = []
-    const visit = (v, path) => {
-      if (v && typeof v === 'object' && typeof v.toJSON === 'function') v = v.toJSON()
-      else if (typeof v === 'function' && typeof v.toJSON === 'function') v = v.toJSON()
-      if (typeof v === 'bigint') return `Cannot return a BigInt: values must be JSON (at ${describePath(path)})`
-      if (typeof v === 'function') return `Cannot return a function: values must be JSON (at ${describePath(path)})`
-      if (!v || typeof v !== 'object') return null
-      if (stack.indexOf(v) >= 0) return `Cannot return a circular structure: values must be JSON (at ${describePath(path)})`
-      stack.push(v)
-      const keys = ArrayIsArray(v) ? v.map((_, i) => i) : ObjectKeys(v)
-      for (const k of keys) {
-        const r = visit(v[k], path.concat([k]))
-        if (r) return r
-      }
-      stack.pop()
-      return null
-    }
-    return visit(root, [])
-  }
-
   function replacer(key, value) {
     const t = typeof value
     if (t === 'bigint' || t === 'function') throw new ErrorCtor('__mcpdo_bad__')
@@ -433,7 +192,8 @@
     try {
       text = JSONstringify(value, replacer)
     } catch (e) {
-      const msg = findBadValue(value)
+      load('extras')
+      const msg = inner.findBadValue(value)
       if (msg) return { kind: 'result', message: msg }
       throw e
     }
@@ -461,7 +221,10 @@
     }
     let message
     try {
-      message = typeof e === 'object' && e !== null ? formatValue(e, true) : String(e)
+      if (typeof e === 'object' && e !== null) {
+        load('console')
+        message = inner.formatValue(e, true)
+      } else message = String(e)
     } catch (_) {
       message = 'Uncaught exception'
     }

@@ -57,21 +57,35 @@ function fmtMiB(bytes) {
 // ----------------------------------------------------------------------------------------------
 // Warm instances
 
+// Instances prepared ahead (each used once): taking one for a request costs nothing; the next ones are
+// built in steps between requests and host-call replies.
+const AHEAD = 2
 let lastMemory = DEFAULT_LIMITS.memory_bytes
-let preparing = null
+const readyInstances = []
+let building = null
 
-function prepareNext() {
+function fill() {
+  if (building || readyInstances.length >= AHEAD) return
   const mem = lastMemory
-  preparing = buildInstance(mem).catch((err) => {
-    toStderr('prepare failed', err && err.stack)
-    return null
+  building = buildInstance(mem, { yieldBetween: true }).then(
+    (inst) => {
+      if (inst.memoryBytes === lastMemory) readyInstances.push(inst)
+    },
+    (err) => toStderr('prepare failed', err && err.stack),
+  ).finally(() => {
+    building = null
+    if (readyInstances.length < AHEAD) setImmediate(fill)
   })
 }
 
 async function takeInstance(mem) {
-  let inst = preparing ? await preparing : null
-  preparing = null
-  if (!inst || inst.memoryBytes !== mem) inst = await buildInstance(mem)
+  if (mem !== lastMemory) {
+    lastMemory = mem
+    readyInstances.length = 0
+  }
+  if (!readyInstances.length && building) await building
+  const inst = readyInstances.shift() || await buildInstance(mem)
+  setImmediate(fill)
   return inst
 }
 
@@ -515,7 +529,6 @@ class Execution {
     // The instance is never reused: drop it whole (its wasm memory goes with it) and warm the next.
     this.inst = { rt: null, ctx: null }
     current = null
-    setImmediate(prepareNext)
     if (finishedWaiter) {
       const w = finishedWaiter
       finishedWaiter = null
@@ -599,7 +612,6 @@ async function handleExec(msg) {
       violations: prepared.violations }, started)
     return
   }
-  lastMemory = limits.memory_bytes
   const inst = await takeInstance(limits.memory_bytes)
   const exec = new Execution(msg, inst, prepared, limits, preloads)
   exec.started = started
@@ -704,5 +716,5 @@ process.stdin.on('end', () => process.exit(0))
 process.on('uncaughtException', (err) => toStderr('uncaught', err && err.stack))
 process.on('unhandledRejection', (err) => toStderr('unhandled', err && err.stack))
 
-prepareNext()
-preparing.then(() => sendObj({ type: 'ready' }))
+fill()
+building.then(() => sendObj({ type: 'ready' }))
