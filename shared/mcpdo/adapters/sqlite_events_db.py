@@ -1,4 +1,4 @@
-"""The SQLite tables behind modules, events, schedules, the outbox and the worker lease, and one connection helper.
+"""The SQLite tables behind modules, events, schedules, the outbox and the worker lease.
 
 Every adapter of the embedded event system opens its own connection to the state folder's database file
 and creates all of these tables, so any of them can be opened first. The tables share one file with the
@@ -8,12 +8,8 @@ entity store, so registering a module and publishing an event see each other's w
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 
-from mcpdo.errors import StoreError
+from mcpdo.adapters.sqlite_db import SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (
@@ -118,51 +114,8 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
-class EventsDatabase:
-    """One connection to the state database, guarded by a lock; writes in `BEGIN IMMEDIATE` transactions."""
+class EventsDatabase(SqliteDatabase):
+    """The state database with the event system's tables."""
 
     def __init__(self, path: str | os.PathLike[str], what: str) -> None:
-        self.what = what
-        self._lock = threading.RLock()
-        try:
-            self._conn = sqlite3.connect(os.fspath(path), isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open the {what} at {os.fspath(path)!r}: {exc}") from exc
-
-    @contextmanager
-    def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        """A transaction: committed on success, rolled back on any error (SQLite errors become StoreError)."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            except sqlite3.Error as exc:
-                raise StoreError(f"The {self.what} is unavailable: {exc}") from exc
-            try:
-                yield conn
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                raise StoreError(f"The {self.what} operation failed: {exc}") from exc
-            except BaseException:
-                _rollback(conn)
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                raise StoreError(f"The {self.what} commit failed: {exc}") from exc
-
-    def close(self) -> None:
-        """Release the connection."""
-        with self._lock:
-            self._conn.close()
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+        super().__init__(path, what=what, schema=SCHEMA)

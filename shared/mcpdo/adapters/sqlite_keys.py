@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from pathlib import Path
 
-from mcpdo.errors import StoreError
+from mcpdo.adapters.sqlite_db import SqliteDatabase
 from mcpdo.ports import ApiKey
 
 _SCHEMA = """
@@ -28,18 +26,11 @@ class SqliteKeyStore:
     """KeyStore on SQLite; safe to call from several threads."""
 
     def __init__(self, path: str | Path) -> None:
-        try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open the key store at {path}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._db = SqliteDatabase(path, what="key store", schema=_SCHEMA)
 
     async def add(self, key: ApiKey, secret_hash: str) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._db.transaction() as conn:
+            conn.execute(
                 "INSERT INTO api_keys (id, name, tenant, roles, prefix, secret_hash, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key.id, key.name, key.tenant, json.dumps(list(key.roles)), key.prefix, secret_hash,
@@ -47,28 +38,27 @@ class SqliteKeyStore:
             )
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.transaction(immediate=False) as conn:
+            row = conn.execute(
                 "SELECT id, name, tenant, roles, prefix, created_at, revoked_at FROM api_keys"
                 " WHERE secret_hash = ?", (secret_hash,)).fetchone()
         return _key(row) if row else None
 
     async def list(self) -> list[ApiKey]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.transaction(immediate=False) as conn:
+            rows = conn.execute(
                 "SELECT id, name, tenant, roles, prefix, created_at, revoked_at FROM api_keys"
                 " ORDER BY created_at, id").fetchall()
         return [_key(row) for row in rows]
 
     async def revoke(self, key_id: str, when: str) -> bool:
-        with self._lock:
-            cursor = self._db.execute(
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, key_id))
         return cursor.rowcount > 0
 
     async def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
 def _key(row: tuple[str, str, str, str, str, str, str | None]) -> ApiKey:

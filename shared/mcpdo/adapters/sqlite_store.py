@@ -8,18 +8,16 @@ threads alike. Writes run in `BEGIN IMMEDIATE` transactions, so read-modify-writ
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import math
 import os
 import re
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from mcpdo.errors import Conflict, InputError, NotFound, StoreError
+from mcpdo.adapters.sqlite_db import SqliteDatabase
+from mcpdo.errors import Conflict, InputError, NotFound
 from mcpdo.ids import check_id, new_id
 from mcpdo.ports import Direction, ListQuery, Record, Ref
 from mcpdo.query import (
@@ -80,20 +78,8 @@ class SqliteEntityStore:
                  connection: sqlite3.Connection | None = None,
                  clock: Callable[[], int] = now_ms) -> None:
         self._clock = clock
-        self._lock = threading.RLock()
-        try:
-            self._conn = connection or sqlite3.connect(
-                os.fspath(path), isolation_level=None, check_same_thread=False
-            )
-            self._conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.create_function("mcpdo_iso_ms", 1, _sql_iso_ms, deterministic=True)
-            self._conn.create_function("mcpdo_canon", 1, _sql_canon, deterministic=True)
-            self._conn.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open the entity store at {os.fspath(path)!r}: {exc}") from exc
+        self._db = SqliteDatabase(path, what="entity store", schema=SCHEMA, connection=connection,
+                                  functions=[("mcpdo_iso_ms", 1, _sql_iso_ms), ("mcpdo_canon", 1, _sql_canon)])
 
     # -- EntityStore ---------------------------------------------------------------------------------
 
@@ -106,7 +92,7 @@ class SqliteEntityStore:
         if query.where is not None:
             clauses.append(sql.condition(query.where))
         keys = _sort_keys(sql, query.sort)
-        with self._transaction(immediate=False) as conn:
+        with self._db.transaction(immediate=False) as conn:
             if query.cursor is not None:
                 clauses.append(_after_cursor(sql, conn, keys, type, query.cursor))
             order = ", ".join(f"{expr} {direction.upper()}" for expr, direction in keys)
@@ -121,7 +107,7 @@ class SqliteEntityStore:
     async def get(self, tenant: str, type: str, id: str) -> Record | None:
         """The record, or None."""
         _check_type(type)
-        with self._transaction(immediate=False) as conn:
+        with self._db.transaction(immediate=False) as conn:
             row = _select(conn, tenant, type, id)
         return None if row is None else _record(row)
 
@@ -141,7 +127,7 @@ class SqliteEntityStore:
             created = given
         body = _dumps({key: value for key, value in fields.items() if key not in _META_KEYS})
         updated = max(now, created)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             try:
                 conn.execute(
                     "INSERT INTO entities (tenant, type, id, data, created, updated, version) "
@@ -164,7 +150,7 @@ class SqliteEntityStore:
             raise InputError(f"ifVersion must be an integer, got {if_version!r}")
         changes = {key: value for key, value in fields.items() if key not in _META_KEYS}
         _dumps(changes)  # reject non-JSON values before taking the write lock
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = _select(conn, tenant, type, id)
             if row is None:
                 raise NotFound(f"{type} {id} not found")
@@ -186,7 +172,7 @@ class SqliteEntityStore:
     async def delete(self, tenant: str, type: str, id: str) -> bool:
         """Remove the record and its edges; True if it existed."""
         _check_type(type)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             deleted = conn.execute(
                 "DELETE FROM entities WHERE tenant = ? AND type = ? AND id = ?", (tenant, type, id)
             ).rowcount
@@ -205,7 +191,7 @@ class SqliteEntityStore:
             raise InputError(
                 f"The relation name must be a non-empty string (at most {_MAX_REL}), got {rel!r}"
             )
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             for ref in (source, target):
                 if _select(conn, tenant, ref.type, ref.id) is None:
                     raise NotFound(f"{ref.type} {ref.id} not found")
@@ -244,7 +230,7 @@ class SqliteEntityStore:
                     f"WHERE r.tenant = :tenant AND r.{here}_type = :type AND r.{here}_id = :id "
                     f"AND (:rel IS NULL OR r.rel = :rel)"
                 )
-        with self._transaction(immediate=False) as conn:
+        with self._db.transaction(immediate=False) as conn:
             rows = conn.execute(
                 f"SELECT type, id, data, created, updated, version FROM ({' UNION ALL '.join(selects)}) "
                 f"ORDER BY ord",
@@ -260,38 +246,7 @@ class SqliteEntityStore:
 
     async def close(self) -> None:
         """Release the connection."""
-        with self._lock:
-            self._conn.close()
-
-    # -- internals -----------------------------------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            except sqlite3.Error as exc:
-                raise StoreError(f"Entity store unavailable: {exc}") from exc
-            try:
-                yield conn
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                raise StoreError(f"Entity store operation failed: {exc}") from exc
-            except BaseException:
-                _rollback(conn)
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                raise StoreError(f"Entity store commit failed: {exc}") from exc
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):  # the original error is the one worth reporting
-            conn.execute("ROLLBACK")
+        self._db.close()
 
 
 _Row = tuple[str, str, str, int, int, int]

@@ -1,0 +1,71 @@
+"""One SQLite connection per adapter: WAL, a lock for threads, explicit transactions, errors as StoreError."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from mcpdo.errors import StoreError
+
+SqlFunction = tuple[str, int, Callable[..., Any]]
+
+
+class SqliteDatabase:
+    """A connection to the state database guarded by a lock; writes run in `BEGIN IMMEDIATE` transactions.
+
+    `what` names the store in error messages ("entity store", "event bus", ...), which never carry data.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, what: str, schema: str,
+                 functions: Sequence[SqlFunction] = (), connection: sqlite3.Connection | None = None) -> None:
+        self.what = what
+        self._lock = threading.RLock()
+        try:
+            self._conn = connection or sqlite3.connect(os.fspath(path), check_same_thread=False)
+            self._conn.isolation_level = None  # transactions are explicit
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            for name, arity, function in functions:
+                self._conn.create_function(name, arity, function, deterministic=True)
+            self._conn.executescript(schema)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the {what} at {os.fspath(path)!r}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction: committed on success, rolled back on any error (SQLite errors become StoreError)."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"The {self.what} is unavailable: {exc}") from exc
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"The {self.what} operation failed: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"The {self.what} commit failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):  # the original error is the one worth reporting
+            conn.execute("ROLLBACK")
