@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.client import connect, text_of, value_of
 from tests.support.seed import module_after, section
 from tests.support.server import RunningServer, start_server, stop_server
+from tests.support.sync import outbox, run_script, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -45,21 +45,6 @@ def cli_json(server: RunningServer, *args: str) -> Any:
     done = server.mcpdo(*args)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if outcome:
-            return outcome
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {outcome!r})")
-        time.sleep(0.1)
-
-
-def outbox(server: RunningServer) -> list[dict[str, Any]]:
-    return list(cli_json(server, "outbox", "list", "--limit", "500"))
 
 
 ORDER_FULFILLMENT = module_after("MDXLD Module Structure", until="Module Parameter Features")
@@ -290,21 +275,9 @@ on($.Job.queued, async (job) => {
 
 
 def _list(server: RunningServer, kind: str) -> list[dict[str, Any]]:
-    return list(_script(server, f"await db.list('{kind}', {{ limit: 1000 }})"))
+    return list(run_script(server, f"await db.list('{kind}', {{ limit: 1000 }})"))
 
 
 def _record(server: RunningServer, kind: str, record_id: str, check: Callable[[dict[str, Any]], bool]) -> Any:
-    record = _script(server, f"await db.get('{kind}', '{record_id}')")
+    record = run_script(server, f"await db.get('{kind}', '{record_id}')")
     return record if record and check(record) else None
-
-
-def _script(server: RunningServer, script: str) -> Any:
-    """A read through the running server, synchronously (for polling from `wait_for`)."""
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "do", "arguments": {"script": script}}}
-    response = httpx.post(server.url, json=body, timeout=30, headers={
-        "Authorization": f"Bearer {server.admin_key}", "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2025-11-25"})
-    result = response.json()["result"]
-    assert not result.get("isError"), result
-    return json.loads(result["content"][0]["text"])

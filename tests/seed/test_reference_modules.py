@@ -6,17 +6,15 @@ tests); code-only examples get the frontmatter a module needs. Everything else i
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.client import connect, text_of, value_of
 from tests.support.seed import reference, section, stub_ai
 from tests.support.server import RunningServer, start_server, stop_server
+from tests.support.sync import outbox, run_script, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -39,35 +37,6 @@ async def register(server: RunningServer, module: str) -> dict[str, Any]:
     return dict(value_of(result))
 
 
-def script(server: RunningServer, code: str) -> Any:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "do", "arguments": {"script": code}}}
-    response = httpx.post(server.url, json=body, timeout=30, headers={
-        "Authorization": f"Bearer {server.admin_key}", "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2025-11-25"})
-    result = response.json()["result"]
-    assert not result.get("isError"), result["content"][0]["text"]
-    text = result["content"][0]["text"]
-    return None if text == "undefined" else json.loads(text)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if outcome:
-            return outcome
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {outcome!r})")
-        time.sleep(0.1)
-
-
-def mails(server: RunningServer) -> list[dict[str, Any]]:
-    done = server.mcpdo("outbox", "list", "--limit", "500")
-    assert done.returncode == 0, done.stderr
-    return list(json.loads(done.stdout))
-
-
 async def test_the_customer_support_agent_answers_tickets_and_escalates(server: RunningServer) -> None:
     text = reference()
     start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
@@ -77,11 +46,11 @@ async def test_the_customer_support_agent_answers_tickets_and_escalates(server: 
     assert (summary["id"], summary["type"]) == ("https://platform.do/agents/customer-support", "Agent")
     await register(server, frontmatter("/test/reviews", "Workflow") +
                    "on($.Human.review, async (review) => { await db.create('Review', review) })\n")
-    script(server, "await send($.Ticket.created, { id: 'tic_1', message: 'My order is late' })")
-    response = wait_for(lambda: script(server, "await db.list('Response')"))
+    run_script(server, "await send($.Ticket.created, { id: 'tic_1', message: 'My order is late' })")
+    response = wait_for(lambda: run_script(server, "await db.list('Response')"))
     assert response[0]["ticketId"] == "tic_1"
     assert (response[0]["message"], response[0]["sentiment"]) == ("We are on it", "negative")
-    review = wait_for(lambda: script(server, "await db.list('Review')"))
+    review = wait_for(lambda: run_script(server, "await db.list('Review')"))
     assert review[0]["ticketId"] == "tic_1"
 
 
@@ -94,16 +63,16 @@ async def test_content_workflow_analyses_approves_and_publishes_articles(server:
     summary = await register(server, frontmatter("/workflows/content", "Workflow") + code)
     assert [h["event"] for h in summary["handlers"]] == ["Article.submitted", "Article.approved"]
     assert [s["cron"] for s in summary["schedules"]] == ["0 2 * * *"]
-    article = script(server, """const article = await db.create('Article', {
+    article = run_script(server, """const article = await db.create('Article', {
   headline: 'Hello', articleBody: 'Body', description: 'Intro', slug: 'hello',
   author: { name: 'Ann', email: 'ann@example.com' } })
 await send($.Article.submitted, article)
 article""")
     published = wait_for(lambda: (lambda a: a if a and a.get("status") == "published" else None)(
-        script(server, f"await db.get('Article', '{article['id']}')")))
+        run_script(server, f"await db.get('Article', '{article['id']}')")))
     assert published["analysis"]["qualityScore"] == 9
     assert published["socialPosts"]["twitter"] == "New post!"
-    notice = wait_for(lambda: [m for m in mails(server) if m["to"] == "ann@example.com"])
+    notice = wait_for(lambda: [m for m in outbox(server) if m["to"] == "ann@example.com"])
     assert notice[0]["subject"] == "Your Article Has Been Published!"
 
 
@@ -117,14 +86,14 @@ async def test_support_automation_classifies_routes_and_escalates_critical_ticke
     assert [s["cron"] for s in summary["schedules"]] == ["0 18 * * *"]
     await register(server, frontmatter("/test/escalations", "Workflow") +
                    "on($.SMS.send, async (sms) => { await db.create('Page', sms) })\n")
-    ticket = script(server, """const ticket = await db.create('Ticket', { subject: 'Charged twice',
+    ticket = run_script(server, """const ticket = await db.create('Ticket', { subject: 'Charged twice',
   description: 'My card was charged twice', customerName: 'Cy', customerEmail: 'cy@example.com', status: 'pending' })
 await send($.Ticket.created, ticket)
 ticket""")
     classified = wait_for(lambda: (lambda t: t if t and t.get("urgency") else None)(
-        script(server, f"await db.get('Ticket', '{ticket['id']}')")))
+        run_script(server, f"await db.get('Ticket', '{ticket['id']}')")))
     assert (classified["urgency"], classified["category"]) == ("critical", "billing")
-    routed = wait_for(lambda: [m for m in mails(server) if m["subject"].startswith("[CRITICAL] New Ticket")])
+    routed = wait_for(lambda: [m for m in outbox(server) if m["subject"].startswith("[CRITICAL] New Ticket")])
     assert routed[0]["to"] == "team@example.com"
-    page = wait_for(lambda: script(server, "await db.list('Page')"))
+    page = wait_for(lambda: run_script(server, "await db.list('Page')"))
     assert page[0]["message"].startswith("CRITICAL support ticket")
