@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.client import connect, text_of, value_of
+from tests.support.seed import section
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.anyio
@@ -359,3 +360,29 @@ where: { status: 'active' },
 async def run_raw_with(server: RunningServer, key: str, script: str) -> Any:
     async with connect(server.url, key=key) as client:
         return await client.call_tool("do", {"script": script})
+
+
+async def test_script_characteristics_create_records_and_send_the_confirmation(
+        server: RunningServer, tenant_key: str) -> None:
+    order = await run(server, section("// Complex multi-step operation", until="Key Points:"), key=tenant_key)
+    assert order["id"].startswith("ord_") and order["total"] == 29.99
+    assert order["customer"]["email"] == "team@example.com"
+
+
+async def test_scenario_1_order_processing_runs_its_handlers_when_the_script_sends(
+        server: RunningServer, tenant_key: str) -> None:
+    await run(server, """await db.create('Product', { id: 'prod_widget_001', name: 'Widget', price: 10, stock: 11, weight: 1 })
+await db.create('Product', { id: 'prod_gadget_002', name: 'Gadget', price: 25, stock: 50, weight: 2 })""",
+              key=tenant_key)
+    result = await run_raw_with(server, tenant_key,
+                                section("// Module: Set up event handlers for order lifecycle",
+                                        until="Scenario 2: Content Management"))
+    assert not result.is_error, text_of(result)
+    summary = value_of(result)
+    assert summary["customer"] == "Bob Smith" and summary["total"] == 45 and summary["items"] == 2
+    assert summary["status"] == "pending" and summary["orderId"].startswith("ord_")
+    assert result.structured_content is not None
+    assert "nothing was persisted" in result.structured_content["warnings"][0]
+    assert result.structured_content["logs"][0]["message"] == f"New order created: {summary['orderId']}"
+    stock = await run(server, "(await db.list('Product')).map(p => [p.id, p.stock])", key=tenant_key)
+    assert stock == [["prod_widget_001", 9], ["prod_gadget_002", 49]]
