@@ -131,7 +131,10 @@ def test_an_invalid_key_is_a_401_with_a_bearer_challenge_not_anonymous(server: R
                           json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
-    assert "resource_metadata=" in response.headers["WWW-Authenticate"]
+    metadata_url = response.headers["WWW-Authenticate"].split('resource_metadata="')[1].rstrip('"')
+    metadata = httpx.get(metadata_url).json()
+    assert metadata["resource"] == server.url
+    assert metadata["bearer_methods_supported"] == ["header"]
 
 
 def test_get_on_the_mcp_endpoint_is_405(server: RunningServer) -> None:

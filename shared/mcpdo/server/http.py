@@ -49,12 +49,18 @@ def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str,
     )
     manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
                                            security_settings=security, max_request_body_size=MAX_BODY_BYTES)
-    resource_metadata = f"{public_url.rstrip('/')}/.well-known/oauth-protected-resource"
+    resource_metadata = f"{public_url.rstrip('/')}/.well-known/oauth-protected-resource/mcp"
 
     endpoint = _McpEndpoint(manager, auth, resource_metadata)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def protected_resource(request: Request) -> Response:
+        # RFC 9728: what MCP clients read after a 401. No authorization server is listed until OAuth is
+        # configured; API keys travel in the Authorization header.
+        return JSONResponse({"resource": f"{public_url.rstrip('/')}/mcp", "resource_name": "mcpdo",
+                             "bearer_methods_supported": ["header"], "authorization_servers": []})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -62,7 +68,10 @@ def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str,
             yield
 
     return Starlette(routes=[Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]),
-                             Route("/health", health)], lifespan=lifespan)
+                             Route("/health", health),
+                             Route("/.well-known/oauth-protected-resource", protected_resource),
+                             Route("/.well-known/oauth-protected-resource/mcp", protected_resource)],
+                     lifespan=lifespan)
 
 
 def _unauthorized(exc: Unauthorized, resource_metadata: str) -> Response:
