@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import uvicorn
 
@@ -22,14 +23,14 @@ async def serve_http(app: App) -> int:
     config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    print(banner(url, first_key), flush=True)
+    print(banner(url, first_key, settings.data_dir), flush=True)
     await server.serve()
     return 0
 
 
-def banner(url: str, first_key: str | None) -> str:
+def banner(url: str, first_key: str | None, data_dir: Path) -> str:
     """What `make serve` prints: where to connect, and on first run the admin key and a client config."""
-    lines = [f"mcpdo is serving MCP at {url} (state in MCPDO_DATA_DIR; Ctrl-C to stop)"]
+    lines = [f"mcpdo is serving MCP at {url} (state in {data_dir}; Ctrl-C to stop)"]
     if first_key:
         config = {"mcpServers": {"mcpdo": {"type": "http", "url": url,
                                            "headers": {"Authorization": f"Bearer {first_key}"}}}}
