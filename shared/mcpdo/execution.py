@@ -15,6 +15,7 @@ from mcpdo.ports import EntityStore, Event, StoredModule
 from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Invocation, ModuleSource
 from mcpdo.sdk.events import EventContext, EventsApi, Publisher, Registrations
 from mcpdo.sdk.host import Host
+from mcpdo.sdk.policy import authorize
 from mcpdo.settings import Settings
 
 # Resolves `import ... from specifier` for a caller: (specifier, identity, importer's $id) -> stored module.
@@ -49,7 +50,8 @@ class Executor:
     async def run_script(self, code: str, identity: Identity,
                          preload: tuple[StoredModule, ...] = ()) -> ExecutionResult:
         """Run `code` now as `identity`; `preload` modules' exports are globals for it."""
-        events = EventsApi(identity, EventContext("script", source="script"), self._publish)
+        source = f"script:{identity.id or 'anonymous'}"
+        events = EventsApi(identity, EventContext("script", source=source), self._publish)
         request = self._request(code, identity, kind="script",
                                 preload=tuple(ModuleSource(m.id, m.code) for m in preload))
         result = await self._sandbox.execute(request, self._host(identity, events, importer=None))
@@ -90,6 +92,7 @@ class Executor:
         host.route("every", events.every)
 
         async def load(args: list[Any]) -> Any:
+            authorize(identity, "read", "Module")
             specifier = args[0] if args else None
             module = await self._resolve_import(str(specifier), identity, importer)
             return {"id": module.id, "code": module.code}
