@@ -1,4 +1,5 @@
-// QuickJS instances: one fresh WebAssembly instance, runtime and context per execution, never reused.
+// QuickJS: a fresh runtime and context per execution, on a fresh WebAssembly instance or on one that
+// served the same caller before (see the runner).
 import fs from 'node:fs'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -10,7 +11,7 @@ import releaseSync from '@jitl/quickjs-wasmfile-release-sync'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const require = createRequire(import.meta.url)
 
-const WASM_PAGE = 65536
+export const WASM_PAGE = 65536
 // Room above the QuickJS heap limit for the engine's own bookkeeping and stack; the wasm memory
 // maximum is the hard cap that setMemoryLimit alone is not.
 const WASM_HEADROOM = 48 * 1024 * 1024
@@ -27,22 +28,32 @@ export const lazySources = Object.fromEntries(['console', 'dollar', 'timers', 'e
 // The engine is built with a 16 MiB initial memory (256 pages); it grows up to maxPages.
 const INITIAL_PAGES = 256
 
-/**
- * An instance owns its wasm memory. Host functions dispatch to `inst.exec`, the execution
- * currently bound to it (set by the runner), so the prelude can be evaluated ahead of time.
- */
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+let nextWasmId = 1
 
-export async function buildInstance(memoryBytes, { yieldBetween = false } = {}) {
+/**
+ * A WebAssembly instance of the engine with its own capped linear memory. It hosts one QuickJS runtime
+ * at a time; the runner may host a later runtime of the same caller on it (`key`, `uses`).
+ */
+export async function newWasm(memoryBytes) {
   const maxPages = Math.max(INITIAL_PAGES, Math.ceil((memoryBytes + WASM_HEADROOM) / WASM_PAGE))
   const wasmMemory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: maxPages })
   const mod = await newQuickJSWASMModuleFromVariant(newVariant(releaseSync, { wasmModule, wasmMemory }))
-  if (yieldBetween) await nextTurn()
-  const rt = mod.newRuntime()
+  return { id: nextWasmId++, mod, wasmMemory, maxPages, memoryBytes, key: null, uses: 0 }
+}
+
+/**
+ * A fresh QuickJS runtime and context on `wasm`, with the prelude evaluated. Host functions dispatch to
+ * `inst.exec`, the execution currently bound to it (set by the runner), so this can run ahead of time.
+ */
+export function newRuntime(wasm) {
+  const { memoryBytes } = wasm
+  const rt = wasm.mod.newRuntime()
   rt.setMemoryLimit(memoryBytes)
   rt.setMaxStackSize(MAX_STACK_BYTES)
   const ctx = rt.newContext()
-  const inst = { mod, rt, ctx, memoryBytes, wasmMemory, maxPages, exec: null, settleFn: null, fireFn: null }
+  const inst = { wasm, rt, ctx, memoryBytes, wasmMemory: wasm.wasmMemory, maxPages: wasm.maxPages, exec: null,
+    settleFn: null, fireFn: null }
 
   const callFn = ctx.newFunction('__mcpdo_call', (nameH, argsH) => {
     const exec = inst.exec
@@ -58,26 +69,49 @@ export async function buildInstance(memoryBytes, { yieldBetween = false } = {}) 
     const out = exec.hostSync(op, a, b)
     return out === undefined ? undefined : ctx.newString(out)
   })
-  // Built ahead of time in steps, so that a request arriving meanwhile is not held up by the whole build.
-  if (yieldBetween) await nextTurn()
   ctx.setProp(ctx.global, '__mcpdo_call', callFn)
   ctx.setProp(ctx.global, '__mcpdo_sync', syncFn)
   callFn.dispose()
   syncFn.dispose()
 
+  // The prelude hands back [settle, fire] and leaves no trace of them on the global object.
   const r = ctx.evalCode(preludeSource, 'prelude.js')
   if (r.error) {
     const info = ctx.dump(r.error)
     r.error.dispose()
     throw new Error(`prelude failed: ${JSON.stringify(info)}`)
   }
+  inst.settleFn = ctx.getProp(r.value, 0)
+  inst.fireFn = ctx.getProp(r.value, 1)
   r.value.dispose()
-  inst.settleFn = ctx.getProp(ctx.global, '__mcpdo_settle')
-  inst.fireFn = ctx.getProp(ctx.global, '__mcpdo_fire')
-  const cleanup = ctx.evalCode('delete globalThis.__mcpdo_settle; delete globalThis.__mcpdo_fire;', 'prelude.js')
-  if (cleanup.error) cleanup.error.dispose()
-  else cleanup.value.dispose()
   return inst
+}
+
+/**
+ * Free the runtime and context of `inst`, leaving its wasm instance able to host another runtime.
+ * False when anything went wrong (a leaked handle aborts the engine here): the wasm instance is then unusable.
+ */
+export function disposeRuntime(inst) {
+  try {
+    inst.settleFn.dispose()
+    inst.fireFn.dispose()
+    inst.ctx.dispose()
+    inst.rt.dispose()
+    return true
+  } catch {
+    return false
+  } finally {
+    inst.exec = null
+    inst.rt = null
+    inst.ctx = null
+  }
+}
+
+/** A fresh wasm instance with a prepared runtime; built in two steps when `yieldBetween`. */
+export async function buildInstance(memoryBytes, { yieldBetween = false } = {}) {
+  const wasm = await newWasm(memoryBytes)
+  if (yieldBetween) await nextTurn()
+  return newRuntime(wasm)
 }
 
 export function hostRandomUUID() {

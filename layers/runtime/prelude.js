@@ -139,9 +139,9 @@
     lazyGlobal(name, 'timers')
   }
   for (const name of ['crypto', 'structuredClone', 'user']) lazyGlobal(name, 'extras')
-  define(global, '__mcpdo_fire', (id) => {
+  const fire = (id) => {
     if (inner.fire) inner.fire(id)
-  })
+  }
   for (const name of ['URL', 'URLSearchParams']) {
     Object.defineProperty(global, name, {
       configurable: true,
@@ -347,5 +347,6 @@
       hostSync('done', 'error', JSONstringify(errorInfo(e)))
     }
   }
-  define(global, '__mcpdo_settle', settle)
+  // Only the runner gets these (the completion value of this file), never the guest.
+  return [settle, fire]
 })(globalThis)

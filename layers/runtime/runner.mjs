@@ -1,15 +1,25 @@
 // mcpdo sandbox runner: JSON lines on stdin/stdout, one execution at a time.
 //
-// In:  {"type":"exec","id":n,"code":"...","kind":"script"|"module","readonly":bool,"user":{...},"limits":{...},
+// In:  {"type":"exec","id":n,"key":"..."|null,"code":"...","kind":"script"|"module","readonly":bool,"user":{...},"limits":{...},
 //       "preload":[{"id":"...","code":"..."}],"invoke":{"index":n,"args":[...]}|null}
 //      {"type":"reply","id":callId,"ok":true,"value":json} | {"type":"reply","id":callId,"ok":false,"error":"msg"}
 // Out: {"type":"ready"}
 //      {"type":"call","exec":n,"id":callId,"name":"db.get","args":[...]}
-//      {"type":"result","id":n,"ok":true,"undefined":bool,"value":json,"exports":[...],"logs":[...],"durationMs":ms}
-//      {"type":"result","id":n,"ok":false,"error":{kind,message,...},"logs":[...],"durationMs":ms}
+//      {"type":"result","id":n,"ok":true,"undefined":bool,"value":json,"exports":[...],"logs":[...],"durationMs":ms,
+//       "warm":key|null}
+//      {"type":"result","id":n,"ok":false,"error":{kind,message,...},"logs":[...],"durationMs":ms,"warm":key|null}
+// `key`: executions with the same key may run one after another on the same wasm instance (each on a fresh
+// runtime and context); null: always a fresh instance. `warm`: the key whose next execution this process
+// can start on a kept instance (a hint for routing).
 //      {"type":"protocol_error","message":"..."}
-import { buildInstance, hostRandomBytes, hostRandomUUID, lazySources, MAX_CALL_ARGS_CHARS } from './engine.mjs'
+import {
+  buildInstance, disposeRuntime, hostRandomBytes, hostRandomUUID, lazySources, MAX_CALL_ARGS_CHARS, newRuntime,
+  WASM_PAGE,
+} from './engine.mjs'
 import { prepare, SourceSyntaxError } from './transform.mjs'
+
+// --debug: each result names the wasm instance that ran it ("instance": "<pid>.<n>"), for tests.
+const DEBUG = process.argv.includes('--debug')
 
 process.removeAllListeners('warning')
 process.on('warning', () => {})
@@ -55,14 +65,28 @@ function fmtMiB(bytes) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// Warm instances
+// Instances
 
-// Instances prepared ahead (each used once): taking one for a request costs nothing; the next ones are
-// built in steps between requests and host-call replies.
+// Fresh wasm instances prepared ahead for anyone (each serves one execution first): taking one for a
+// request costs nothing; the next ones are built in steps between requests and host-call replies.
 const AHEAD = 2
 let lastMemory = DEFAULT_LIMITS.memory_bytes
 const readyInstances = []
 let building = null
+
+// A wasm instance is reused only by the caller it first served (the request's `key`), one execution after
+// another, each on a fresh runtime and context, and only after executions that ended cleanly; it is
+// dropped after MAX_USES executions or once its memory grew past REUSE_MAX_MEMORY of its maximum.
+const MAX_USES = 64
+const REUSE_MAX_MEMORY = 0.5
+// At most one: { key, wasm, old, inst }: `old` is the finished runtime still to dispose, `inst` the fresh
+// runtime prepared on the instance (null until then).
+let warm = null
+let warmTimer = null
+// How often the next execution was the kept instance's caller (moving average). Preparing the next runtime
+// ahead of time pays off when it is; when callers interleave (a busy process serving many), the kept instance
+// is mostly replaced unused, so its runtime is disposed and prepared only when its caller comes back.
+let reuseRate = 1
 
 function fill() {
   if (building || readyInstances.length >= AHEAD) return
@@ -78,15 +102,70 @@ function fill() {
   })
 }
 
-async function takeInstance(mem) {
+// The kept instance, ready to run: its old runtime disposed and a fresh one prepared. Null when it failed.
+function readyWarm(w) {
+  if (w.old) {
+    const old = w.old
+    w.old = null
+    if (!disposeRuntime(old)) return null
+  }
+  if (!w.inst) {
+    try {
+      w.inst = newRuntime(w.wasm)
+    } catch (err) {
+      toStderr('reuse failed', err && err.stack)
+      return null
+    }
+  }
+  return w.inst
+}
+
+function prepareWarm() {
+  warmTimer = null
+  if (warm && !readyWarm(warm)) warm = null
+}
+
+function takeWarm(key, mem) {
+  if (!warm) return null
+  const hit = key !== null && warm.key === key
+  reuseRate = 0.75 * reuseRate + (hit ? 0.25 : 0)
+  if (!hit) return null
+  const w = warm
+  warm = null
+  if (warmTimer) {
+    clearImmediate(warmTimer)
+    warmTimer = null
+  }
+  return w.wasm.memoryBytes === mem ? readyWarm(w) : null
+}
+
+async function takeInstance(mem, key) {
+  const reused = takeWarm(key, mem)
+  if (reused) return reused
   if (mem !== lastMemory) {
     lastMemory = mem
     readyInstances.length = 0
   }
   if (!readyInstances.length && building) await building
   const inst = readyInstances.shift() || await buildInstance(mem)
+  inst.wasm.key = key
   setImmediate(fill)
   return inst
+}
+
+// After an execution: keep its wasm instance for the same caller when it may be reused, else drop it whole
+// (its memory goes with it). Returns whether it is kept (its runtime is disposed later: readyWarm).
+function mayKeep(inst, clean) {
+  const { wasm } = inst
+  return clean && wasm.key !== null && wasm.uses < MAX_USES &&
+    wasm.wasmMemory.buffer.byteLength <= REUSE_MAX_MEMORY * wasm.maxPages * WASM_PAGE
+}
+
+function recycle(inst) {
+  // Replaces any instance kept for another caller.
+  warm = { key: inst.wasm.key, wasm: inst.wasm, old: inst, inst: null }
+  if (warmTimer) clearImmediate(warmTimer)
+  warmTimer = reuseRate >= 0.5 ? setImmediate(prepareWarm) : null
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -518,16 +597,21 @@ class Execution {
       toStderr('outcome failed', err && err.stack)
       out = { error: { kind: 'runtime', name: 'Error', message: 'The script result could not be read' } }
     }
+    const inst = this.inst
+    inst.exec = null
+    this.inst = { rt: null, ctx: null }
+    const keep = mayKeep(inst, !out.error && !this.trap && this.pending.size === 0)
+    this.pending.clear()
     const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
+    const warmKey = keep ? inst.wasm.key : warm ? warm.key : null
     const head = `{"type":"result","id":${JSON.stringify(this.id)},"durationMs":${durationMs},` +
+      `"warm":${JSON.stringify(warmKey)},` + (DEBUG ? `"instance":"${process.pid}.${inst.wasm.id}",` : '') +
       `"exports":${JSON.stringify(this.exportNames())},"logs":${JSON.stringify(this.logs)}`
     if (out.error) send(`${head},"ok":false,"error":${JSON.stringify(out.error)}}`)
     else if (out.undefined) send(`${head},"ok":true,"undefined":true,"value":null}`)
     else send(`${head},"ok":true,"undefined":false,"value":${out.value}}`)
-    this.inst.exec = null
-    this.pending.clear()
-    // The instance is never reused: drop it whole (its wasm memory goes with it) and warm the next.
-    this.inst = { rt: null, ctx: null }
+    // Otherwise the instance is dropped whole: its wasm memory goes with it.
+    if (keep) recycle(inst)
     current = null
     if (finishedWaiter) {
       const w = finishedWaiter
@@ -539,7 +623,8 @@ class Execution {
 
 function reportEarly(id, error, started) {
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000
-  send(`{"type":"result","id":${JSON.stringify(id)},"durationMs":${durationMs},"logs":[],"ok":false,"error":${JSON.stringify(error)}}`)
+  send(`{"type":"result","id":${JSON.stringify(id)},"durationMs":${durationMs},"warm":${JSON.stringify(warm ? warm.key : null)},` +
+    `"logs":[],"ok":false,"error":${JSON.stringify(error)}}`)
 }
 
 async function handleExec(msg) {
@@ -612,7 +697,9 @@ async function handleExec(msg) {
       violations: prepared.violations }, started)
     return
   }
-  const inst = await takeInstance(limits.memory_bytes)
+  const key = typeof msg.key === 'string' ? msg.key : null
+  const inst = await takeInstance(limits.memory_bytes, key)
+  inst.wasm.uses += 1
   const exec = new Execution(msg, inst, prepared, limits, preloads)
   exec.started = started
   current = exec

@@ -83,7 +83,8 @@ class Executor:
                                           f"{limits.max_script_bytes}-byte limit")
         return ExecutionRequest(code=code, limits=limits, readonly=identity.is_anonymous,
                                 user=user_view(identity), kind="module" if kind == "module" else "script",
-                                preload=preload)
+                                preload=preload,
+                                reuse_key=f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id or ''}")
 
     def _host(self, identity: Identity, events: EventsApi, importer: str | None) -> Host:
         host = Host(identity, self._store)

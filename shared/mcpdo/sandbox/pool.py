@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import importlib.util
 import logging
@@ -55,17 +56,25 @@ def default_runner_path() -> Path:
 
 
 class Sandbox:
-    """Runs caller scripts in fresh QuickJS sandboxes hosted by `size` warm Node processes."""
+    """Runs caller scripts in fresh QuickJS sandboxes hosted by `size` warm Node processes.
+
+    A request goes to an idle process that holds a kept instance for its `reuse_key` when there is one
+    (that process starts it without building a wasm instance), else to an idle process holding none, else to
+    any idle one; when all are busy, requests wait in arrival order.
+    """
 
     def __init__(self, node_path: str | None = None, runner_path: str | Path | None = None, size: int = 2,
-                 *, ready_timeout: float = 15.0) -> None:
+                 *, ready_timeout: float = 15.0, debug: bool = False) -> None:
         if size < 1:
             raise ValueError(f"Sandbox size {size} is not valid: it must be at least 1")
         self.node_path = node_path or default_node_path()
         self.runner_path = Path(runner_path) if runner_path else default_runner_path()
         self.size = size
         self.ready_timeout = ready_timeout
-        self._idle: asyncio.Queue[RunnerProcess] = asyncio.Queue()
+        # Results name the wasm instance that ran them (ExecutionResult.instance): for tests.
+        self.debug = debug
+        self._idle: list[RunnerProcess] = []
+        self._waiters: collections.deque[asyncio.Future[RunnerProcess]] = collections.deque()
         self._all: set[RunnerProcess] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -83,10 +92,10 @@ class Sandbox:
         self._started = True
         procs = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
         for proc in procs:
-            self._idle.put_nowait(proc)
+            self._release(proc)
 
     async def _spawn(self) -> RunnerProcess:
-        proc = RunnerProcess(self.node_path, self.runner_path, ready_timeout=self.ready_timeout)
+        proc = RunnerProcess(self.node_path, self.runner_path, ready_timeout=self.ready_timeout, debug=self.debug)
         self._all.add(proc)
         try:
             await proc.start()
@@ -116,8 +125,54 @@ class Sandbox:
             if self._closed:
                 await proc.close()
                 return
-            self._idle.put_nowait(proc)
+            self._release(proc)
             return
+
+    def _release(self, proc: RunnerProcess) -> None:
+        """Hand an idle process to the longest waiting request, else keep it idle."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(proc)
+                return
+        self._idle.append(proc)
+
+    def _take_idle(self, key: str | None) -> RunnerProcess | None:
+        """An idle live process: warm for `key` first, then one holding no kept instance, then any."""
+        live = [p for p in self._idle if p.alive]
+        if len(live) != len(self._idle):
+            for dead in [p for p in self._idle if not p.alive]:
+                self._idle.remove(dead)
+                self._replace(dead)
+        if not live:
+            return None
+        chosen = None
+        if key is not None:
+            chosen = next((p for p in live if p.warm_key == key), None)
+        if chosen is None:
+            chosen = next((p for p in live if p.warm_key is None), live[0])
+        self._idle.remove(chosen)
+        return chosen
+
+    async def _acquire(self, key: str | None) -> RunnerProcess:
+        while True:
+            proc = self._take_idle(key)
+            if proc is not None:
+                return proc
+            waiter: asyncio.Future[RunnerProcess] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                proc = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release(waiter.result())
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
+            if proc.alive:
+                return proc
+            self._replace(proc)
 
     async def execute(self, request: ExecutionRequest, host: HostCall) -> ExecutionResult:
         """Run one request on a free process (waiting for one if all are busy)."""
@@ -134,17 +189,14 @@ class Sandbox:
         wait_s = self.ready_timeout + request.limits.timeout_ms / 1000 + 5
         try:
             async with asyncio.timeout(wait_s):
-                proc = await self._idle.get()
-                while not proc.alive:
-                    self._replace(proc)
-                    proc = await self._idle.get()
+                proc = await self._acquire(request.reuse_key)
         except TimeoutError:
             raise SandboxCrashed(CRASHED_MESSAGE) from None
         try:
             return await proc.execute(request, host)
         finally:
             if proc.alive:
-                self._idle.put_nowait(proc)
+                self._release(proc)
             else:
                 await proc.kill()
                 self._replace(proc)

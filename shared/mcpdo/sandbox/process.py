@@ -40,10 +40,16 @@ def _attach_logs(err: McpdoError, logs: tuple[LogEntry, ...]) -> McpdoError:
 class RunnerProcess:
     """A warm Node runner; `execute` raises McpdoError subclasses, and marks the process dead if it is."""
 
-    def __init__(self, node_path: str, runner_path: Path, *, ready_timeout: float = 15.0) -> None:
+    def __init__(self, node_path: str, runner_path: Path, *, ready_timeout: float = 15.0,
+                 debug: bool = False) -> None:
         self.node_path = node_path
         self.runner_path = runner_path
         self.ready_timeout = ready_timeout
+        # Results name the wasm instance that ran them (ExecutionResult.instance).
+        self.debug = debug
+        # The reuse key whose next execution this process can start on a kept instance (as the runner last
+        # reported it): the pool routes requests with that key here first.
+        self.warm_key: str | None = None
         self.spawn_env: dict[str, str] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
@@ -63,7 +69,7 @@ class RunnerProcess:
     async def start(self) -> None:
         """Spawn with an empty environment and wait for the runner's ready line."""
         self._proc = await asyncio.create_subprocess_exec(
-            self.node_path, *NODE_FLAGS, str(self.runner_path),
+            self.node_path, *NODE_FLAGS, str(self.runner_path), *(("--debug",) if self.debug else ()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -110,6 +116,7 @@ class RunnerProcess:
     async def kill(self) -> None:
         """SIGKILL the process and reap it."""
         self.dead = True
+        self.warm_key = None
         proc = self._proc
         if proc is not None:
             if proc.returncode is None:
@@ -180,8 +187,11 @@ class RunnerProcess:
                 task.cancel()
 
     def _result(self, msg: dict[str, Any], request: ExecutionRequest, started: float) -> ExecutionResult:
+        warm = msg.get("warm")
+        self.warm_key = warm if isinstance(warm, str) else None
         logs = parse_logs(msg.get("logs"))
         if msg.get("ok") is True:
+            instance = msg.get("instance")
             duration = msg.get("durationMs")
             return ExecutionResult(
                 value=msg.get("value"),
@@ -190,6 +200,7 @@ class RunnerProcess:
                 duration_ms=float(duration) if isinstance(duration, int | float) else
                 (time.perf_counter() - started) * 1000,
                 exports=parse_exports(msg.get("exports")),
+                instance=instance if isinstance(instance, str) else None,
             )
         raise _attach_logs(error_from_result(msg.get("error"), request), logs)
 

@@ -37,6 +37,8 @@ def exec_line(exec_id: int, request: ExecutionRequest) -> bytes:
         "limits": _limits_dict(request.limits),
         "kind": request.kind,
     }
+    if request.reuse_key is not None:
+        msg["key"] = request.reuse_key
     if request.preload:
         msg["preload"] = [{"id": m.id, "code": m.code} for m in request.preload]
     if request.invoke is not None:

@@ -39,6 +39,10 @@ class ExecutionRequest:
     preload: tuple[ModuleSource, ...] = ()
     # After a module's top level ran, call its handler number `index` (registration order of on/every).
     invoke: Invocation | None = None
+    # Executions with the same non-None key may share a WebAssembly instance (its linear memory), one after
+    # another, each still in a fresh QuickJS runtime and context; give one key per caller identity. None: always
+    # a fresh instance.
+    reuse_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,3 +79,5 @@ class ExecutionResult:
     warnings: tuple[str, ...] = ()
     # Names a module exported (kind "module" and preloads), in declaration order.
     exports: tuple[str, ...] = ()
+    # Which WebAssembly instance ran it ("<pid>.<n>"): only from a sandbox started with debug=True.
+    instance: str | None = None
