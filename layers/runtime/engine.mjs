@@ -23,7 +23,7 @@ const wasmModule = new WebAssembly.Module(
 )
 const preludeSource = fs.readFileSync(path.join(here, 'prelude.js'), 'utf8')
 // Parts of the guest environment compiled only when a script first touches them.
-export const lazySources = Object.fromEntries(['console', 'dollar', 'timers', 'extras', 'url', 'locale'].map(
+export const lazySources = Object.fromEntries(['sdk', 'events', 'modules', 'console', 'dollar', 'timers', 'extras', 'url', 'locale'].map(
   (name) => [name, fs.readFileSync(path.join(here, 'lazy', `${name}.js`), 'utf8')]))
 // The engine is built with a 16 MiB initial memory (256 pages); it grows up to maxPages.
 const INITIAL_PAGES = 256

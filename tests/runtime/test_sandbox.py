@@ -396,6 +396,20 @@ async def test_standard_globals_work(sandbox: Sandbox) -> None:
     }
 
 
+async def test_sdk_and_event_globals_are_there_before_first_use_and_can_be_replaced(sandbox: Sandbox) -> None:
+    code = (
+        "const kinds = [typeof db, typeof db.get, typeof ai.generate, typeof api.fetch, typeof on, typeof every,"
+        " typeof send]\n"
+        "const hidden = Object.keys(globalThis).filter(k => ['db', 'ai', 'api', 'on', 'every', 'send'].includes(k))\n"
+        "globalThis.send = 5\n"
+        "const out = { kinds, hidden, send: globalThis.send }\nout"
+    )
+    assert (await run(sandbox, code)).value == {
+        "kinds": ["object", "function", "function", "function", "function", "function", "function"],
+        "hidden": [], "send": 5,
+    }
+
+
 async def test_malformed_input_on_stdin_does_not_kill_the_runner() -> None:
     async with Sandbox(size=1) as sb:
         (proc,) = sb.processes
