@@ -600,7 +600,10 @@ class Execution {
     const inst = this.inst
     inst.exec = null
     this.inst = { rt: null, ctx: null }
-    const keep = mayKeep(inst, !out.error && !this.trap && this.pending.size === 0)
+    // Clean: a result, and nothing thrown, trapped, interrupted or left waiting on the host.
+    const clean = !out.error && !this.fatal && !this.interrupted && !this.thrown && !this.trap &&
+      this.pending.size === 0
+    const keep = mayKeep(inst, clean)
     this.pending.clear()
     const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
     const warmKey = keep ? inst.wasm.key : warm ? warm.key : null

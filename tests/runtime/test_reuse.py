@@ -114,6 +114,12 @@ async def test_a_grown_memory_is_not_reused(one: Sandbox) -> None:
     assert (await run(one, "1", ALICE)).instance != first.instance
 
 
+async def test_a_changed_memory_limit_gets_a_fresh_instance(one: Sandbox) -> None:
+    before = await instance(one, ALICE)
+    after = (await run(one, "1", ALICE, memory_bytes=64 << 20)).instance
+    assert after != before
+
+
 async def test_the_pool_routes_a_caller_to_the_process_holding_its_instance() -> None:
     async with Sandbox(size=2, debug=True) as sb:
         first = await instance(sb, ALICE)

@@ -1,4 +1,4 @@
-"""The sandbox: caller TypeScript runs in a fresh QuickJS instance inside warm Node processes."""
+"""The sandbox: caller TypeScript runs in a fresh QuickJS runtime and context inside warm Node processes."""
 
 from mcpdo.sandbox.pool import Sandbox
 from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Limits, LogEntry
