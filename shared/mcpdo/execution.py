@@ -84,7 +84,7 @@ class Executor:
         return ExecutionRequest(code=code, limits=limits, readonly=identity.is_anonymous,
                                 user=user_view(identity), kind="module" if kind == "module" else "script",
                                 preload=preload,
-                                reuse_key=f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id or ''}")
+                                reuse_key=reuse_key(identity))
 
     def _host(self, identity: Identity, events: EventsApi, importer: str | None) -> Host:
         host = Host(identity, self._store)
@@ -100,6 +100,14 @@ class Executor:
 
         host.route("import", load)
         return host
+
+
+def reuse_key(identity: Identity) -> str | None:
+    """Executions with the same key may run one after another in one WebAssembly instance (each on a fresh
+    runtime). Only one caller's own executions share: anonymous callers are many people, so never."""
+    if identity.is_anonymous:
+        return None
+    return f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id}"
 
 
 def user_view(identity: Identity) -> dict[str, object]:
