@@ -110,6 +110,18 @@ async def _with_app(settings: Settings, work: Callable[[App], Awaitable[int]], *
         await app.close()
 
 
+OfflineCommand = Callable[[App, argparse.Namespace], Awaitable[int]]
+
+
+def _offline(command: OfflineCommand) -> Callable[[Settings, argparse.Namespace], Awaitable[int]]:
+    """A command that only reads or writes the state folder: no sandbox, no worker."""
+
+    async def handler(settings: Settings, args: argparse.Namespace) -> int:
+        return await _with_app(settings, lambda app: command(app, args), sandbox=False)
+
+    return handler
+
+
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from mcpdo.server.local import serve_http
 
@@ -145,104 +157,86 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             print(result.texts[0], file=sys.stderr)
             return 1
         print(result.texts[0])
-        if result.structured and result.structured.get("logs"):
-            print(result.texts[1], file=sys.stderr)
+        for extra in result.texts[1:]:  # console output, then warnings
+            print(extra, file=sys.stderr)
         return 0
 
     return await _with_app(settings, work)
 
 
-async def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        roles = tuple(args.roles or ["admin"])
-        secret, key = await app.auth.create_key(args.name, tenant=args.tenant, roles=roles)
-        print(secret)
-        print(f"created {key.id} ({key.name}, tenant {key.tenant}, roles {', '.join(key.roles)});"
-              " the key is shown only once", file=sys.stderr)
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _keys_create(app: App, args: argparse.Namespace) -> int:
+    roles = tuple(args.roles or ["admin"])
+    secret, key = await app.auth.create_key(args.name, tenant=args.tenant, roles=roles)
+    print(secret)
+    print(f"created {key.id} ({key.name}, tenant {key.tenant}, roles {', '.join(key.roles)});"
+          " the key is shown only once", file=sys.stderr)
+    return 0
 
 
-async def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        keys = await app.auth.list_keys()
-        _print_json([{"id": k.id, "name": k.name, "tenant": k.tenant, "roles": list(k.roles),
-                      "prefix": k.prefix + "...", "createdAt": k.created_at, "revokedAt": k.revoked_at}
-                     for k in keys])
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _keys_list(app: App, args: argparse.Namespace) -> int:
+    keys = await app.auth.list_keys()
+    _print_json([{"id": k.id, "name": k.name, "tenant": k.tenant, "roles": list(k.roles),
+                  "prefix": k.prefix + "...", "createdAt": k.created_at, "revokedAt": k.revoked_at}
+                 for k in keys])
+    return 0
 
 
-async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        await app.auth.revoke_key(args.key_id)
-        print(f"revoked {args.key_id}")
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _keys_revoke(app: App, args: argparse.Namespace) -> int:
+    await app.auth.revoke_key(args.key_id)
+    print(f"revoked {args.key_id}")
+    return 0
 
 
-async def _dead_letters_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        _print_json([d.to_json() for d in await app.bus.dead_letters(args.tenant)])
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _dead_letters_list(app: App, args: argparse.Namespace) -> int:
+    _print_json([d.to_json() for d in await app.bus.dead_letters(args.tenant)])
+    return 0
 
 
-async def _dead_letters_replay(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        await app.bus.replay(args.delivery_id)
-        print(f"replayed {args.delivery_id}: it will be delivered by the running server's worker")
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _dead_letters_replay(app: App, args: argparse.Namespace) -> int:
+    await app.bus.replay(args.delivery_id)
+    print(f"replayed {args.delivery_id}: it will be delivered by the running server's worker")
+    return 0
 
 
-async def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        _print_json([run.to_json() for run in await app.runs.runs(args.tenant, args.limit)])
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _runs_list(app: App, args: argparse.Namespace) -> int:
+    _print_json([run.to_json() for run in await app.runs.runs(args.tenant, args.limit)])
+    return 0
 
 
-async def _schedules_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        rows = []
-        for entry in await app.modules.schedules(args.tenant):
-            upcoming = await app.scheduler.next_fire(entry)
-            rows.append({"id": entry.handler.handler_id, "tenant": entry.handler.tenant,
-                         "module": entry.handler.module_id, "version": entry.handler.version,
-                         "schedule": entry.schedule, "next": format_iso(upcoming) if upcoming else None})
-        _print_json(rows)
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _schedules_list(app: App, args: argparse.Namespace) -> int:
+    rows = []
+    for entry in await app.modules.schedules(args.tenant):
+        upcoming = await app.scheduler.next_fire(entry)
+        rows.append({"id": entry.handler.handler_id, "tenant": entry.handler.tenant,
+                     "module": entry.handler.module_id, "version": entry.handler.version,
+                     "schedule": entry.schedule, "next": format_iso(upcoming) if upcoming else None})
+    _print_json(rows)
+    return 0
 
 
-async def _schedules_fire(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        entries = await app.modules.schedules()
-        entry = next((e for e in entries if e.handler.handler_id == args.handler_id), None)
-        if entry is None:
-            raise NotFound(f"Schedule {args.handler_id} not found; `mcpdo schedules list` shows the live ones")
-        event = schedule_event(DueSchedule(entry, utc_now()))
-        await app.bus.enqueue(event, entry.handler)
-        print(f"fired {args.handler_id} as event {event.id}")
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _schedules_fire(app: App, args: argparse.Namespace) -> int:
+    entries = await app.modules.schedules()
+    entry = next((e for e in entries if e.handler.handler_id == args.handler_id), None)
+    if entry is None:
+        raise NotFound(f"Schedule {args.handler_id} not found; `mcpdo schedules list` shows the live ones")
+    event = schedule_event(DueSchedule(entry, utc_now()))
+    await app.bus.enqueue(event, entry.handler)
+    print(f"fired {args.handler_id} as event {event.id}")
+    return 0
 
 
-async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(app: App) -> int:
-        _print_json(await app.outbox.list(args.limit))
-        return 0
-
-    return await _with_app(settings, work, sandbox=False)
+@_offline
+async def _outbox_list(app: App, args: argparse.Namespace) -> int:
+    _print_json(await app.outbox.list(args.limit))
+    return 0
 
 
 def _print_json(value: object) -> None:
