@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class McpdoError(Exception):
     """Base of every error the product reports to a caller."""
@@ -9,6 +11,8 @@ class McpdoError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # What the failed execution logged before it failed (sandbox LogEntry items), shown with the error.
+        self.logs: tuple[Any, ...] = ()
 
     @property
     def text(self) -> str:

@@ -66,7 +66,7 @@ class ModuleService:
             result = await self._executor.invoke_handler(module, identity_of(module.owner), handler.index,
                                                          (event.data, event.to_json()), parent=event)
         except McpdoError as exc:
-            raise HandlerFailed(exc.text, logs_json(getattr(exc, "logs", ()))) from exc
+            raise HandlerFailed(exc.text, logs_json(exc.logs)) from exc
         return HandlerOutcome(logs=logs_json(result.logs), value=result.value)
 
 

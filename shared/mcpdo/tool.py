@@ -157,7 +157,7 @@ def value_result(value: Any, logs: tuple[LogEntry, ...], duration_ms: float, *, 
 
 def error_result(exc: McpdoError) -> ToolResult:
     """Failure: one text item with the exact error text; logs captured before the failure stay visible."""
-    logs: tuple[LogEntry, ...] = getattr(exc, "logs", ())
+    logs: tuple[LogEntry, ...] = exc.logs
     structured: dict[str, Any] = {"error": exc.text, "logs": [_log_json(entry) for entry in logs]}
     return ToolResult(texts=[exc.text], structured=structured, is_error=True)
 

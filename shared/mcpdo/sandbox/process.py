@@ -33,7 +33,7 @@ NODE_FLAGS = ("--no-warnings",)
 
 
 def _attach_logs(err: McpdoError, logs: tuple[LogEntry, ...]) -> McpdoError:
-    err.logs = logs  # type: ignore[attr-defined]
+    err.logs = logs
     return err
 
 
