@@ -60,8 +60,9 @@ def main() -> int:
 def measure(url: str, key: str, tmp: Path) -> list[Row]:
     auth = {**HEADERS, "Authorization": f"Bearer {key}"}
     with httpx.Client(headers=auth, timeout=30) as client:
-        noop_tool = _timed(lambda: _call(client, url, "noop", {}), 400)
-        noop_do = _timed(lambda: _call(client, url, "do", {"script": "1"}), 400)
+        # Interleaved, so drift in the machine's load hits both sides of the ratio alike.
+        noop_tool, noop_do = _timed_pair(lambda: _call(client, url, "noop", {}),
+                                         lambda: _call(client, url, "do", {"script": "1"}), 600)
         creates = _timed(lambda: _call(client, url, "do", {"script": TWENTY_CREATES}), 60)
     tool_rate = _throughput(url, auth, "noop", {}, seconds=3.0)
     do_rate = _throughput(url, auth, "do", {"script": "1"}, seconds=3.0)
@@ -115,6 +116,19 @@ def _timed(action: Callable[[], None], count: int) -> list[float]:
         action()
         samples.append((time.perf_counter() - started) * 1000)
     return samples
+
+
+def _timed_pair(first: Callable[[], None], second: Callable[[], None], count: int) -> tuple[list[float], list[float]]:
+    for _ in range(20):
+        first()
+        second()
+    firsts, seconds = [], []
+    for _ in range(count):
+        for action, samples in ((first, firsts), (second, seconds)):
+            started = time.perf_counter()
+            action()
+            samples.append((time.perf_counter() - started) * 1000)
+    return firsts, seconds
 
 
 def _throughput(url: str, headers: dict[str, str], tool: str, arguments: dict[str, object], *,

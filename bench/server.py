@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 from mcpdo.bootstrap import build_local
-from mcpdo.server.http import build_http_app
+from mcpdo.server.http import RateLimits, build_http_app
 from mcpdo.settings import Settings
 
 
@@ -18,7 +18,9 @@ async def main(port: int, data_dir: Path) -> None:
     app = build_local(settings)
     await app.sandbox.start()
     key, _ = await app.auth.create_key("bench")
-    asgi = build_http_app(app.tool, app.auth, public_url=f"http://127.0.0.1:{port}", with_noop=True)
+    # Rate limits off: the benchmark measures the server, not its quotas.
+    asgi = build_http_app(app.tool, app.auth, public_url=f"http://127.0.0.1:{port}", with_noop=True,
+                          limits=RateLimits.per_minute(0, 0))
     server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False))
     print(key, flush=True)

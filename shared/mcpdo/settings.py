@@ -35,6 +35,8 @@ class Settings:
     runner_path: str | None = None
     api_key: str | None = None
     retry_base_seconds: float = 1.0
+    rate_limit_anonymous: int = 10
+    rate_limit_authenticated: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +60,8 @@ class Settings:
             node_path=env.get("MCPDO_NODE") or None,
             runner_path=env.get("MCPDO_RUNNER") or None,
             api_key=env.get("MCPDO_API_KEY") or None,
+            rate_limit_anonymous=reader.int("MCPDO_RATE_LIMIT_ANONYMOUS", 10, low=0),
+            rate_limit_authenticated=reader.int("MCPDO_RATE_LIMIT_AUTHENTICATED", 100, low=0),
             retry_base_seconds=reader.int("MCPDO_RETRY_BASE_MS", 1000, low=1, high=3_600_000) / 1000,
         )
         return settings

@@ -46,7 +46,9 @@ def free_port() -> int:
 
 def start_server(data_dir: Path, **extra_env: str) -> RunningServer:
     port = free_port()
-    env = {**os.environ, "MCPDO_DATA_DIR": str(data_dir), "MCPDO_PORT": str(port), **extra_env}
+    # Quotas off unless a test sets them: the suites make far more calls than a minute's default quota.
+    env = {**os.environ, "MCPDO_DATA_DIR": str(data_dir), "MCPDO_PORT": str(port),
+           "MCPDO_RATE_LIMIT_ANONYMOUS": "0", "MCPDO_RATE_LIMIT_AUTHENTICATED": "0", **extra_env}
     env.pop("MCPDO_API_KEY", None)
     process = subprocess.Popen([str(BIN / "mcpdo"), "serve"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

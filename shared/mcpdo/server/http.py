@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server import ServerRequestContext
@@ -14,11 +17,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mcpdo.auth import Authenticator
 from mcpdo.errors import Unauthorized
 from mcpdo.identity import Identity
+from mcpdo.ratelimit import RateLimiter
 from mcpdo.server.mcp_server import build_server
 from mcpdo.tool import DoTool
 
@@ -28,7 +32,23 @@ IDENTITY_KEY = "mcpdo.identity"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str,
+@dataclass(frozen=True)
+class RateLimits:
+    """Tool calls per minute: anonymous callers per source address, authenticated callers per key."""
+
+    anonymous: RateLimiter
+    authenticated: RateLimiter
+
+    @classmethod
+    def per_minute(cls, anonymous: int, authenticated: int) -> RateLimits:
+        return cls(RateLimiter(anonymous), RateLimiter(authenticated))
+
+    @property
+    def enabled(self) -> bool:
+        return self.anonymous.per_minute > 0 or self.authenticated.per_minute > 0
+
+
+def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str, limits: RateLimits,
                    allowed_hosts: list[str] | None = None, with_noop: bool = False) -> Starlette:
     """The ASGI app: POST /mcp runs MCP; GET /mcp is 405; bad credentials are 401, never anonymous."""
 
@@ -51,7 +71,7 @@ def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str,
                                            security_settings=security, max_request_body_size=MAX_BODY_BYTES)
     resource_metadata = f"{public_url.rstrip('/')}/.well-known/oauth-protected-resource/mcp"
 
-    endpoint = _McpEndpoint(manager, auth, resource_metadata)
+    endpoint = _McpEndpoint(manager, auth, resource_metadata, limits)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -85,10 +105,11 @@ class _McpEndpoint:
     """A raw ASGI endpoint: authenticate, then hand the request to the MCP session manager."""
 
     def __init__(self, manager: StreamableHTTPSessionManager, auth: Authenticator,
-                 resource_metadata: str) -> None:
+                 resource_metadata: str, limits: RateLimits) -> None:
         self._manager = manager
         self._auth = auth
         self._resource_metadata = resource_metadata
+        self._limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -99,8 +120,76 @@ class _McpEndpoint:
             await response(scope, receive, send)
             return
         try:
-            scope[IDENTITY_KEY] = await self._auth.authenticate(request.headers.get("authorization"))
+            identity = await self._auth.authenticate(request.headers.get("authorization"))
         except Unauthorized as exc:
             await _unauthorized(exc, self._resource_metadata)(scope, receive, send)
             return
+        scope[IDENTITY_KEY] = identity
+        if self._limits.enabled:
+            body = await _read_body(receive)
+            if body is None:
+                await Response("Request body too large", status_code=413)(scope, receive, send)
+                return
+            refusal = self._rate_limited(identity, scope, body)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+            receive = _replay(body, receive)
         await self._manager.handle_request(scope, receive, send)
+
+    def _rate_limited(self, identity: Identity, scope: Scope, body: bytes) -> Response | None:
+        """Only tool calls count: the handshake and listing are cheap and every client sends them."""
+        message = _json_rpc(body)
+        if message.get("method") != "tools/call":
+            return None
+        if identity.is_anonymous:
+            client = scope.get("client") or ("unknown", 0)
+            limiter, key, who = self._limits.anonymous, f"ip:{client[0]}", "anonymous callers from this address"
+        else:
+            limiter, key, who = self._limits.authenticated, f"key:{identity.id}", "this key"
+        wait = limiter.check(key)
+        if wait is None:
+            return None
+        seconds = max(1, math.ceil(wait))
+        text = f"Rate limit exceeded: {limiter.per_minute} tool calls per minute for {who}; retry in {seconds} s"
+        return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"),
+                             "error": {"code": -32000, "message": text}},
+                            status_code=429, headers={"Retry-After": str(seconds)})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None past MAX_BODY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the already-read body out once, then defers to the original (disconnects)."""
+    pending = [body]
+
+    async def replayed() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _json_rpc(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    return message if isinstance(message, dict) else {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import uvicorn
 
 from mcpdo.bootstrap import App
-from mcpdo.server.http import build_http_app
+from mcpdo.server.http import RateLimits, build_http_app
 
 
 async def serve_http(app: App) -> int:
@@ -18,7 +18,8 @@ async def serve_http(app: App) -> int:
     first_key = None
     if not await app.auth.list_keys():
         first_key, _ = await app.auth.create_key("admin", roles=("admin",))
-    asgi = build_http_app(app.tool, app.auth, public_url=f"http://{settings.host}:{settings.port}",
+    limits = RateLimits.per_minute(settings.rate_limit_anonymous, settings.rate_limit_authenticated)
+    asgi = build_http_app(app.tool, app.auth, public_url=f"http://{settings.host}:{settings.port}", limits=limits,
                           allowed_hosts=_loopback_hosts(settings.host, settings.port))
     config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="on")
