@@ -2,7 +2,7 @@
 //
 // In:  {"type":"exec","id":n,"key":"..."|null,"code":"...","kind":"script"|"module","readonly":bool,"user":{...},"limits":{...},
 //       "preload":[{"id":"...","code":"..."}],"invoke":{"index":n,"args":[...]}|null}
-//      {"type":"reply","id":callId,"ok":true,"value":json} | {"type":"reply","id":callId,"ok":false,"error":"msg"}
+//      {"type":"reply","id":callId,"ok":true,"value":json} | {"type":"reply","id":callId,"ok":false,"error":"msg","name"?:"..."}
 // Out: {"type":"ready"}
 //      {"type":"call","exec":n,"id":callId,"name":"db.get","args":[...]}
 //      {"type":"result","id":n,"ok":true,"undefined":bool,"value":json,"exports":[...],"logs":[...],"durationMs":ms,
@@ -464,7 +464,8 @@ class Execution {
         h.dispose()
       } else {
         const message = typeof msg.error === 'string' ? msg.error : 'Host call failed'
-        const h = ctx.newError(message)
+        // A named refusal (AuthenticationError, PermissionError) keeps its name, so scripts can tell it apart.
+        const h = typeof msg.name === 'string' ? ctx.newError({ name: msg.name, message }) : ctx.newError(message)
         deferred.reject(h)
         h.dispose()
       }

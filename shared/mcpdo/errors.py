@@ -83,6 +83,9 @@ class LimitExceeded(McpdoError):
 class AuthenticationRequired(McpdoError):
     """An anonymous caller attempted a write."""
 
+    # The `name` the error has inside the script, so a script that does not catch it fails with this text.
+    guest_name = "AuthenticationError"
+
     def __init__(self) -> None:
         super().__init__("Authentication required for write operations")
 
@@ -90,10 +93,22 @@ class AuthenticationRequired(McpdoError):
 class PermissionDenied(McpdoError):
     """The caller's roles do not allow the action on the resource."""
 
+    guest_name = "PermissionError"
+
     def __init__(self, action: str, resource: str) -> None:
         super().__init__(f"Permission denied: {action} {resource}")
         self.action = action
         self.resource = resource
+
+
+def policy_error(guest_name: str, message: str) -> McpdoError | None:
+    """The policy error a script failed with (by the name it had inside the script), or None."""
+    if guest_name == AuthenticationRequired.guest_name:
+        return AuthenticationRequired()
+    if guest_name == PermissionDenied.guest_name and message.startswith("Permission denied: "):
+        action, _, resource = message.removeprefix("Permission denied: ").partition(" ")
+        return PermissionDenied(action, resource)
+    return None
 
 
 class Unauthorized(McpdoError):

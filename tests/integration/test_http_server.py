@@ -93,8 +93,17 @@ async def test_anonymous_write_through_an_alias_is_refused_at_run_time(server: R
         result = await client.call_tool("do", {"script": script})
         listed = await client.call_tool("do", {"script": "await db.list('Order')"})
     assert result.is_error
-    assert text_of(result).startswith("Error: Authentication required for write operations")
+    assert text_of(result) == "Authentication required for write operations"
     assert value_of(listed) == []
+
+
+async def test_a_refused_write_can_be_caught_by_the_script_by_its_name(server: RunningServer) -> None:
+    reader = server.new_key("catcher", "--role", "reader")
+    script = ("let seen\ntry { await db.delete('Order', 'ord_1') }\n"
+              "catch (error) { seen = [error.name, error.message] }\nseen")
+    async with connect(server.url, key=reader) as client:
+        named = value_of(await client.call_tool("do", {"script": script}))
+    assert named == ["PermissionError", "Permission denied: delete Order"]
 
 
 async def test_an_authenticated_caller_creates_and_reads_records(server: RunningServer) -> None:
@@ -157,7 +166,7 @@ async def test_a_reader_key_cannot_write_and_gets_permission_denied(server: Runn
     async with connect(server.url, key=reader) as client:
         result = await client.call_tool("do", {"script": "await db.create('Order', { total: 1 })"})
     assert result.is_error
-    assert text_of(result).startswith("Error: Permission denied: create Order")
+    assert text_of(result) == "Permission denied: create Order"
 
 
 async def test_tenants_never_see_each_others_records(server: RunningServer) -> None:

@@ -35,6 +35,8 @@
         const e = new ErrorCtor(err && err.message !== undefined ? err.message : String(err))
         try {
           e.stack = site.stack
+          // A named host refusal (AuthenticationError, PermissionError) keeps its name.
+          if (err && typeof err.name === 'string' && err.name !== 'Error') e.name = err.name
         } catch (_) {}
         throw e
       },

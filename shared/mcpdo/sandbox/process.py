@@ -220,7 +220,7 @@ class RunnerProcess:
                 logger.warning("host call %s returned a value that is not JSON", name)
                 line = reply_error_line(call_id, f"Internal error in {name}")
         except McpdoError as exc:
-            line = reply_error_line(call_id, exc.message)
+            line = reply_error_line(call_id, exc.message, getattr(exc, "guest_name", None))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -16,6 +16,7 @@ from mcpdo.errors import (
     SandboxCrashed,
     ScriptRuntimeError,
     ScriptSyntaxError,
+    policy_error,
 )
 from mcpdo.sandbox.types import ExecutionRequest, Limits, LogEntry
 
@@ -56,9 +57,12 @@ def reply_ok_line(call_id: int, value: Any) -> bytes:
     return _line({"type": "reply", "id": call_id, "ok": True, "value": value})
 
 
-def reply_error_line(call_id: int, message: str) -> bytes:
-    """A failed host-call reply: the guest's promise rejects with an Error carrying message."""
-    return _line({"type": "reply", "id": call_id, "ok": False, "error": message})
+def reply_error_line(call_id: int, message: str, name: str | None = None) -> bytes:
+    """A failed host-call reply: the guest's promise rejects with an Error carrying message (and name)."""
+    msg: dict[str, Any] = {"type": "reply", "id": call_id, "ok": False, "error": message}
+    if name:
+        msg["name"] = name
+    return _line(msg)
 
 
 def _line(msg: dict[str, Any]) -> bytes:
@@ -108,6 +112,10 @@ def error_from_result(error: Any, request: ExecutionRequest) -> McpdoError:
     if kind == "syntax":
         return ScriptSyntaxError(message, _opt_int(error.get("line")), _opt_int(error.get("column")))
     if kind == "runtime":
+        policy = policy_error(str(error.get("name") or ""), message)
+        if policy is not None:
+            # An SDK call the host refused, uncaught: the exact policy text, as SPEC §1 gives it.
+            return policy
         return ScriptRuntimeError(message, _opt_int(error.get("line")), _opt_int(error.get("column")),
                                   str(error.get("name") or "Error"))
     if kind == "readonly":
