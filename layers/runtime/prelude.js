@@ -25,6 +25,9 @@
   const inner = {
     hostCall,
     hostSync,
+    // Captured before any caller code runs, for the parts compiled later (which must not see replacements).
+    intrinsics: Object.freeze({ ObjectKeys: Object.keys, JSONstringify, JSONparse, ArrayIsArray: Array.isArray,
+                                PromiseCtor, ErrorCtor }),
     load,
     // SDK promises not yet settled (awaited at the end) and on/every registrations (a rejection fails).
     outstanding: new Set(),

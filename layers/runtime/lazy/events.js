@@ -2,9 +2,7 @@
 // on/every registrations, send (which runs the script's own matching handlers), and handler invocation.
 ;(function (global, define, inner) {
   'use strict'
-  const ArrayIsArray = Array.isArray
-  const PromiseCtor = Promise
-  const ErrorCtor = Error
+  const { ArrayIsArray, PromiseCtor, ErrorCtor } = inner.intrinsics
   inner.load('sdk')
   const { call, track, handlers } = inner
 

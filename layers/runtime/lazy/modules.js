@@ -3,11 +3,8 @@
 // (fn only the first time an id is seen in this execution). Each module runs once per execution.
 ;(function (global, define, inner) {
   'use strict'
+  const { ObjectKeys, JSONstringify, PromiseCtor, ErrorCtor } = inner.intrinsics
   const hostCall = inner.hostCall
-  const ObjectKeys = Object.keys
-  const JSONstringify = JSON.stringify
-  const PromiseCtor = Promise
-  const ErrorCtor = Error
 
   const modules = new Map() // id -> { done, ns, error, promise }
   const NamespaceProto = null

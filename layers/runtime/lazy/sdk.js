@@ -2,10 +2,8 @@
 // SDK transport: db, ai, api, and the call/track helpers the event and import parts share.
 ;(function (global, define, inner) {
   'use strict'
+  const { JSONstringify, JSONparse, ErrorCtor } = inner.intrinsics
   const hostCall = inner.hostCall
-  const JSONstringify = JSON.stringify
-  const JSONparse = JSON.parse
-  const ErrorCtor = Error
   const { outstanding, registrations } = inner
 
   // Every SDK promise not yet settled is awaited at the end; a rejected on/every registration fails the

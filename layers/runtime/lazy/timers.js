@@ -1,13 +1,8 @@
 // Compiled into the guest on first use; evaluates to a function of (globalThis, define, inner).
 ;(function (global, define, inner) {
   'use strict'
+  const { ObjectKeys, JSONstringify, JSONparse, ArrayIsArray, PromiseCtor, ErrorCtor } = inner.intrinsics
   const hostSync = inner.hostSync
-  const ObjectKeys = Object.keys
-  const JSONstringify = JSON.stringify
-  const JSONparse = JSON.parse
-  const ArrayIsArray = Array.isArray
-  const PromiseCtor = Promise
-  const ErrorCtor = Error
   // ------------------------------------------------------------------------------------------
   // Timers (driven by host timers, all cleared when the execution ends)
 
