@@ -254,10 +254,12 @@ on($.Job.queued, async (job) => {
         sent = await value(server, "for (let n = 0; n < 12; n++) await send($.Job.queued, { n })\n'queued'")
         assert sent == "queued"
 
-    anyio.run(setup)
-    done_before = wait_for(lambda: (lambda n: n if n >= 2 else 0)(len(_list(server, "Audit"))), timeout=20)
-    os.kill(server.process.pid, signal.SIGKILL)
-    server.process.wait(timeout=10)
+    try:
+        anyio.run(setup)
+        done_before = wait_for(lambda: (lambda n: n if n >= 2 else 0)(len(_list(server, "Audit"))), timeout=20)
+    finally:
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
     assert done_before < 12, "every handler finished before the kill; the test proves nothing"
 
     restarted = start_server(server.data_dir, MCPDO_RETRY_BASE_MS="50")
