@@ -46,6 +46,13 @@ class Authenticator:
         if not await self._keys.revoke(key_id, now_iso()):
             raise NotFound(f"API key {key_id} not found (or already revoked)")
 
+    async def still_valid(self, identity: Identity) -> bool:
+        """Whether a stored identity (a module's owner) may still act: its API key exists and is not revoked."""
+        if identity.auth_type != "apiKey" or identity.id is None:
+            return True
+        key = await self._keys.get(identity.id)
+        return key is not None and key.revoked_at is None
+
     async def authenticate(self, authorization: str | None) -> Identity:
         """No header: anonymous (read-only). A header that does not check out: Unauthorized, never anonymous."""
         if authorization is None or not authorization.strip():

@@ -77,7 +77,8 @@ def build_local(settings: Settings) -> App:
 
     executor = Executor(settings, sandbox, store, publish,
                         partial(resolve_import, modules, settings.default_context))
-    service = ModuleService(modules, executor, settings.default_context)
-    return App(settings=settings, store=store, keys=keys, auth=Authenticator(keys, settings.default_tenant),
+    auth = Authenticator(keys, settings.default_tenant)
+    service = ModuleService(modules, executor, settings.default_context, auth.still_valid)
+    return App(settings=settings, store=store, keys=keys, auth=auth,
                sandbox=sandbox, modules=modules, bus=bus, runs=runs, scheduler=scheduler, outbox=outbox,
                worker=worker, executor=executor, tool=DoTool(executor.run_script, service.register))

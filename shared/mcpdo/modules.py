@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
@@ -21,10 +22,12 @@ from mcpdo.worker import HandlerFailed, HandlerOutcome
 class ModuleService:
     """Registers MDXLD modules for a caller and resolves `import` specifiers to stored modules."""
 
-    def __init__(self, store: ModuleStore, executor: Executor, default_context: str) -> None:
+    def __init__(self, store: ModuleStore, executor: Executor, default_context: str,
+                 still_valid: Callable[[Identity], Awaitable[bool]]) -> None:
         self._store = store
         self._executor = executor
         self._default_context = default_context
+        self._still_valid = still_valid
 
     async def register(self, text: str, identity: Identity) -> tuple[dict[str, Any], StoredModule]:
         """The summary value `{ id, type, version, handlers, schedules, exports }`, and the stored module."""
@@ -62,8 +65,13 @@ class ModuleService:
         module = await self._store.get(handler.tenant, handler.module_id, handler.version)
         if module is None:
             raise HandlerFailed(f"Module {handler.module_id} version {handler.version} no longer exists")
+        owner = identity_of(module.owner)
+        if not await self._still_valid(owner):
+            # Revoking a key also stops what it registered: a leaked key must not keep acting through handlers.
+            raise HandlerFailed(f"Module {module.id} was registered with API key {owner.id}, which has been "
+                                f"revoked: register the module again with a valid key")
         try:
-            result = await self._executor.invoke_handler(module, identity_of(module.owner), handler.index,
+            result = await self._executor.invoke_handler(module, owner, handler.index,
                                                          (event.data, event.to_json()), parent=event)
         except McpdoError as exc:
             raise HandlerFailed(exc.text, logs_json(exc.logs)) from exc

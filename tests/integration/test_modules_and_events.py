@@ -283,3 +283,21 @@ def _list(server: RunningServer, kind: str) -> list[dict[str, Any]]:
 def _record(server: RunningServer, kind: str, record_id: str, check: Callable[[dict[str, Any]], bool]) -> Any:
     record = run_script(server, f"await db.get('{kind}', '{record_id}')")
     return record if record and check(record) else None
+
+
+async def test_revoking_the_key_that_registered_a_module_stops_its_handlers(events_server: RunningServer) -> None:
+    owner = events_server.new_key("module-owner")
+    await do(events_server, owner, module="""---
+$id: /workflows/owned
+---
+on($.Owned.happened, async (data) => { await db.create('OwnedEffect', { n: data.n }) })
+""")
+    await value(events_server, "await send($.Owned.happened, { n: 1 })")
+    wait_for(lambda: _list(events_server, "OwnedEffect"))
+    key_id = next(k["id"] for k in cli_json(events_server, "keys", "list") if k["name"] == "module-owner")
+    assert events_server.mcpdo("keys", "revoke", key_id).returncode == 0
+    sent = await value(events_server, "await send($.Owned.happened, { n: 2 })")
+    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
+                             if d["eventId"] == sent["id"]])
+    assert "which has been revoked" in dead[0]["lastError"]
+    assert [e["n"] for e in _list(events_server, "OwnedEffect")] == [1]

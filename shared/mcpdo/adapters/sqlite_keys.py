@@ -44,6 +44,13 @@ class SqliteKeyStore:
                 " WHERE secret_hash = ?", (secret_hash,)).fetchone()
         return _key(row) if row else None
 
+    async def get(self, key_id: str) -> ApiKey | None:
+        with self._db.transaction(immediate=False) as conn:
+            row = conn.execute(
+                "SELECT id, name, tenant, roles, prefix, created_at, revoked_at FROM api_keys"
+                " WHERE id = ?", (key_id,)).fetchone()
+        return _key(row) if row else None
+
     async def list(self) -> list[ApiKey]:
         with self._db.transaction(immediate=False) as conn:
             rows = conn.execute(
