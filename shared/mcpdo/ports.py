@@ -251,6 +251,11 @@ class EventBus(Protocol):
         """Put a dead letter back in the queue with its attempts reset; NotFound for an unknown id."""
         ...
 
+    async def purge(self, older_than: datetime) -> int:
+        """Forget completed deliveries older than `older_than` and events left without deliveries (dead
+        letters stay); returns how many deliveries went."""
+        ...
+
     async def deliveries(self, event_id: str) -> list[Delivery]:
         """Every delivery of one event, whatever its status."""
         ...

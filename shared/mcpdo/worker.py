@@ -28,7 +28,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from mcpdo.adapters.sqlite_events_db import EventsDatabase
@@ -131,7 +131,8 @@ class Worker:
                  invoke: Invoke, *, runs: RunLog, mailer: Mailer | None = None, owner: str | None = None,
                  concurrency: int = 4, poll_interval: float = 0.2, cron_interval: float = 0.25,
                  lease_ttl: float = 10.0, renew_interval: float = 3.0, delivery_lease: float = 120.0,
-                 stop_grace: float = 5.0, clock: Callable[[], datetime] = utc_now) -> None:
+                 stop_grace: float = 5.0, clock: Callable[[], datetime] = utc_now,
+                 retention: timedelta = timedelta(days=7)) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._bus = bus
@@ -150,6 +151,8 @@ class Worker:
         self._delivery_lease = delivery_lease
         self._stop_grace = stop_grace
         self._clock = clock
+        self._retention = retention
+        self._last_purge: datetime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._leader = asyncio.Event()
         self._wake = asyncio.Event()
@@ -226,7 +229,23 @@ class Worker:
             elif not held and self._leader.is_set():
                 log.warning("worker lease lost to another process")
                 self._leader.clear()
+            if held:
+                await self._housekeeping()
             await asyncio.sleep(self._renew_interval)
+
+    async def _housekeeping(self) -> None:
+        """Hourly, the leader forgets completed deliveries past the retention period (dead letters stay)."""
+        now = self._clock()
+        if self._last_purge is not None and now - self._last_purge < timedelta(hours=1):
+            return
+        self._last_purge = now
+        try:
+            removed = await self._bus.purge(now - self._retention)
+        except Exception:
+            log.exception("cannot purge old deliveries")
+            return
+        if removed:
+            log.info("purged %d completed deliveries older than %s", removed, self._retention)
 
     async def _dispatch_loop(self) -> None:
         while not self._stopping:

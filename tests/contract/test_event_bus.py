@@ -13,6 +13,7 @@ import pytest
 from mcpdo.errors import Conflict, InputError, NotFound
 from mcpdo.ids import new_id
 from mcpdo.ports import MAILER_MODULE, Delivery, Event, HandlerRef, Run, mailer_handler
+from mcpdo.timeparse import from_epoch_ms
 
 from tests.contract.events_backends import (  # noqa: F401  (fixtures)
     BACKOFF_BASE,
@@ -422,3 +423,28 @@ async def test_the_mailer_refuses_a_message_without_a_recipient(backend: EventsB
     with pytest.raises(InputError, match="'to'"):
         await backend.mailer.send(message, "k1")
     assert await backend.mailer.list() == []
+
+
+async def test_purge_forgets_old_completed_deliveries_but_keeps_dead_letters_and_recent_work(
+        backend: EventsBackend, clock: FakeClock) -> None:
+    await live(backend, "Order.created", "Order.paid")
+    done_event, dead_event = event("Order.created"), event("Order.paid")
+    await backend.bus.publish(done_event)
+    await backend.bus.publish(dead_event)
+    for delivery in await backend.bus.claim_due(10, LEASE):
+        if delivery.event.id == done_event.id:
+            await backend.bus.complete(delivery)
+        else:
+            await backend.bus.fail(delivery, "boom")
+    for _ in range(3):
+        clock.advance(60)
+        for delivery in await backend.bus.claim_due(10, LEASE):
+            await backend.bus.fail(delivery, "boom")
+    clock.advance(3600)
+    recent = event("Order.created")
+    await backend.bus.publish(recent)
+    cut = from_epoch_ms(clock() - 1000)
+    assert await backend.bus.purge(cut) == 1
+    assert await backend.bus.deliveries(done_event.id) == []
+    assert [d.event.id for d in await backend.bus.dead_letters()] == [dead_event.id]
+    assert [d.status for d in await backend.bus.deliveries(recent.id)] == ["pending"]

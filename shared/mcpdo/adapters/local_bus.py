@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, cast
 
 from mcpdo.adapters.sqlite_events_db import EventsDatabase
@@ -23,7 +24,7 @@ from mcpdo.errors import Conflict, InputError, NotFound
 from mcpdo.ids import check_id, new_id
 from mcpdo.patterns import check_event_type, matches
 from mcpdo.ports import MAILER_MODULE, Delivery, DeliveryStatus, Event, HandlerRef, Run
-from mcpdo.timeparse import format_iso, now_ms
+from mcpdo.timeparse import format_iso, now_ms, to_epoch_ms
 
 MAX_ERROR_LENGTH = 4_000
 DEFAULT_FALLBACKS: Mapping[str, str] = {"Email.send": MAILER_MODULE}
@@ -151,6 +152,16 @@ class LocalEventBus:
         with self._db.transaction() as conn:
             return int(conn.execute("UPDATE deliveries SET lease_until = ? WHERE status = 'running'",
                                     (now,)).rowcount)
+
+    async def purge(self, older_than: datetime) -> int:
+        """Forget completed deliveries older than `older_than`, and events left with no delivery."""
+        cut = to_epoch_ms(older_than)
+        with self._db.transaction() as conn:
+            removed = int(conn.execute("DELETE FROM deliveries WHERE status = 'done' AND updated_at < ?",
+                                       (cut,)).rowcount)
+            conn.execute("DELETE FROM events WHERE published_at < ? AND NOT EXISTS "
+                         "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id)", (cut,))
+        return removed
 
     async def dead_letters(self, tenant: str | None = None) -> builtins.list[Delivery]:
         """Dead-lettered deliveries, oldest first; every tenant's when `tenant` is None."""
