@@ -340,5 +340,7 @@ class Worker:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, McpdoError):
         return exc.text
+    if isinstance(exc, HandlerFailed):
+        return str(exc)  # already the handler's own error text
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

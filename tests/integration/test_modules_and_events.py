@@ -301,3 +301,34 @@ on($.Owned.happened, async (data) => { await db.create('OwnedEffect', { n: data.
                              if d["eventId"] == sent["id"]])
     assert "which has been revoked" in dead[0]["lastError"]
     assert [e["n"] for e in _list(events_server, "OwnedEffect")] == [1]
+
+
+async def test_errors_in_module_code_point_at_lines_of_the_module_text(events_server: RunningServer) -> None:
+    module = """---
+$id: /workflows/lines
+title: Line numbers
+---
+# Heading
+
+Some prose that is not code.
+
+```ts
+// an untagged fence is documentation
+```
+
+on($.Lines.checked, async (data) => {
+  if (data.fail) throw new Error('handler broke')
+})
+const broken = undefined as any
+broken.field = 1
+"""
+    result = await do(events_server, module=module)
+    assert result.is_error
+    assert text_of(result).startswith("Error: TypeError: ")
+    assert text_of(result).endswith("at line 17:7")
+    fixed = value_of(await do(events_server, module=module.replace("broken.field = 1", "")))
+    assert fixed["version"] == 1  # the failed registration stored nothing
+    sent = await value(events_server, "await send($.Lines.checked, { fail: true })")
+    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
+                             if d["eventId"] == sent["id"]])
+    assert dead[0]["lastError"].startswith("Error: handler broke\n    at line 14:")
