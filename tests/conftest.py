@@ -21,3 +21,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
                            MCPDO_TIMEOUT_MS="3000")
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def events_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server whose failed deliveries retry after 50, 100 and 200 ms, so dead letters come quickly."""
+    running = start_server(tmp_path_factory.mktemp("events"), MCPDO_RETRY_BASE_MS="50")
+    yield running
+    stop_server(running)

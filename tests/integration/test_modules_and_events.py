@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,6 @@ from tests.support.server import RunningServer, start_server, stop_server
 from tests.support.sync import outbox, run_script, wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def events_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("events"), MCPDO_RETRY_BASE_MS="50")
-    yield running
-    stop_server(running)
 
 
 async def do(server: RunningServer, key: str | None = None, **arguments: str) -> Any:

@@ -6,24 +6,21 @@ tests); code-only examples get the frontmatter a module needs. Everything else i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.client import connect, text_of, value_of
 from tests.support.seed import reference, section, stub_ai
-from tests.support.server import RunningServer, start_server, stop_server
+from tests.support.server import RunningServer
 from tests.support.sync import outbox, run_script, wait_for
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("modules"), MCPDO_RETRY_BASE_MS="50")
-    yield running
-    stop_server(running)
+@pytest.fixture
+def server(events_server: RunningServer) -> RunningServer:
+    return events_server
 
 
 def frontmatter(module_id: str, kind: str) -> str:

@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
 """
 
 
+_COLUMNS = "id, name, tenant, roles, prefix, created_at, revoked_at"
+
+
 class SqliteKeyStore:
     """KeyStore on SQLite; safe to call from several threads."""
 
@@ -38,24 +41,14 @@ class SqliteKeyStore:
             )
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
-        with self._db.transaction(immediate=False) as conn:
-            row = conn.execute(
-                "SELECT id, name, tenant, roles, prefix, created_at, revoked_at FROM api_keys"
-                " WHERE secret_hash = ?", (secret_hash,)).fetchone()
-        return _key(row) if row else None
+        return self._one("secret_hash", secret_hash)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        with self._db.transaction(immediate=False) as conn:
-            row = conn.execute(
-                "SELECT id, name, tenant, roles, prefix, created_at, revoked_at FROM api_keys"
-                " WHERE id = ?", (key_id,)).fetchone()
-        return _key(row) if row else None
+        return self._one("id", key_id)
 
     async def list(self) -> list[ApiKey]:
         with self._db.transaction(immediate=False) as conn:
-            rows = conn.execute(
-                "SELECT id, name, tenant, roles, prefix, created_at, revoked_at FROM api_keys"
-                " ORDER BY created_at, id").fetchall()
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id").fetchall()
         return [_key(row) for row in rows]
 
     async def revoke(self, key_id: str, when: str) -> bool:
@@ -63,6 +56,12 @@ class SqliteKeyStore:
             cursor = conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, key_id))
         return cursor.rowcount > 0
+
+    def _one(self, column: str, value: str) -> ApiKey | None:
+        assert column in ("id", "secret_hash")  # a column name, never caller data
+        with self._db.transaction(immediate=False) as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE {column} = ?", (value,)).fetchone()
+        return _key(row) if row else None
 
     async def close(self) -> None:
         self._db.close()

@@ -81,25 +81,23 @@ class EventsApi:
 
     async def on(self, args: list[Any]) -> Any:
         pattern, index = arity("on", args, 2, 2)
-        if not isinstance(pattern, str):
-            raise InputError(f"on(): the event must be a $ event like $.Order.created or a pattern, "
-                             f"got {describe(pattern)}")
-        pattern = validate_pattern(pattern)
+        pattern = validate_pattern(_text("on", "the event must be a $ event like $.Order.created or a pattern",
+                                         pattern))
         authorize(self._identity, "subscribe", pattern)
-        if self._context.mode != "handler":
-            self.registrations.handlers.append((pattern, _index(index)))
+        self._register(self.registrations.handlers, pattern, index)
         return None
 
     async def every(self, args: list[Any]) -> Any:
         schedule, index = arity("every", args, 2, 2)
-        if not isinstance(schedule, str):
-            raise InputError(f"every(): the schedule must be a string like '0 9 * * *' or '5m', "
-                             f"got {describe(schedule)}")
-        parse_schedule(schedule)
+        parse_schedule(_text("every", "the schedule must be a string like '0 9 * * *' or '5m'", schedule))
         authorize(self._identity, "schedule", "*")
-        if self._context.mode != "handler":
-            self.registrations.schedules.append((schedule, _index(index)))
+        self._register(self.registrations.schedules, schedule, index)
         return None
+
+    def _register(self, into: list[tuple[str, int]], spec: str, index: Any) -> None:
+        # A stored module's handler re-runs its module's top level: those registrations are already live.
+        if self._context.mode != "handler":
+            into.append((spec, _index(index)))
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -127,6 +125,12 @@ def event_type_of(call: str, value: Any) -> str:
     if not isinstance(value, str) or not _EVENT_TYPE.match(value):
         raise InputError(f"{call}(): the event must be a type like $.Order.created ('Order.created'), "
                          f"got {describe(value)}")
+    return value
+
+
+def _text(call: str, expectation: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{call}(): {expectation}, got {describe(value)}")
     return value
 
 
