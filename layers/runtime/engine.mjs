@@ -16,7 +16,6 @@ export const WASM_PAGE = 65536
 // maximum is the hard cap that setMemoryLimit alone is not.
 const WASM_HEADROOM = 48 * 1024 * 1024
 export const MAX_STACK_BYTES = 256 * 1024
-const MAX_CALL_ARGS_CHARS = 8 * 1024 * 1024
 
 const wasmModule = new WebAssembly.Module(
   fs.readFileSync(require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')),
@@ -122,4 +121,13 @@ export function hostRandomBytes(n) {
   return JSON.stringify(Array.from(randomBytes(Math.max(0, Math.min(65536, n | 0)))))
 }
 
-export { MAX_CALL_ARGS_CHARS }
+/** `n` doubles in [0, 1) with 53 random bits each, from the CSPRNG, as a JSON array (Math.random's pool). */
+export function hostRandomDoubles(n) {
+  const count = Math.max(1, Math.min(1024, n | 0))
+  const bytes = randomBytes(count * 8)
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, count * 2)
+  const out = new Array(count)
+  for (let i = 0; i < count; i++) out[i] = ((words[2 * i] >>> 5) * 67108864 + (words[2 * i + 1] >>> 6)) / 9007199254740992
+  return JSON.stringify(out)
+}
+

@@ -1,21 +1,30 @@
 // mcpdo sandbox runner: JSON lines on stdin/stdout, one execution at a time.
 //
-// In:  {"type":"exec","id":n,"key":"..."|null,"code":"...","kind":"script"|"module","readonly":bool,"user":{...},"limits":{...},
-//       "preload":[{"id":"...","code":"..."}],"invoke":{"index":n,"args":[...]}|null}
-//      {"type":"reply","id":callId,"ok":true,"value":json} | {"type":"reply","id":callId,"ok":false,"error":"msg","name"?:"..."}
+// Every line either way is the JSON of one whole message (guest text is only ever a JSON string value inside
+// it, never spliced into a line), and every message of an execution carries the execution's id and the
+// nonce the host chose for it. Guest code never sees the nonce, so nothing it writes can address another
+// execution; the host treats any line it did not expect as a compromised runner.
+//
+// In:  {"type":"exec","id":n,"nonce":"...","key":"..."|null,"code":"...","kind":"script"|"module","readonly":bool,
+//       "user":{...},"limits":{...},"preload":[{"id":"...","code":"..."}],"invoke":{"index":n,"args":[...]}|null}
+//      {"type":"reply","exec":n,"id":callId,"ok":true,"value":json}
+//      {"type":"reply","exec":n,"id":callId,"ok":false,"error":"msg","name"?:"..."}
 // Out: {"type":"ready"}
-//      {"type":"call","exec":n,"id":callId,"name":"db.get","args":[...]}
-//      {"type":"result","id":n,"ok":true,"undefined":bool,"value":json,"exports":[...],"logs":[...],"durationMs":ms,
+//      {"type":"call","exec":n,"nonce":"...","id":callId,"name":"db.get","args":[...]}
+//      {"type":"result","exec":n,"nonce":"...","ok":true,"undefined":bool,"value":json,"exports":[...],"logs":[...],
+//       "durationMs":ms,"warm":key|null}
+//      {"type":"result","exec":n,"nonce":"...","ok":false,"error":{kind,message,...},"logs":[...],"durationMs":ms,
 //       "warm":key|null}
-//      {"type":"result","id":n,"ok":false,"error":{kind,message,...},"logs":[...],"durationMs":ms,"warm":key|null}
+// A line from the host that this runner cannot use is reported on stderr and dropped: stdout carries only
+// messages of the execution that is running.
 // `key`: executions with the same key may run one after another on the same wasm instance (each on a fresh
 // runtime and context); null: always a fresh instance. `warm`: the key whose next execution this process
 // can start on a kept instance (a hint for routing).
-//      {"type":"protocol_error","message":"..."}
 import {
-  buildInstance, disposeRuntime, hostRandomBytes, hostRandomUUID, lazySources, MAX_CALL_ARGS_CHARS, newRuntime,
+  buildInstance, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID, lazySources, newRuntime,
   WASM_PAGE,
 } from './engine.mjs'
+import { valueProblem, wellFormed } from './values.mjs'
 import { prepare, SourceSyntaxError } from './transform.mjs'
 
 // --debug: each result names the wasm instance that ran it ("instance": "<pid>.<n>"), for tests.
@@ -30,11 +39,8 @@ const toStderr = (...args) => process.stderr.write(args.map(String).join(' ') + 
 for (const level of ['log', 'info', 'warn', 'error', 'debug', 'trace', 'dir']) console[level] = toStderr
 process.stdout.write = (chunk, ...rest) => process.stderr.write(chunk, ...rest)
 
-function send(line) {
-  writeOut(line + '\n')
-}
 function sendObj(obj) {
-  send(JSON.stringify(obj))
+  writeOut(JSON.stringify(obj) + '\n')
 }
 
 const DEFAULT_LIMITS = {
@@ -44,6 +50,8 @@ const DEFAULT_LIMITS = {
   max_result_bytes: 1024 * 1024,
   max_sdk_calls: 1000,
   max_log_bytes: 256 * 1024,
+  max_call_bytes: 8 * 1024 * 1024,
+  max_value_depth: 64,
 }
 const MiB = 1024 * 1024
 
@@ -206,9 +214,20 @@ function moduleSyntaxMessage(id, err) {
   return `${err.message} (in ${id}${where})`
 }
 
+const LOG_LEVELS = new Set(['log', 'info', 'warn', 'error', 'debug'])
+const MAX_TIMERS = 10_000
+// A kept instance starts below REUSE_MAX_MEMORY of its maximum (memory limit + headroom), so memory grown past
+// this share of the limit was grown by the execution that is running.
+const NEAR_MEMORY_LIMIT = 0.75
+
+// The SDK calls the prelude makes; anything else is refused before it reaches the host.
+const SDK_CALL_NAME = /^(?:db\.(?:list|get|create|update|delete|relate|related)|ai\.(?:generate|embed|batch)|api\.(?:fetch|proxy)|send|on|every|import)$/
+
 class Execution {
   constructor(msg, inst, prepared, limits, preloads) {
     this.id = msg.id
+    // Echoed in every message of this execution; never enters the guest.
+    this.nonce = msg.nonce
     this.inst = inst
     this.prepared = prepared
     this.limits = limits
@@ -234,6 +253,11 @@ class Execution {
     this.deadlineTimer = null
   }
 
+  // One message of this execution to the host: addressed, with its nonce, serialised whole.
+  send(message) {
+    sendObj({ ...message, exec: this.id, nonce: this.nonce })
+  }
+
   // ---- host functions (called from inside the guest; never finish from here) ----
 
   hostCall(name, argsText) {
@@ -244,8 +268,10 @@ class Execution {
       this.fatal = { kind: 'limit', limit: 'calls', message }
       throw new Error(message)
     }
-    if (argsText.length > MAX_CALL_ARGS_CHARS) {
-      throw new Error(`${name}(): arguments too large (${argsText.length} bytes, limit ${MAX_CALL_ARGS_CHARS})`)
+    if (typeof name !== 'string' || !SDK_CALL_NAME.test(name)) throw new Error('Unknown SDK call')
+    const maxBytes = this.limits.max_call_bytes
+    if (typeof argsText !== 'string' || argsText.length > maxBytes) {
+      throw new Error(`${name}(): arguments too large (more than ${maxBytes} bytes)`)
     }
     let args
     try {
@@ -254,11 +280,13 @@ class Execution {
       throw new Error(`${name}(): arguments must be JSON`)
     }
     if (!Array.isArray(args)) throw new Error(`${name}(): arguments must be a list`)
+    const problem = valueProblem(args, this.limits.max_value_depth, `${name}() arguments`, 'arguments')
+    if (problem) throw new Error(problem)
     const id = nextCallId++
     const deferred = this.inst.ctx.newPromise()
     deferred.isImport = name === 'import'
     this.pending.set(id, deferred)
-    send(`{"type":"call","exec":${JSON.stringify(this.id)},"id":${id},"name":${JSON.stringify(name)},"args":${argsText}}`)
+    this.send({ type: 'call', id, name, args })
     return deferred.handle
   }
 
@@ -274,6 +302,8 @@ class Execution {
         return hostRandomUUID()
       case 'random':
         return hostRandomBytes(Number(a))
+      case 'random53':
+        return hostRandomDoubles(Number(a))
       case 'timer':
         this.setTimer(Number(a), Number(b))
         return undefined
@@ -292,7 +322,7 @@ class Execution {
 
   log(level, message) {
     if (this.logsTruncated) return
-    const text = String(message)
+    const text = wellFormed(message)
     const size = Buffer.byteLength(text, 'utf8')
     if (this.logBytes + size > this.limits.max_log_bytes) {
       this.logsTruncated = true
@@ -304,11 +334,12 @@ class Execution {
       return
     }
     this.logBytes += size
-    this.logs.push({ level: String(level), message: text, timestamp: new Date().toISOString() })
+    this.logs.push({ level: LOG_LEVELS.has(level) ? level : 'log', message: text, timestamp: new Date().toISOString() })
   }
 
   setTimer(id, ms) {
     this.clearTimer(id)
+    if (this.timers.size >= MAX_TIMERS) throw new Error(`Too many timers: at most ${MAX_TIMERS} at once`)
     const delay = Math.min(Math.max(0, ms || 0), 2 ** 31 - 1)
     const t = setTimeout(() => {
       this.timers.delete(id)
@@ -437,14 +468,14 @@ class Execution {
       }
       fn = c.value
     }
+    // Defined, not assigned: the guest may have put setters for these names on Object.prototype.
     const obj = ctx.newObject()
     const idH = ctx.newString(v.id)
-    ctx.setProp(obj, 'id', idH)
+    ctx.defineProp(obj, 'id', { value: idH, configurable: true, enumerable: true, writable: true })
     idH.dispose()
-    if (fn) {
-      ctx.setProp(obj, 'fn', fn)
-      fn.dispose()
-    }
+    const fnH = fn || ctx.null
+    ctx.defineProp(obj, 'fn', { value: fnH, configurable: true, enumerable: true, writable: true })
+    if (fn) fn.dispose()
     deferred.resolve(obj)
     obj.dispose()
     return null
@@ -463,7 +494,7 @@ class Execution {
         deferred.resolve(h)
         h.dispose()
       } else {
-        const message = typeof msg.error === 'string' ? msg.error : 'Host call failed'
+        const message = typeof msg.error === 'string' ? wellFormed(msg.error) : 'Host call failed'
         // A named refusal (AuthenticationError, PermissionError) keeps its name, so scripts can tell it apart.
         const h = typeof msg.name === 'string' ? ctx.newError({ name: msg.name, message }) : ctx.newError(message)
         deferred.reject(h)
@@ -503,9 +534,12 @@ class Execution {
   }
 
   errorFromInfo(info, fromEval) {
-    const name = String((info && info.name) || 'Error')
-    const message = String(info && info.message !== undefined ? info.message : info)
+    const name = wellFormed((info && info.name) || 'Error')
+    const message = wellFormed(info && info.message !== undefined ? info.message : info)
     if (name === 'InternalError' && /out of memory/i.test(message)) return this.memoryError()
+    // When even the error object cannot be allocated, QuickJS throws null: near the limit, that is memory.
+    const thrownNull = info === null || (info && info.thrown === true && message === 'null')
+    if (thrownNull && this.nearMemoryLimit()) return this.memoryError()
     if ((name === 'InternalError' && /stack overflow/i.test(message)) ||
         (name === 'RangeError' && /call stack/i.test(message))) {
       return {
@@ -528,6 +562,11 @@ class Execution {
       line: pos ? pos.line : null,
       column: pos ? pos.column : null,
     }
+  }
+
+  nearMemoryLimit() {
+    const memory = this.inst.wasmMemory || (this.inst.wasm && this.inst.wasm.wasmMemory)
+    return Boolean(memory) && memory.buffer.byteLength >= NEAR_MEMORY_LIMIT * this.limits.memory_bytes
   }
 
   memoryError() {
@@ -553,14 +592,15 @@ class Execution {
           return { error: { kind: 'limit', limit: 'result',
             message: `Result too large: ${bytes} bytes exceeds the limit of ${this.limits.max_result_bytes} bytes` } }
         }
-        return { value: text }
+        const value = JSON.parse(text)
+        const problem = valueProblem(value, this.limits.max_value_depth, 'Result', 'result')
+        if (problem) return { error: { kind: 'limit', limit: 'result', message: problem } }
+        return { value }
       }
       if (kind === 'undefined') return { undefined: true }
-      if (kind === 'limit') {
-        const o = JSON.parse(text)
-        return { error: { kind: 'limit', limit: o.kind, message: o.message } }
-      }
-      return { error: this.errorFromInfo(JSON.parse(text), false) }
+      const o = JSON.parse(text)
+      if (kind === 'limit') return { error: { kind: 'limit', limit: 'result', message: wellFormed(o.message) } }
+      return { error: this.errorFromInfo(o, false) }
     }
     if (this.thrown) return { error: this.errorFromInfo(this.thrown, this.evalError) }
     if (this.trap) {
@@ -608,12 +648,11 @@ class Execution {
     this.pending.clear()
     const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
     const warmKey = keep ? inst.wasm.key : warm ? warm.key : null
-    const head = `{"type":"result","id":${JSON.stringify(this.id)},"durationMs":${durationMs},` +
-      `"warm":${JSON.stringify(warmKey)},` + (DEBUG ? `"instance":"${process.pid}.${inst.wasm.id}",` : '') +
-      `"exports":${JSON.stringify(this.exportNames())},"logs":${JSON.stringify(this.logs)}`
-    if (out.error) send(`${head},"ok":false,"error":${JSON.stringify(out.error)}}`)
-    else if (out.undefined) send(`${head},"ok":true,"undefined":true,"value":null}`)
-    else send(`${head},"ok":true,"undefined":false,"value":${out.value}}`)
+    const result = { type: 'result', durationMs, warm: warmKey, exports: this.exportNames(), logs: this.logs }
+    if (DEBUG) result.instance = `${process.pid}.${inst.wasm.id}`
+    if (out.error) this.send({ ...result, ok: false, error: out.error })
+    else if (out.undefined) this.send({ ...result, ok: true, undefined: true, value: null })
+    else this.send({ ...result, ok: true, undefined: false, value: out.value })
     // Otherwise the instance is dropped whole: its wasm memory goes with it.
     if (keep) recycle(inst)
     current = null
@@ -625,51 +664,51 @@ class Execution {
   }
 }
 
-function reportEarly(id, error, started) {
+function reportEarly(msg, error, started) {
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000
-  send(`{"type":"result","id":${JSON.stringify(id)},"durationMs":${durationMs},"warm":${JSON.stringify(warm ? warm.key : null)},` +
-    `"logs":[],"ok":false,"error":${JSON.stringify(error)}}`)
+  sendObj({ type: 'result', exec: msg.id, nonce: msg.nonce, durationMs, warm: warm ? warm.key : null, logs: [],
+    ok: false, error })
 }
 
 async function handleExec(msg) {
   const started = performance.now()
   const limits = normalizeLimits(msg.limits)
   if (typeof msg.code !== 'string') {
-    reportEarly(msg.id, { kind: 'input', message: 'code must be a string' }, started)
+    reportEarly(msg, { kind: 'input', message: 'code must be a string' }, started)
     return
   }
   const bytes = Buffer.byteLength(msg.code, 'utf8')
   if (bytes > limits.max_script_bytes) {
-    reportEarly(msg.id, { kind: 'limit', limit: 'script',
+    reportEarly(msg, { kind: 'limit', limit: 'script',
       message: `Script too large: ${bytes} bytes exceeds the limit of ${limits.max_script_bytes} bytes` }, started)
     return
   }
   const kind = msg.kind === undefined || msg.kind === null ? 'script' : msg.kind
   if (kind !== 'script' && kind !== 'module') {
-    reportEarly(msg.id, { kind: 'input', message: `kind must be "script" or "module", not ${JSON.stringify(kind)}` },
+    reportEarly(msg, { kind: 'input', message: `kind must be "script" or "module", not ${JSON.stringify(kind)}` },
       started)
     return
   }
   const inv = msg.invoke
   if (inv !== undefined && inv !== null && (typeof inv !== 'object' || !Number.isInteger(inv.index) || inv.index < 0 ||
     !Array.isArray(inv.args))) {
-    reportEarly(msg.id, { kind: 'input', message: 'invoke must be { index: integer >= 0, args: [...] }' }, started)
+    reportEarly(msg, { kind: 'input', message: 'invoke must be { index: integer >= 0, args: [...] }' }, started)
     return
   }
   const preloads = []
   const rawPreloads = msg.preload === undefined || msg.preload === null ? [] : msg.preload
   if (!Array.isArray(rawPreloads)) {
-    reportEarly(msg.id, { kind: 'input', message: 'preload must be a list of { id, code }' }, started)
+    reportEarly(msg, { kind: 'input', message: 'preload must be a list of { id, code }' }, started)
     return
   }
   for (const p of rawPreloads) {
     if (!p || typeof p.id !== 'string' || typeof p.code !== 'string') {
-      reportEarly(msg.id, { kind: 'input', message: 'preload must be a list of { id, code }' }, started)
+      reportEarly(msg, { kind: 'input', message: 'preload must be a list of { id, code }' }, started)
       return
     }
     const size = Buffer.byteLength(p.code, 'utf8')
     if (size > limits.max_script_bytes) {
-      reportEarly(msg.id, { kind: 'limit', limit: 'script',
+      reportEarly(msg, { kind: 'limit', limit: 'script',
         message: `Module ${p.id} too large: ${size} bytes exceeds the limit of ${limits.max_script_bytes} bytes` },
       started)
       return
@@ -678,7 +717,7 @@ async function handleExec(msg) {
       preloads.push({ id: p.id, prepared: prepare(p.code, { kind: 'module' }) })
     } catch (err) {
       if (!(err instanceof SourceSyntaxError)) throw err
-      reportEarly(msg.id, { kind: 'syntax', message: moduleSyntaxMessage(p.id, err), line: null, column: null },
+      reportEarly(msg, { kind: 'syntax', message: moduleSyntaxMessage(p.id, err), line: null, column: null },
         started)
       return
     }
@@ -688,16 +727,16 @@ async function handleExec(msg) {
     prepared = prepare(msg.code, { kind, readonly: msg.readonly === true })
   } catch (err) {
     if (err instanceof SourceSyntaxError) {
-      reportEarly(msg.id, { kind: 'syntax', message: err.message, line: err.line, column: err.column }, started)
+      reportEarly(msg, { kind: 'syntax', message: err.message, line: err.line, column: err.column }, started)
     } else {
       toStderr('prepare failed', err && err.stack)
-      reportEarly(msg.id, { kind: 'syntax', message: String((err && err.message) || err), line: null, column: null },
+      reportEarly(msg, { kind: 'syntax', message: String((err && err.message) || err), line: null, column: null },
         started)
     }
     return
   }
   if (prepared.violations.length) {
-    reportEarly(msg.id, { kind: 'readonly', message: 'Readonly violations detected',
+    reportEarly(msg, { kind: 'readonly', message: 'Readonly violations detected',
       violations: prepared.violations }, started)
     return
   }
@@ -727,7 +766,7 @@ async function drain() {
         await handleExec(msg)
       } catch (err) {
         toStderr('exec failed', err && err.stack)
-        reportEarly(msg.id, { kind: 'runtime', name: 'Error', message: 'The sandbox could not start the script' },
+        reportEarly(msg, { kind: 'runtime', name: 'Error', message: 'The sandbox could not start the script' },
           performance.now())
         current = null
       }
@@ -752,22 +791,21 @@ function handleLine(line) {
   try {
     msg = JSON.parse(line)
   } catch {
-    sendObj({ type: 'protocol_error', message: 'malformed line (not JSON)' })
+    toStderr('protocol: malformed line (not JSON)')
     return
   }
   if (!msg || typeof msg !== 'object') {
-    sendObj({ type: 'protocol_error', message: 'malformed message' })
+    toStderr('protocol: malformed message')
     return
   }
-  if (msg.type === 'exec' && (typeof msg.id === 'number' || typeof msg.id === 'string')) {
+  if (msg.type === 'exec' && Number.isSafeInteger(msg.id) && typeof msg.nonce === 'string' && msg.nonce) {
     queue.push(msg)
     drain()
-  } else if (msg.type === 'reply' && typeof msg.id === 'number') {
-    if (current) current.reply(msg)
-  } else if (msg.type === 'ping') {
-    sendObj({ type: 'pong' })
+  } else if (msg.type === 'reply' && Number.isSafeInteger(msg.id) && Number.isSafeInteger(msg.exec)) {
+    // A late reply to an execution that has ended is dropped: it can never reach the next one.
+    if (current && current.id === msg.exec) current.reply(msg)
   } else {
-    sendObj({ type: 'protocol_error', message: 'unknown message type' })
+    toStderr('protocol: unknown message type')
   }
 }
 
@@ -799,7 +837,7 @@ process.stdin.on('data', (chunk) => {
     if (buffer.length > MAX_LINE) {
       buffer = ''
       discarding = true
-      sendObj({ type: 'protocol_error', message: 'line too long' })
+      toStderr('protocol: line too long')
     }
   }
 })

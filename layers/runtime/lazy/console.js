@@ -1,7 +1,7 @@
 // Compiled into the guest on first use; evaluates to a function of (globalThis, define, inner).
 ;(function (global, define, inner) {
   'use strict'
-  const { ObjectKeys, JSONstringify, JSONparse, ArrayIsArray, PromiseCtor, ErrorCtor } = inner.intrinsics
+  const { JSONstringify, ErrorCtor, StringCtor } = inner.prim
   const hostSync = inner.hostSync
   // ------------------------------------------------------------------------------------------
   // Formatting for console output
@@ -40,9 +40,9 @@
   }
 
   function format(args) {
-    const parts = []
-    for (let i = 0; i < args.length; i++) parts.push(formatValue(args[i], true))
-    return parts.join(' ')
+    let text = ''
+    for (let i = 0; i < args.length; i++) text += (i ? ' ' : '') + formatValue(args[i], true)
+    return text
   }
 
   const console = {}

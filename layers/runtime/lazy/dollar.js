@@ -1,8 +1,8 @@
 // Compiled into the guest on first use; evaluates to a function of (globalThis, define, inner).
 ;(function (global, define, inner) {
   'use strict'
-  const { ObjectKeys, JSONstringify, JSONparse, ArrayIsArray, PromiseCtor, ErrorCtor } = inner.intrinsics
-  const hostSync = inner.hostSync
+  const { ObjectHasOwn, ProxyCtor, ReflectGetOwnPropertyDescriptor, SymbolToPrimitive, MapCtor, MapGet, MapSet } =
+    inner.prim
   // ------------------------------------------------------------------------------------------
   // $: types, constructors and event tokens
 
@@ -11,30 +11,35 @@
     define(tok, 'toString', () => name)
     define(tok, 'toJSON', () => name)
     define(tok, 'valueOf', () => name)
-    define(tok, Symbol.toPrimitive, () => name)
+    define(tok, SymbolToPrimitive, () => name)
     define(tok, '__mcpdoType', name)
     return tok
   }
 
-  const typeCache = new Map()
+  const typeCache = new MapCtor()
   function typeProxy(name) {
-    let p = typeCache.get(name)
+    let p = MapGet(typeCache, name)
     if (p) return p
     const ctor = function (data) {
-      return Object.assign({ $type: name }, data || {})
+      const out = { $type: name }
+      if (data && typeof data === 'object') {
+        for (const key in data) if (ObjectHasOwn(data, key)) out[key] = data[key]
+      }
+      return out
     }
     const special = {
+      __proto__: null,
       toString: () => name,
       toJSON: () => name,
       valueOf: () => name,
       __mcpdoType: name,
       name,
     }
-    p = new Proxy(ctor, {
+    p = new ProxyCtor(ctor, {
       get(target, prop) {
-        if (prop === Symbol.toPrimitive) return () => name
+        if (prop === SymbolToPrimitive) return () => name
         if (typeof prop === 'symbol') return undefined
-        if (Object.prototype.hasOwnProperty.call(special, prop)) return special[prop]
+        if (ObjectHasOwn(special, prop)) return special[prop]
         if (prop === 'then' || prop === 'prototype' || prop === 'length') return undefined
         return eventToken(`${name}.${prop}`)
       },
@@ -45,7 +50,7 @@
         return ['prototype']
       },
       getOwnPropertyDescriptor(target, prop) {
-        return Reflect.getOwnPropertyDescriptor(target, prop)
+        return ReflectGetOwnPropertyDescriptor(target, prop)
       },
       apply(target, thisArg, args) {
         return ctor(args[0])
@@ -54,10 +59,10 @@
         return ctor(args[0])
       },
     })
-    typeCache.set(name, p)
+    MapSet(typeCache, name, p)
     return p
   }
-  const dollar = new Proxy(
+  const dollar = new ProxyCtor(
     {},
     {
       get(target, prop) {

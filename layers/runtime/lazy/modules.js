@@ -1,18 +1,25 @@
 // Compiled into the guest on first use; evaluates to a function of (globalThis, define, inner).
 // Modules: `import` asks the host for { id, code }; the runner compiles the code and answers { id, fn }
-// (fn only the first time an id is seen in this execution). Each module runs once per execution.
+// (fn null when this execution already compiled that id). Each module runs once per execution.
+// Runs after caller code may have replaced globals and prototypes: uses only `inner.prim` (see prelude.js).
 ;(function (global, define, inner) {
   'use strict'
-  const { ObjectKeys, JSONstringify, PromiseCtor, ErrorCtor } = inner.intrinsics
+  const { ObjectCreate, ObjectFreeze, ObjectKeys, ObjectHasOwn, JSONstringify, PromiseCtor, PromiseThen,
+    PromiseResolve, PromiseReject, ErrorCtor, TypeErrorCtor, MapCtor, MapGet, MapSet, StringCtor } = inner.prim
   const hostCall = inner.hostCall
 
-  const modules = new Map() // id -> { done, ns, error, promise }
-  const NamespaceProto = null
+  const modules = new MapCtor() // id -> { done, ns, error, promise }
 
   function atSite(e, site) {
     try {
-      e.stack = site.stack
+      define(e, 'stack', site.stack)
     } catch (_) {}
+    return e
+  }
+
+  function named(name, message) {
+    const e = new ErrorCtor(message)
+    if (name !== 'Error') define(e, 'name', name)
     return e
   }
 
@@ -21,80 +28,126 @@
     try {
       json = JSONstringify([spec])
     } catch (e) {
-      throw new TypeError('import: the module specifier must be a string')
+      throw new TypeErrorCtor('import: the module specifier must be a string')
     }
-    return hostCall('import', json).then(
-      (reply) => reply,
-      (err) => {
-        const e = new ErrorCtor(err && err.message !== undefined ? err.message : String(err))
-        if (err && err.name === 'SyntaxError') e.name = 'SyntaxError'
-        throw atSite(e, site)
-      },
-    )
+    const raw = hostCall('import', json)
+    return new PromiseCtor((resolve, reject) => {
+      PromiseThen(raw, resolve, (err) => {
+        let message = 'import failed'
+        let name = 'Error'
+        try {
+          message = StringCtor(err.message)
+          name = err.name === 'SyntaxError' ? 'SyntaxError' : 'Error'
+        } catch (_) {}
+        reject(atSite(named(name, message), site))
+      })
+    })
+  }
+
+  const inChain = (chain, id) => {
+    for (let i = 0; i < chain.n; i++) if (chain[i] === id) return true
+    return false
+  }
+  const extend = (chain, id) => {
+    const out = inner.newList()
+    for (let i = 0; i < chain.n; i++) inner.push(out, chain[i])
+    inner.push(out, id)
+    return out
+  }
+  const describe = (chain) => {
+    let s = ''
+    for (let i = 0; i < chain.n; i++) s += (i ? ' -> ' : '') + chain[i]
+    return s
   }
 
   function runModule(id, fn, chain, site) {
-    const known = modules.get(id)
+    const known = MapGet(modules, id)
     if (known) {
-      if (chain.indexOf(id) >= 0) {
-        throw atSite(new ErrorCtor(`Import cycle: ${chain.concat([id]).join(' -> ')}`), site)
+      if (inChain(chain, id)) {
+        return PromiseReject(atSite(new ErrorCtor(`Import cycle: ${describe(extend(chain, id))}`), site))
       }
-      if (known.error !== undefined) throw known.error
-      return known.done ? PromiseCtor.resolve(known.ns) : known.promise
+      if (known.error !== undefined) return PromiseReject(known.error)
+      return known.done ? PromiseResolve(known.ns) : known.promise
     }
-    if (typeof fn !== 'function') throw atSite(new ErrorCtor(`import: module ${id} could not be loaded`), site)
-    const entry = { done: false, ns: null, error: undefined, promise: null }
-    modules.set(id, entry)
-    const within = chain.concat([id])
-    entry.promise = (async () => {
-      inner.importing++
-      try {
-        const exported = await fn(importer(within))
-        const ns = Object.create(NamespaceProto)
-        for (const k of ObjectKeys(exported)) ns[k] = exported[k]
-        entry.ns = Object.freeze(ns)
-        entry.done = true
-        return entry.ns
-      } catch (e) {
+    if (typeof fn !== 'function') {
+      return PromiseReject(atSite(new ErrorCtor(`import: module ${id} could not be loaded`), site))
+    }
+    const entry = { __proto__: null, done: false, ns: null, error: undefined, promise: null }
+    MapSet(modules, id, entry)
+    const within = extend(chain, id)
+    inner.importing += 1
+    entry.promise = new PromiseCtor((resolve, reject) => {
+      const failed = (e) => {
+        inner.importing -= 1
         // The throw site inside the module comes first, then where the caller imported it.
         if (e instanceof ErrorCtor) {
           try {
-            e.stack = String(e.stack || '') + site.stack
+            define(e, 'stack', StringCtor(e.stack || '') + site.stack)
           } catch (_) {}
         }
         entry.error = e
-        throw e
-      } finally {
-        inner.importing--
+        reject(e)
       }
-    })()
+      let exported
+      try {
+        exported = fn(importer(within))
+      } catch (e) {
+        failed(e)
+        return
+      }
+      PromiseThen(PromiseResolve(exported), (value) => {
+        inner.importing -= 1
+        const ns = ObjectCreate(null)
+        const names = ObjectKeys(value)
+        for (let i = 0; i < names.length; i++) ns[names[i]] = value[names[i]]
+        entry.ns = ObjectFreeze(ns)
+        entry.done = true
+        resolve(entry.ns)
+      }, failed)
+    })
     return entry.promise
   }
 
   function importer(chain) {
-    return async function importModule(spec, names) {
+    return function importModule(spec, names) {
       const site = new ErrorCtor('')
-      const reply = await hostImport(String(spec), site)
-      const ns = await runModule(reply.id, reply.fn, chain, site)
-      if (names) {
-        for (const n of names) {
-          if (!Object.prototype.hasOwnProperty.call(ns, n)) {
-            const e = new ErrorCtor(`The module '${spec}' has no export named '${n}'`)
-            e.name = 'SyntaxError'
-            throw atSite(e, site)
-          }
-        }
-      }
-      return ns
+      return new PromiseCtor((resolve, reject) => {
+        PromiseThen(hostImport(StringCtor(spec), site), (reply) => {
+          PromiseThen(runModule(reply.id, reply.fn, chain, site), (ns) => {
+            if (names) {
+              for (let i = 0; i < names.length; i++) {
+                if (!ObjectHasOwn(ns, names[i])) {
+                  reject(atSite(named('SyntaxError', `The module '${spec}' has no export named '${names[i]}'`),
+                    site))
+                  return
+                }
+              }
+            }
+            resolve(ns)
+          }, reject)
+        }, reject)
+      })
     }
   }
 
-  inner.importMain = importer([])
-  // Preloads as [id, fn, id, fn, ...]: their exports become globals.
-  inner.preload = async (preloads) => {
-    for (let i = 0; i < preloads.length; i += 2) {
-      const ns = await runModule(preloads[i], preloads[i + 1], [], new ErrorCtor(''))
-      for (const k of ObjectKeys(ns)) if (k !== 'default') define(global, k, ns[k])
+  inner.importMain = importer(inner.newList())
+  // Preloads as [id, fn, id, fn, ...]: their exports become globals, one module after another.
+  inner.preload = (preloads) => new PromiseCtor((resolve, reject) => {
+    let at = 0
+    const next = () => {
+      if (at >= preloads.length) {
+        resolve(undefined)
+        return
+      }
+      const id = preloads[at]
+      const fn = preloads[at + 1]
+      at += 2
+      PromiseThen(runModule(id, fn, inner.newList(), new ErrorCtor('')), (ns) => {
+        const names = ObjectKeys(ns)
+        for (let i = 0; i < names.length; i++) if (names[i] !== 'default') define(global, names[i], ns[names[i]])
+        next()
+      }, reject)
     }
-  }
+    next()
+  })
 })

@@ -9,12 +9,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcpdo.errors import ExecutionTimeout, LimitExceeded, McpdoError, SandboxCrashed
+from mcpdo.errors import ExecutionTimeout, McpdoError, SandboxCrashed
 from mcpdo.sandbox.protocol import (
     CRASHED_MESSAGE,
+    CallMessage,
+    ExecutionChannel,
     ProtocolViolation,
+    ResultMessage,
+    compromised_message,
     error_from_result,
     exec_line,
+    new_nonce,
     parse_exports,
     parse_line,
     parse_logs,
@@ -141,45 +146,41 @@ class RunnerProcess:
         await self.kill()
 
     async def execute(self, request: ExecutionRequest, host: HostCall) -> ExecutionResult:
-        """Run one request; the process is killed on timeout, crash or protocol violation."""
+        """Run one request; the process is killed on timeout, crash or any line it should not have written."""
         if not self.alive:
             raise SandboxCrashed(CRASHED_MESSAGE)
         self._next_exec += 1
-        exec_id = self._next_exec
+        channel = ExecutionChannel(self._next_exec, new_nonce(), request.limits.max_sdk_calls)
         started = time.perf_counter()
         budget_s = request.limits.timeout_ms / 1000
         tasks: set[asyncio.Task[None]] = set()
-        calls = 0
         try:
-            self._write(exec_line(exec_id, request))
+            self._write(exec_line(channel.exec_id, channel.nonce, request))
             async with asyncio.timeout(budget_s + WATCHDOG_GRACE_S):
                 while True:
-                    msg = parse_line(await self._readline())
-                    kind = msg["type"]
-                    if kind == "call":
-                        calls += 1
-                        if calls > request.limits.max_sdk_calls:
-                            # The runner should have refused this call: treat it as misbehaving.
-                            await self.kill()
-                            raise LimitExceeded("calls", _calls_message(request))
-                        task = asyncio.create_task(self._host_call(msg, host))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
-                    elif kind == "result":
-                        if msg.get("id") != exec_id:
-                            continue
-                        return self._result(msg, request, started)
-                    # "protocol_error" and unknown types are informational.
+                    msg = channel.accept(await self._readline())
+                    if isinstance(msg, ResultMessage):
+                        try:
+                            return self._result(msg.body, request, started)
+                        except (TypeError, ValueError, KeyError) as exc:
+                            raise ProtocolViolation("a malformed result") from exc
+                    task = asyncio.create_task(self._host_call(channel.exec_id, msg, host))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
         except TimeoutError:
             await self.kill()
             raise ExecutionTimeout(request.limits.timeout_ms) from None
         except ProtocolViolation as exc:
+            logger.warning("sandbox runner %s broke the protocol: %s; replacing it", self.pid, exc)
             await self.kill()
-            raise SandboxCrashed(CRASHED_MESSAGE) from exc
+            raise SandboxCrashed(compromised_message(str(exc))) from exc
         except SandboxCrashed:
             await self.kill()
             raise
-        except asyncio.CancelledError:
+        except McpdoError:
+            raise
+        except BaseException:
+            # Cancelled, or anything unforeseen: the runner's state is unknown, so it serves nobody else.
             await self.kill()
             raise
         finally:
@@ -204,30 +205,19 @@ class RunnerProcess:
             )
         raise _attach_logs(error_from_result(msg.get("error"), request), logs)
 
-    async def _host_call(self, msg: dict[str, Any], host: HostCall) -> None:
-        call_id = msg.get("id")
-        if not isinstance(call_id, int):
-            return
-        name = str(msg.get("name", ""))
-        args = msg.get("args")
-        if not isinstance(args, list):
-            args = []
+    async def _host_call(self, exec_id: int, msg: CallMessage, host: HostCall) -> None:
         try:
-            value = await host(name, args)
+            value = await host(msg.name, msg.args)
             try:
-                line = reply_ok_line(call_id, value)
+                line = reply_ok_line(exec_id, msg.id, value)
             except (TypeError, ValueError):
-                logger.warning("host call %s returned a value that is not JSON", name)
-                line = reply_error_line(call_id, f"Internal error in {name}")
+                logger.warning("host call %s returned a value that is not JSON", msg.name)
+                line = reply_error_line(exec_id, msg.id, f"Internal error in {msg.name}")
         except McpdoError as exc:
-            line = reply_error_line(call_id, exc.message, getattr(exc, "guest_name", None))
+            line = reply_error_line(exec_id, msg.id, exc.message, getattr(exc, "guest_name", None))
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("host call %s failed", name)
-            line = reply_error_line(call_id, f"Internal error in {name}")
+            logger.exception("host call %s failed", msg.name)
+            line = reply_error_line(exec_id, msg.id, f"Internal error in {msg.name}")
         self._write(line)
-
-
-def _calls_message(request: ExecutionRequest) -> str:
-    return f"SDK call limit exceeded: more than {request.limits.max_sdk_calls} calls in one execution"

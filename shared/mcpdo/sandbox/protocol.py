@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import json
-from dataclasses import asdict
+import secrets
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mcpdo.errors import (
@@ -21,17 +23,29 @@ from mcpdo.errors import (
 from mcpdo.sandbox.types import ExecutionRequest, Limits, LogEntry
 
 CRASHED_MESSAGE = "The sandbox runtime crashed and was restarted; the execution was lost"
+_NONCE_BYTES = 16
 
 
 class ProtocolViolation(Exception):
-    """The runner wrote something that is not a protocol line."""
+    """The runner wrote something it should not have: it is treated as compromised."""
 
 
-def exec_line(exec_id: int, request: ExecutionRequest) -> bytes:
+def compromised_message(reason: str) -> str:
+    """What the caller of an execution whose runner broke the protocol is told."""
+    return f"The sandbox runner broke the protocol ({reason}); it was replaced and this execution was stopped"
+
+
+def new_nonce() -> str:
+    """A per-execution secret the runner echoes in every message; guest code never sees it."""
+    return secrets.token_hex(_NONCE_BYTES)
+
+
+def exec_line(exec_id: int, nonce: str, request: ExecutionRequest) -> bytes:
     """The line that starts one execution."""
     msg: dict[str, Any] = {
         "type": "exec",
         "id": exec_id,
+        "nonce": nonce,
         "code": request.code,
         "readonly": request.readonly,
         "user": request.user,
@@ -52,32 +66,97 @@ def _limits_dict(limits: Limits) -> dict[str, int]:
     return asdict(limits)
 
 
-def reply_ok_line(call_id: int, value: Any) -> bytes:
+def reply_ok_line(exec_id: int, call_id: int, value: Any) -> bytes:
     """A successful host-call reply; raises TypeError/ValueError when value is not JSON."""
-    return _line({"type": "reply", "id": call_id, "ok": True, "value": value})
+    return _line({"type": "reply", "exec": exec_id, "id": call_id, "ok": True, "value": value})
 
 
-def reply_error_line(call_id: int, message: str, name: str | None = None) -> bytes:
+def reply_error_line(exec_id: int, call_id: int, message: str, name: str | None = None) -> bytes:
     """A failed host-call reply: the guest's promise rejects with an Error carrying message (and name)."""
-    msg: dict[str, Any] = {"type": "reply", "id": call_id, "ok": False, "error": message}
+    msg: dict[str, Any] = {"type": "reply", "exec": exec_id, "id": call_id, "ok": False, "error": message}
     if name:
         msg["name"] = name
     return _line(msg)
 
 
 def _line(msg: dict[str, Any]) -> bytes:
-    return (json.dumps(msg, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode()
+    # ASCII escapes: any str (lone surrogates included) encodes, and round-trips exactly through the runner.
+    return (json.dumps(msg, allow_nan=False, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def parse_line(raw: bytes) -> dict[str, Any]:
     """One runner line as a dict; anything else is a ProtocolViolation."""
     try:
         msg = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolViolation("runner wrote a line that is not JSON") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolViolation("a line that is not JSON") from exc
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        raise ProtocolViolation("runner wrote a message without a type")
+        raise ProtocolViolation("a message without a type")
     return msg
+
+
+@dataclass(frozen=True)
+class CallMessage:
+    """The guest asked the host for one SDK call."""
+
+    id: int
+    name: str
+    args: list[Any]
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """The execution ended; `body` is the runner's result message."""
+
+    body: dict[str, Any]
+
+
+class ExecutionChannel:
+    """What one execution may read from its runner: its own calls, with rising ids, then its one result.
+
+    Every other line (another execution's id, a wrong nonce, an unknown type, a repeated call id, a line after
+    the result) raises ProtocolViolation, and the caller replaces the runner.
+    """
+
+    def __init__(self, exec_id: int, nonce: str, max_calls: int) -> None:
+        self.exec_id = exec_id
+        self.nonce = nonce
+        self.max_calls = max_calls
+        self.calls = 0
+        self._last_call_id = 0
+        self.finished = False
+
+    def accept(self, raw: bytes) -> CallMessage | ResultMessage:
+        """Check one line from the runner and say what it is."""
+        if self.finished:
+            raise ProtocolViolation("a message after the result")
+        msg = parse_line(raw)
+        if msg.get("exec") != self.exec_id or type(msg.get("exec")) is not int:
+            raise ProtocolViolation("a message addressed to another execution")
+        nonce = msg.get("nonce")
+        if not isinstance(nonce, str) or not hmac.compare_digest(nonce, self.nonce):
+            raise ProtocolViolation("a message without this execution's nonce")
+        kind = msg["type"]
+        if kind == "call":
+            return self._call(msg)
+        if kind == "result":
+            if not isinstance(msg.get("ok"), bool):
+                raise ProtocolViolation("a result without an outcome")
+            self.finished = True
+            return ResultMessage(msg)
+        raise ProtocolViolation(f"an unexpected {kind!r} message")
+
+    def _call(self, msg: dict[str, Any]) -> CallMessage:
+        call_id, name, args = msg.get("id"), msg.get("name"), msg.get("args")
+        if type(call_id) is not int or call_id <= self._last_call_id:
+            raise ProtocolViolation("a call id that is not new")
+        if not isinstance(name, str) or not isinstance(args, list):
+            raise ProtocolViolation("a call without a name and arguments")
+        self.calls += 1
+        if self.calls > self.max_calls:
+            raise ProtocolViolation("more calls than the runner may make")
+        self._last_call_id = call_id
+        return CallMessage(call_id, name, args)
 
 
 def parse_logs(raw: Any) -> tuple[LogEntry, ...]:

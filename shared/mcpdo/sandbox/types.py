@@ -21,6 +21,10 @@ class Limits:
     max_result_bytes: int = 1024 * 1024
     max_sdk_calls: int = 1_000
     max_log_bytes: int = 256 * 1024
+    # Every value crossing the bridge (call arguments, results): its JSON size and its nesting of arrays and
+    # objects, checked in the runner before the host decodes anything.
+    max_call_bytes: int = 8 * 1024 * 1024
+    max_value_depth: int = 64
 
 
 @dataclass(frozen=True)
