@@ -294,7 +294,7 @@ class Execution {
     if (this.finished) return undefined
     switch (op) {
       case 'log':
-        this.log(a, b)
+        this.log(a, JSON.parse(b))
         return undefined
       case 'user':
         return JSON.stringify(this.user)

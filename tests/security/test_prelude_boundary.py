@@ -62,7 +62,8 @@ function installTraps(names) {
       const getter = d && describe(d, 'get')
       const data = d && describe(d, 'value')
       const original = getter && getter.value ? getter.value : () => (data ? data.value : undefined)
-      keep(proto, name, { __proto__: null, configurable: true, get() { record('get', Str(name), this); return apply(original, this, []) },
+      keep(proto, name, { __proto__: null, configurable: true,
+        get() { record('get', Str(name), this); return apply(original, this, []) },
         set(v) { record('set', Str(name), this, v); keep(this, name, { __proto__: null, value: v, writable: true,
           enumerable: true, configurable: true }) } })
     }
@@ -80,14 +81,17 @@ function installTraps(names) {
     'setPrototypeOf', 'getPrototypeOf']) wrap(Object, name)
   for (const name of ['isArray', 'from', 'of']) wrap(Array, name)
   for (const name of ['stringify', 'parse']) wrap(JSON, name)
-  for (const name of ['apply', 'construct', 'getOwnPropertyDescriptor', 'defineProperty', 'ownKeys']) wrap(Reflect, name)
+  for (const name of ['apply', 'construct', 'getOwnPropertyDescriptor', 'defineProperty', 'ownKeys']) {
+    wrap(Reflect, name)
+  }
   for (const name of ['all', 'resolve', 'reject', 'race', 'allSettled']) wrap(Promise, name)
   for (const name of ['max', 'min', 'floor']) wrap(Math, name)
   for (const name of ['Map', 'Set', 'Error', 'TypeError', 'String', 'Number', 'Proxy', 'Promise', 'Uint8Array',
     'Symbol', 'eval']) wrap(globalThis, name)
 
   const PRIVATE = new Set(%(private)s)
-  const PRIVATE_FUNCTIONS = /^(__mcpdo_call|__mcpdo_sync|settle|fire|load|step|whenDrained|reportError|settled|define|push|newList|serialize|errorInfo|lazyGlobal)$/
+  const PRIVATE_FUNCTIONS = new RegExp('^(__mcpdo_call|__mcpdo_sync|settle|fire|load|step|whenDrained|reportError|' +
+    'settled|define|push|newList|serialize|errorInfo|lazyGlobal)$')
   return function leaks() {
     const found = []
     const visited = new Set()

@@ -12,7 +12,6 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from mcpdo.errors import McpdoError, SandboxCrashed
 from mcpdo.sandbox import ExecutionRequest, Limits, Sandbox
 from mcpdo.sandbox.process import RunnerProcess
@@ -155,7 +154,7 @@ def _line_for(message: dict[str, Any], own: bool) -> str:
 @given(st.lists(st.tuples(messages, st.booleans()) | st.binary(min_size=1, max_size=40), max_size=4))
 def test_a_runner_writing_anything_never_crashes_the_pool_nor_reaches_another_execution(
         fake_node: str, noise: list[Any]) -> None:
-    lines: list[Any] = [list(item.replace(b"\n", b" ")) + [10] if isinstance(item, bytes) else
+    lines: list[Any] = [[*item.replace(b"\n", b" "), 10] if isinstance(item, bytes) else
                         _line_for(*item) for item in noise]
 
     # Only a result that carried this execution's id and nonce may be taken.

@@ -48,7 +48,8 @@
   const console = {}
   for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
     define(console, level, function (...args) {
-      hostSync('log', level, format(args))
+      // As JSON: the engine hands strings to the host NUL-terminated.
+      hostSync('log', level, JSONstringify(format(args)))
     })
   }
   define(console, 'trace', console.debug)
