@@ -85,7 +85,11 @@ class KeyStore(Protocol):
 
 @dataclass(frozen=True)
 class Event:
-    """One published event, as handlers receive it (`handler(event.data, event)`)."""
+    """One published event, as handlers receive it (`handler(event.data, event)`).
+
+    `depth` is how many handler hops led to it: 0 for events sent by scripts and schedule fires, the
+    triggering event's depth + 1 for events a handler sends. Past the hop limit its deliveries are dead letters.
+    """
 
     id: str
     type: str
@@ -94,6 +98,7 @@ class Event:
     time: str
     tenant: str
     correlation_id: str
+    depth: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "data": self.data, "source": self.source, "time": self.time,
@@ -177,7 +182,8 @@ class Delivery:
         return {"id": self.id, "eventId": self.event.id, "eventType": self.event.type,
                 "tenant": self.handler.tenant, "handlerId": self.handler.handler_id,
                 "module": self.handler.module_id, "version": self.handler.version, "status": self.status,
-                "attempts": self.attempts, "nextAttemptAt": self.next_attempt_at, "lastError": self.last_error}
+                "attempts": self.attempts, "nextAttemptAt": self.next_attempt_at, "lastError": self.last_error,
+                "eventDepth": self.event.depth}
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,11 @@ class EventBus(Protocol):
     """The durable event log and the deliveries fanned out from it."""
 
     async def publish(self, event: Event) -> None:
-        """Durably append `event` and queue a delivery to every live matching subscription (same id: no-op)."""
+        """Durably append `event` and queue a delivery to every live matching subscription (same id: no-op).
+
+        More matching deliveries than the bus's per-send cap: LimitExceeded, and nothing is stored. An event
+        deeper than the hop limit is stored, its deliveries written straight to the dead letters (never run).
+        """
         ...
 
     async def enqueue(self, event: Event, handler: HandlerRef) -> None:
@@ -228,7 +238,11 @@ class EventBus(Protocol):
         ...
 
     async def claim_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
-        """Hand out up to `limit` due deliveries, leased for `lease_seconds` (expired leases are due again)."""
+        """Hand out up to `limit` due deliveries, leased for `lease_seconds` (expired leases are due again).
+
+        Fair across tenants: tenants with due work take turns (oldest first within a tenant), and a tenant
+        with deliveries already in flight queues behind those with fewer; a tenant alone gets all `limit`.
+        """
         ...
 
     async def complete(self, delivery: Delivery) -> None:

@@ -254,6 +254,9 @@ class Worker:
             free = self._concurrency - len(self._inflight)
             claimed: list[Delivery] = []
             if free > 0:
+                # Only free slots are claimed, one claim per freed slot: the claim counts each tenant's
+                # in-flight deliveries, so a tenant whose storm fills the slots yields the next one to a
+                # tenant with due work and nothing running.
                 try:
                     claimed = await self._bus.claim_due(free, self._delivery_lease)
                 except Exception:

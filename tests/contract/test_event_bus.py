@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcpdo.errors import Conflict, InputError, NotFound
+from mcpdo.errors import Conflict, InputError, LimitExceeded, NotFound
 from mcpdo.ids import new_id
 from mcpdo.ports import MAILER_MODULE, Delivery, Event, HandlerRef, Run, mailer_handler
 from mcpdo.timeparse import from_epoch_ms
@@ -31,10 +31,11 @@ pytestmark = pytest.mark.anyio
 LEASE = 30.0
 
 
-def event(type: str = "Order.created", data: Any = None, tenant: str = "acme", id: str | None = None) -> Event:
+def event(type: str = "Order.created", data: Any = None, tenant: str = "acme", id: str | None = None,
+          depth: int = 0) -> Event:
     event_id = id or new_id("Event")
     return Event(id=event_id, type=type, data={"n": 1} if data is None else data, source="test",
-                 time="2026-01-01T00:00:00.000Z", tenant=tenant, correlation_id=event_id)
+                 time="2026-01-01T00:00:00.000Z", tenant=tenant, correlation_id=event_id, depth=depth)
 
 
 async def live(backend: EventsBackend, *patterns: str, tenant: str = "acme",
@@ -448,3 +449,142 @@ async def test_purge_forgets_old_completed_deliveries_but_keeps_dead_letters_and
     assert await backend.bus.deliveries(done_event.id) == []
     assert [d.event.id for d in await backend.bus.dead_letters()] == [dead_event.id]
     assert [d.status for d in await backend.bus.deliveries(recent.id)] == ["pending"]
+
+
+# -- storms: fair claiming across tenants, the hop limit, the per-send cap ------------------------------
+# Backends run with the default hop limit (8) and per-send cap (100).
+
+HOP_LIMIT = 8
+MAX_DELIVERIES_PER_SEND = 100
+
+
+async def backlog(backend: EventsBackend, clock: FakeClock, tenant: str, count: int) -> list[Event]:
+    sent = []
+    for _ in range(count):
+        sent.append(event(tenant=tenant))
+        await backend.bus.publish(sent[-1])
+        clock.advance(0.01)
+    return sent
+
+
+async def test_a_claim_includes_another_tenants_delivery_queued_behind_a_fifty_delivery_backlog(
+        backend: EventsBackend, clock: FakeClock) -> None:
+    await live(backend, "Order.created", tenant="acme")
+    await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
+    storm = await backlog(backend, clock, "acme", 50)
+    [other] = await backlog(backend, clock, "globex", 1)
+    claimed = await backend.bus.claim_due(4, LEASE)
+    assert len(claimed) == 4
+    assert other.id in {d.event.id for d in claimed}
+    assert sorted(d.event.id for d in claimed if d.handler.tenant == "acme") == sorted(e.id for e in storm[:3])
+
+
+async def test_a_tenant_alone_still_gets_the_whole_claim_limit(backend: EventsBackend, clock: FakeClock) -> None:
+    await live(backend, "Order.created", tenant="acme")
+    await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
+    storm = await backlog(backend, clock, "acme", 10)
+    claimed = await backend.bus.claim_due(4, LEASE)
+    assert [d.event.id for d in claimed] == [e.id for e in storm[:4]]
+
+
+async def test_claims_of_one_delivery_take_turns_between_tenants_with_due_work(backend: EventsBackend,
+                                                                              clock: FakeClock) -> None:
+    await live(backend, "Order.created", tenant="acme")
+    await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
+    await backlog(backend, clock, "acme", 10)
+    await backlog(backend, clock, "globex", 3)
+    order = []
+    for _ in range(8):
+        [delivery] = await backend.bus.claim_due(1, LEASE)
+        order.append(delivery.handler.tenant)
+        await backend.bus.complete(delivery)
+    assert order == ["acme", "globex", "acme", "globex", "acme", "globex", "acme", "acme"]
+
+
+async def test_a_tenant_holding_in_flight_deliveries_yields_the_next_slot_to_a_tenant_with_none(
+        backend: EventsBackend, clock: FakeClock) -> None:
+    await live(backend, "Order.created", tenant="acme")
+    await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
+    await backlog(backend, clock, "acme", 10)
+    await backlog(backend, clock, "globex", 5)
+    first = await backend.bus.claim_due(4, LEASE)
+    assert sorted(d.handler.tenant for d in first) == ["acme", "acme", "globex", "globex"]
+    for delivery in first:
+        if delivery.handler.tenant == "globex":
+            await backend.bus.complete(delivery)
+    # acme still runs two and has the oldest due delivery; globex runs none, so the free slot is globex's.
+    [next_slot] = await backend.bus.claim_due(1, LEASE)
+    assert next_slot.handler.tenant == "globex"
+
+
+async def test_an_event_within_the_hop_limit_is_delivered_with_its_depth(backend: EventsBackend) -> None:
+    await live(backend, "Order.created")
+    sent = event(depth=HOP_LIMIT)
+    await backend.bus.publish(sent)
+    [delivery] = await backend.bus.claim_due(10, LEASE)
+    assert delivery.event == sent and delivery.event.depth == HOP_LIMIT
+    assert await backend.bus.dead_letters() == []
+
+
+async def test_an_event_past_the_hop_limit_is_stored_and_dead_lettered_at_once_naming_the_limit(
+        backend: EventsBackend, clock: FakeClock) -> None:
+    first, second = await live(backend, "Order.created", "Order.*")
+    sent = event(depth=HOP_LIMIT + 1)
+    await backend.bus.publish(sent)
+    assert await backend.bus.claim_due(10, LEASE) == []
+    clock.advance(3600)
+    assert await backend.bus.claim_due(10, LEASE) == [], "a hop-limit dead letter must never be retried"
+    dead = await backend.bus.dead_letters("acme")
+    assert {d.handler for d in dead} == {first, second}
+    for letter in dead:
+        assert letter.event == sent and letter.status == "dead" and letter.attempts == 0
+        assert letter.last_error == (
+            f"Event chain too deep: Order.created reached depth {HOP_LIMIT + 1}, past the hop limit of "
+            f"{HOP_LIMIT} (MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here")
+    assert {d.status for d in await backend.bus.deliveries(sent.id)} == {"dead"}
+
+
+async def test_a_replayed_hop_limit_dead_letter_runs_that_hop_once(backend: EventsBackend) -> None:
+    await live(backend, "Order.created")
+    sent = event(depth=HOP_LIMIT + 1)
+    await backend.bus.publish(sent)
+    [dead] = await backend.bus.dead_letters()
+    await backend.bus.replay(dead.id)
+    [again] = await backend.bus.claim_due(10, LEASE)
+    assert again.id == dead.id and again.attempts == 1 and again.event.depth == HOP_LIMIT + 1
+    await backend.bus.complete(again)
+    assert [d.status for d in await backend.bus.deliveries(sent.id)] == ["done"]
+
+
+async def test_a_schedule_fire_past_the_hop_limit_is_dead_lettered_like_a_published_event(
+        backend: EventsBackend) -> None:
+    target = HandlerRef("acme", "https://acme.test/cron", 1, 0)
+    fire = event("Schedule.fired", {"schedule": "5m"}, depth=HOP_LIMIT + 1)
+    await backend.bus.enqueue(fire, target)
+    assert await backend.bus.claim_due(10, LEASE) == []
+    [dead] = await backend.bus.dead_letters()
+    assert dead.handler == target and dead.last_error is not None and "hop limit" in dead.last_error
+
+
+async def test_a_send_matching_more_subscriptions_than_the_cap_is_refused_and_leaves_nothing_behind(
+        backend: EventsBackend) -> None:
+    await live(backend, *["Order.created"] * (MAX_DELIVERIES_PER_SEND + 1))
+    sent = event()
+    with pytest.raises(LimitExceeded) as refused:
+        await backend.bus.publish(sent)
+    assert refused.value.message.startswith(
+        f"send(Order.created) would make {MAX_DELIVERIES_PER_SEND + 1} deliveries, past the limit of "
+        f"{MAX_DELIVERIES_PER_SEND} per send (MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published")
+    assert await backend.bus.deliveries(sent.id) == []
+    assert await backend.bus.claim_due(10, LEASE) == []
+    # The event itself was not kept either: once the fan-out fits, the same id publishes as new.
+    [handler] = await live(backend, "Order.created", version=2)
+    await backend.bus.publish(sent)
+    assert [d.handler for d in await backend.bus.deliveries(sent.id)] == [handler]
+
+
+async def test_a_send_matching_exactly_the_cap_is_delivered_to_every_subscription(backend: EventsBackend) -> None:
+    handlers = await live(backend, *["Order.created"] * MAX_DELIVERIES_PER_SEND)
+    sent = event()
+    await backend.bus.publish(sent)
+    assert {d.handler for d in await backend.bus.deliveries(sent.id)} == set(handlers)

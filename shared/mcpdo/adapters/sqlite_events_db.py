@@ -8,6 +8,7 @@ entity store, so registering a module and publishing an event see each other's w
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from mcpdo.adapters.sqlite_db import SqliteDatabase
 
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS events (
     source         TEXT    NOT NULL,
     time           TEXT    NOT NULL,
     correlation_id TEXT    NOT NULL,
-    published_at   INTEGER NOT NULL   -- epoch ms
+    published_at   INTEGER NOT NULL,  -- epoch ms
+    depth          INTEGER NOT NULL DEFAULT 0  -- handler hops from a script or schedule fire (see MIGRATIONS)
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     event_id        TEXT    NOT NULL,
@@ -72,6 +74,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_tenant ON deliveries (tenant, status);
+-- Fair claiming: walk the tenants with pending work and take each one's oldest due deliveries by seeks.
+CREATE INDEX IF NOT EXISTS deliveries_fair ON deliveries (status, tenant, next_attempt_at, created_at);
+-- When each tenant last had deliveries claimed (a serial): ties in a claim go to the least recently served.
+CREATE TABLE IF NOT EXISTS claim_turns (
+    tenant TEXT    PRIMARY KEY,
+    served INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     id          TEXT    NOT NULL UNIQUE,
@@ -114,8 +123,31 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+# Columns added after a table first shipped: (table, column, definition). `CREATE TABLE IF NOT EXISTS` leaves
+# an existing file's tables as they were, so each is added when missing; the DEFAULT fills the old rows.
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("events", "depth", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
 class EventsDatabase(SqliteDatabase):
     """The state database with the event system's tables."""
 
     def __init__(self, path: str | os.PathLike[str], what: str) -> None:
         super().__init__(path, what=what, schema=SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction(immediate=False) as conn:
+            missing = [m for m in MIGRATIONS if not _has_column(conn, m[0], m[1])]
+        if not missing:
+            return
+        # Several adapters (or processes) may open an old file at once: look again under the write lock.
+        with self.transaction() as conn:
+            for table, column, definition in missing:
+                if not _has_column(conn, table, column):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))

@@ -49,7 +49,8 @@ Publisher = Callable[[Event], Awaitable[None]]
 
 @dataclass(frozen=True)
 class EventContext:
-    """Where the code runs: its mode, the event source name, and for handlers the delivery being run."""
+    """Where the code runs: its mode, the event source name, and for handlers the delivery being run
+    (`parent` is the event that triggered the handler; events the handler sends are one hop deeper)."""
 
     mode: Mode
     source: str
@@ -115,9 +116,11 @@ class EventsApi:
             event_id = f"evt_{digest}"
         else:
             event_id = f"evt_{ulid()}"
+        # One hop deeper than the event that triggered the handler: the bus stops chains past the hop limit.
         return Event(id=event_id, type=event_type, data=data, source=self._context.source,
                      time=format_iso(utc_now()), tenant=self._identity.tenant,
-                     correlation_id=parent.correlation_id if parent else event_id)
+                     correlation_id=parent.correlation_id if parent else event_id,
+                     depth=parent.depth + 1 if parent else 0)
 
 
 def event_type_of(call: str, value: Any) -> str:
