@@ -15,6 +15,7 @@ from mcpdo.auth import Authenticator
 from mcpdo.execution import Executor
 from mcpdo.modules import ModuleService, resolve_import
 from mcpdo.ports import Event, HandlerRef
+from mcpdo.sandbox.admission import Caps
 from mcpdo.sandbox.pool import Sandbox
 from mcpdo.settings import Settings
 from mcpdo.tool import DoTool
@@ -58,13 +59,18 @@ def build_local(settings: Settings) -> App:
     path = settings.database_path
     store = SqliteEntityStore(path)
     modules = SqliteModuleStore(path)
-    bus = LocalEventBus(path, backoff_base=settings.retry_base_seconds)
+    bus = LocalEventBus(path, backoff_base=settings.retry_base_seconds, hop_limit=settings.event_hop_limit,
+                        max_deliveries_per_send=settings.max_deliveries_per_send)
     runs = SqliteRunLog(path)
     scheduler = LocalScheduler(path)
     outbox = LocalOutbox(path)
     keys = SqliteKeyStore(path)
     sandbox = Sandbox(node_path=settings.node_path, runner_path=settings.runner_path,
-                      size=settings.sandbox_pool_size)
+                      size=settings.sandbox_pool_size, max_size=settings.sandbox_pool_max,
+                      wait_ms=settings.sandbox_wait_ms,
+                      caps=Caps(per_key=settings.concurrency_per_key,
+                                per_anonymous=settings.concurrency_per_anonymous,
+                                anonymous_runners=settings.anonymous_runners))
 
     async def invoke(handler: HandlerRef, event: Event) -> HandlerOutcome:
         return await service.invoke(handler, event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class McpdoError(Exception):
@@ -129,6 +129,35 @@ class StoreError(McpdoError):
 
 class SandboxCrashed(McpdoError):
     """The runtime process died or misbehaved; it has been replaced."""
+
+
+class SandboxBusy(McpdoError):
+    """No runner could be had within the bounded wait: all were busy, or the caller's share was in use.
+
+    `reason`: "runners" (every runner busy), "key" (the key's cap), "source" (an anonymous address's cap),
+    "anonymous" (the share of the pool all anonymous callers have together).
+    """
+
+    _TEXTS: ClassVar[dict[str, str]] = {
+        "key": ("Too many concurrent executions for this key: at most {cap} at a time "
+                "(MCPDO_CONCURRENCY_PER_KEY), and none finished within {wait} ms (MCPDO_SANDBOX_WAIT_MS); "
+                "try again when one has finished"),
+        "source": ("Too many concurrent executions for anonymous callers from this address: at most {cap} at a "
+                   "time (MCPDO_CONCURRENCY_PER_ANONYMOUS), and none finished within {wait} ms "
+                   "(MCPDO_SANDBOX_WAIT_MS); try again when one has finished"),
+        "anonymous": ("The sandbox is busy with anonymous executions: at most {cap} at a time for all anonymous "
+                      "callers together (MCPDO_ANONYMOUS_RUNNERS), and none finished within {wait} ms "
+                      "(MCPDO_SANDBOX_WAIT_MS); try again, or authenticate with an API key"),
+        "runners": ("The sandbox is busy: no runner became free within {wait} ms (MCPDO_SANDBOX_WAIT_MS); "
+                    "try again"),
+    }
+
+    def __init__(self, reason: str, wait_ms: int, cap: int | None = None) -> None:
+        template = self._TEXTS.get(reason, self._TEXTS["runners"])
+        super().__init__(template.format(cap=cap, wait=wait_ms))
+        self.reason = reason
+        self.wait_ms = wait_ms
+        self.cap = cap
 
 
 class NotConfigured(McpdoError):

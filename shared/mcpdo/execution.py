@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from mcpdo.errors import LimitExceeded
 from mcpdo.identity import Identity
 from mcpdo.ports import EntityStore, Event, StoredModule
+from mcpdo.sandbox.admission import Caller
 from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Invocation, ModuleSource
 from mcpdo.sdk.events import EventContext, EventsApi, Publisher, Registrations
 from mcpdo.sdk.host import Host
@@ -25,7 +26,8 @@ ImportResolver = Callable[[str, Identity, str | None], Awaitable[StoredModule]]
 class SandboxPort(Protocol):
     """What the executor needs from the sandbox (the runner pool implements it)."""
 
-    async def execute(self, request: ExecutionRequest, host: HostCall) -> ExecutionResult: ...
+    async def execute(self, request: ExecutionRequest, host: HostCall, *,
+                      caller: Caller | None = None) -> ExecutionResult: ...
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,16 @@ class Executor:
         events = EventsApi(identity, EventContext("script", source=source), self._publish)
         request = self._request(code, identity, kind="script",
                                 preload=tuple(ModuleSource(m.id, m.code) for m in preload))
-        result = await self._sandbox.execute(request, self._host(identity, events, importer=None))
+        result = await self._sandbox.execute(request, self._host(identity, events, importer=None),
+                                             caller=caller_of(identity))
         return replace(result, warnings=result.warnings + events.warnings)
 
     async def evaluate_module(self, code: str, identity: Identity, *, module_id: str) -> ModuleEvaluation:
         """Run a module's top level once, collecting its `on`/`every` registrations and exports."""
         events = EventsApi(identity, EventContext("register", source=module_id), self._publish)
         request = self._request(code, identity, kind="module")
-        result = await self._sandbox.execute(request, self._host(identity, events, importer=module_id))
+        result = await self._sandbox.execute(request, self._host(identity, events, importer=module_id),
+                                             caller=caller_of(identity))
         return ModuleEvaluation(registrations=events.registrations, exports=result.exports)
 
     async def invoke_handler(self, module: StoredModule, owner: Identity, index: int,
@@ -71,7 +75,9 @@ class Executor:
                                delivery_key=f"{parent.id}/{module.id}#{index}")
         events = EventsApi(owner, context, self._publish)
         request = replace(self._request(module.code, owner, kind="module"), invoke=Invocation(index, args))
-        return await self._sandbox.execute(request, self._host(owner, events, importer=module.id))
+        # A handler counts against its owner's key, like the owner's own calls.
+        return await self._sandbox.execute(request, self._host(owner, events, importer=module.id),
+                                           caller=caller_of(owner))
 
     def _request(self, code: str, identity: Identity, *, kind: str,
                  preload: tuple[ModuleSource, ...] = ()) -> ExecutionRequest:
@@ -108,6 +114,17 @@ def reuse_key(identity: Identity) -> str | None:
     if identity.is_anonymous:
         return None
     return f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id}"
+
+
+def caller_of(identity: Identity) -> Caller:
+    """Whom an execution counts against in the sandbox pool: its key, or its anonymous source address.
+
+    Anonymous calls without an address (stdio, `mcpdo run`) share one "local" source: still anonymous, so
+    still within the anonymous share of the pool.
+    """
+    if identity.is_anonymous:
+        return Caller.anonymous(identity.source or "local")
+    return Caller.key(f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id}")
 
 
 def user_view(identity: Identity) -> dict[str, object]:

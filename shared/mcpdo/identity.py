@@ -37,6 +37,10 @@ class Identity:
     issued_at: str | None = None
     expires_at: str | None = None
     grants: tuple[tuple[str, str], ...] = field(default=())
+    # Where an anonymous call came from (the client address the HTTP front door resolved): anonymous callers
+    # are many people, so their rate limit and sandbox share are per source. None from local transports.
+    # Never shown to the script.
+    source: str | None = None
 
     @classmethod
     def anonymous(cls, tenant: str = DEFAULT_TENANT) -> Identity:

@@ -31,12 +31,21 @@ class Settings:
     max_result_bytes: int = 1 * MiB
     max_sdk_calls: int = 1_000
     sandbox_pool_size: int = 2
+    # Fair sharing of the runners (README, Security): the pool grows to `sandbox_pool_max` on demand; a
+    # request waits at most `sandbox_wait_ms`; caps per key, per anonymous address and for all anonymous.
+    sandbox_pool_max: int = 4
+    sandbox_wait_ms: int = 10_000
+    concurrency_per_key: int = 4
+    concurrency_per_anonymous: int = 1
+    anonymous_runners: int = 1
     node_path: str | None = None
     runner_path: str | None = None
     api_key: str | None = None
     retry_base_seconds: float = 1.0
     rate_limit_anonymous: int = 10
     rate_limit_authenticated: int = 100
+    event_hop_limit: int = 8
+    max_deliveries_per_send: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +53,9 @@ class Settings:
         env = os.environ if env is None else env
         reader = _Reader(env)
         authenticated = reader.int("MCPDO_TIMEOUT_MS", 30_000)
+        pool_size = reader.int("MCPDO_SANDBOX_POOL_SIZE", max(2, os.cpu_count() or 2), high=64)
+        pool_max = reader.int("MCPDO_SANDBOX_POOL_MAX", min(2 * pool_size, max(pool_size, 64)), low=pool_size,
+                              high=128)
         settings = cls(
             data_dir=Path(env.get("MCPDO_DATA_DIR") or ".mcpdo").expanduser().resolve(),
             host=env.get("MCPDO_HOST", "127.0.0.1"),
@@ -56,13 +68,22 @@ class Settings:
             max_script_bytes=reader.int("MCPDO_MAX_SCRIPT_BYTES", 100 * 1024),
             max_result_bytes=reader.int("MCPDO_MAX_RESULT_BYTES", MiB),
             max_sdk_calls=reader.int("MCPDO_MAX_SDK_CALLS", 1_000),
-            sandbox_pool_size=reader.int("MCPDO_SANDBOX_POOL_SIZE", max(2, os.cpu_count() or 2), high=64),
+            sandbox_pool_size=pool_size,
+            sandbox_pool_max=pool_max,
+            sandbox_wait_ms=reader.int("MCPDO_SANDBOX_WAIT_MS", 10_000, low=0, high=120_000),
+            concurrency_per_key=reader.int("MCPDO_CONCURRENCY_PER_KEY", 4, high=1024),
+            concurrency_per_anonymous=reader.int("MCPDO_CONCURRENCY_PER_ANONYMOUS", 1, high=1024),
+            # Anonymous callers together never hold every runner: at least one is left for keys.
+            anonymous_runners=reader.int("MCPDO_ANONYMOUS_RUNNERS", max(1, pool_size - 1),
+                                         high=max(1, pool_max - 1)),
             node_path=env.get("MCPDO_NODE") or None,
             runner_path=env.get("MCPDO_RUNNER") or None,
             api_key=env.get("MCPDO_API_KEY") or None,
             rate_limit_anonymous=reader.int("MCPDO_RATE_LIMIT_ANONYMOUS", 10, low=0),
             rate_limit_authenticated=reader.int("MCPDO_RATE_LIMIT_AUTHENTICATED", 100, low=0),
             retry_base_seconds=reader.int("MCPDO_RETRY_BASE_MS", 1000, low=1, high=3_600_000) / 1000,
+            event_hop_limit=reader.int("MCPDO_EVENT_HOP_LIMIT", 8, low=0, high=100),
+            max_deliveries_per_send=reader.int("MCPDO_MAX_DELIVERIES_PER_SEND", 100, low=1, high=10_000),
         )
         return settings
 

@@ -134,7 +134,8 @@ class ExecutionChannel:
         if msg.get("exec") != self.exec_id or type(msg.get("exec")) is not int:
             raise ProtocolViolation("a message addressed to another execution")
         nonce = msg.get("nonce")
-        if not isinstance(nonce, str) or not hmac.compare_digest(nonce, self.nonce):
+        if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode("utf-8", "surrogatepass"),
+                                                                  self.nonce.encode("ascii")):
             raise ProtocolViolation("a message without this execution's nonce")
         kind = msg["type"]
         if kind == "call":

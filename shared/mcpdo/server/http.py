@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mcp.server import ServerRequestContext
@@ -124,6 +124,10 @@ class _McpEndpoint:
         except Unauthorized as exc:
             await _unauthorized(exc, self._resource_metadata)(scope, receive, send)
             return
+        if identity.is_anonymous:
+            # Anonymous callers are told apart by where they call from: one rate limit and one sandbox share
+            # per source address.
+            identity = replace(identity, source=client_address(scope))
         scope[IDENTITY_KEY] = identity
         if self._limits.enabled:
             body = await _read_body(receive)
@@ -143,8 +147,8 @@ class _McpEndpoint:
         if message.get("method") != "tools/call":
             return None
         if identity.is_anonymous:
-            client = scope.get("client") or ("unknown", 0)
-            limiter, key, who = self._limits.anonymous, f"ip:{client[0]}", "anonymous callers from this address"
+            source = identity.source or client_address(scope)
+            limiter, key, who = self._limits.anonymous, f"ip:{source}", "anonymous callers from this address"
         else:
             limiter, key, who = self._limits.authenticated, f"key:{identity.id}", "this key"
         wait = limiter.check(key)
@@ -155,6 +159,12 @@ class _McpEndpoint:
         return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"),
                              "error": {"code": -32000, "message": text}},
                             status_code=429, headers={"Retry-After": str(seconds)})
+
+
+def client_address(scope: Scope) -> str:
+    """The caller's address as the ASGI server resolved it (forwarded-for only from its trusted proxies)."""
+    client = scope.get("client") or ("unknown", 0)
+    return str(client[0])
 
 
 async def _read_body(receive: Receive) -> bytes | None:
