@@ -14,7 +14,9 @@ import anyio
 import httpx
 import pytest
 
+from tests.security.test_event_storms import STORM, query
 from tests.support.server import RunningServer, start_server, stop_server
+from tests.support.sync import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -22,6 +24,7 @@ POOL = 2
 SPINNERS = 2 * POOL
 SPIN_MS = 5000
 WAIT_MS = 2000
+HOP_LIMIT = 4
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
 BUSY = ("Too many concurrent executions for anonymous callers from this address: at most 1 at a time",
         "The sandbox is busy with anonymous executions: at most 1 at a time for all anonymous callers",
@@ -31,7 +34,8 @@ BUSY = ("Too many concurrent executions for anonymous callers from this address:
 @pytest.fixture(scope="module")
 def fair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("fair"), MCPDO_SANDBOX_POOL_SIZE=str(POOL),
-                           MCPDO_ANONYMOUS_TIMEOUT_MS=str(SPIN_MS), MCPDO_SANDBOX_WAIT_MS=str(WAIT_MS))
+                           MCPDO_ANONYMOUS_TIMEOUT_MS=str(SPIN_MS), MCPDO_SANDBOX_WAIT_MS=str(WAIT_MS),
+                           MCPDO_EVENT_HOP_LIMIT=str(HOP_LIMIT))
     yield running
     stop_server(running)
 
@@ -119,4 +123,29 @@ async def test_a_key_is_answered_within_a_second_while_spinners_from_many_addres
     busy = [text(s) for s in spinners if text(s).startswith(BUSY)]
     assert len(busy) == SPINNERS - 1
     assert all(t.startswith(BUSY[1]) for t in busy), busy
+    await assert_serves_normally(fair, key)
+
+
+async def test_a_key_is_answered_within_a_second_while_spinners_and_an_event_storm_run_and_the_storm_ends(
+        fair: RunningServer) -> None:
+    key = fair.new_key("patient-storm")
+    stormer = fair.new_key("stormer", "--tenant", "stormy")
+    async with httpx.AsyncClient(timeout=30) as http:
+        started = await http.post(fair.url, headers={**HEADERS, "Authorization": f"Bearer {stormer}"}, json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "do", "arguments": {"module": STORM, "script": "await send($.Storm.tick, { n: 0 })"}}})
+        assert not started.json()["result"].get("isError"), started.text
+    latencies, spinners = await spin_while_a_key_calls(fair, key, [None] * SPINNERS)
+    assert max(latencies) < 1.0, latencies
+    assert_timed_out_or_busy(spinners)
+
+    def storm_over() -> bool:
+        rows = query(fair, "SELECT COUNT(*) FROM deliveries WHERE tenant = 'stormy' AND status IN "
+                           "('pending', 'running')")
+        return rows[0][0] == 0
+
+    wait_for(storm_over, timeout=60)
+    dead = query(fair, "SELECT last_error FROM deliveries WHERE tenant = 'stormy' AND status = 'dead'")
+    assert len(dead) == 2 ** (HOP_LIMIT + 1)
+    assert all(f"past the hop limit of {HOP_LIMIT}" in row[0] for row in dead)
     await assert_serves_normally(fair, key)
