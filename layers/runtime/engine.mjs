@@ -54,12 +54,22 @@ export function newRuntime(wasm) {
   const inst = { wasm, rt, ctx, memoryBytes, wasmMemory: wasm.wasmMemory, maxPages: wasm.maxPages, exec: null,
     settleFn: null, fireFn: null }
 
-  const callFn = ctx.newFunction('__mcpdo_call', (nameH, argsH) => {
+  // A RangeError here is Node's own stack running out under deep native recursion in the engine: the
+  // execution ends with the stack limit rather than carrying on with host state half-updated.
+  const guarded = (fn) => (...handles) => {
+    try {
+      return fn(...handles)
+    } catch (err) {
+      if (err instanceof RangeError && inst.exec) inst.exec.nativeStackExhausted()
+      throw err
+    }
+  }
+  const callFn = ctx.newFunction('__mcpdo_call', guarded((nameH, argsH) => {
     const exec = inst.exec
     if (!exec) throw new Error('No execution is running')
     return exec.hostCall(ctx.getString(nameH), ctx.getString(argsH))
-  })
-  const syncFn = ctx.newFunction('__mcpdo_sync', (opH, aH, bH) => {
+  }))
+  const syncFn = ctx.newFunction('__mcpdo_sync', guarded((opH, aH, bH) => {
     const exec = inst.exec
     if (!exec) return undefined
     const op = ctx.getString(opH)
@@ -67,7 +77,7 @@ export function newRuntime(wasm) {
     const b = bH === undefined ? undefined : ctx.getString(bH)
     const out = exec.hostSync(op, a, b)
     return out === undefined ? undefined : ctx.newString(out)
-  })
+  }))
   ctx.setProp(ctx.global, '__mcpdo_call', callFn)
   ctx.setProp(ctx.global, '__mcpdo_sync', syncFn)
   callFn.dispose()

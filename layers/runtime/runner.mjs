@@ -216,6 +216,11 @@ function moduleSyntaxMessage(id, err) {
 
 const LOG_LEVELS = new Set(['log', 'info', 'warn', 'error', 'debug'])
 const MAX_TIMERS = 10_000
+const LOG_ENTRY_BYTES = 64
+const MAX_ERROR_NAME = 200
+const MAX_ERROR_MESSAGE = 16 * 1024
+const STACK_MESSAGE = 'Stack overflow: maximum call stack size exceeded (unbounded recursion or nesting?)'
+const clip = (text, max) => (text.length > max ? `${text.slice(0, max)}... (${text.length - max} more characters)` : text)
 // A kept instance starts below REUSE_MAX_MEMORY of its maximum (memory limit + headroom), so memory grown past
 // this share of the limit was grown by the execution that is running.
 const NEAR_MEMORY_LIMIT = 0.75
@@ -242,7 +247,9 @@ class Execution {
     this.deadline = Date.now() + limits.timeout_ms
     this.calls = 0
     this.pending = new Map()
+    this.outbox = []
     this.timers = new Map()
+    this.timerOps = []
     this.logs = []
     this.logBytes = 0
     this.logsTruncated = false
@@ -286,7 +293,8 @@ class Execution {
     const deferred = this.inst.ctx.newPromise()
     deferred.isImport = name === 'import'
     this.pending.set(id, deferred)
-    this.send({ type: 'call', id, name, args })
+    // Sent once the guest step has returned (see enter): nothing Node-side runs on the guest's stack.
+    this.outbox.push({ type: 'call', id, name, args })
     return deferred.handle
   }
 
@@ -305,10 +313,13 @@ class Execution {
       case 'random53':
         return hostRandomDoubles(Number(a))
       case 'timer':
-        this.setTimer(Number(a), Number(b))
+        if (this.timers.size + this.timerOps.length >= MAX_TIMERS) {
+          throw new Error(`Too many timers: at most ${MAX_TIMERS} at once`)
+        }
+        this.timerOps.push([Number(a), Number(b)])
         return undefined
       case 'clearTimer':
-        this.clearTimer(Number(a))
+        this.timerOps.push([Number(a), null])
         return undefined
       case 'lazy':
         return Object.hasOwn(lazySources, a) ? lazySources[a] : '(function () {})'
@@ -323,7 +334,8 @@ class Execution {
   log(level, message) {
     if (this.logsTruncated) return
     const text = wellFormed(message)
-    const size = Buffer.byteLength(text, 'utf8')
+    // Counted as it travels (JSON-escaped) plus the entry around it, so empty lines are not free.
+    const size = Buffer.byteLength(JSON.stringify(text), 'utf8') + LOG_ENTRY_BYTES
     if (this.logBytes + size > this.limits.max_log_bytes) {
       this.logsTruncated = true
       this.logs.push({
@@ -339,7 +351,6 @@ class Execution {
 
   setTimer(id, ms) {
     this.clearTimer(id)
-    if (this.timers.size >= MAX_TIMERS) throw new Error(`Too many timers: at most ${MAX_TIMERS} at once`)
     const delay = Math.min(Math.max(0, ms || 0), 2 ** 31 - 1)
     const t = setTimeout(() => {
       this.timers.delete(id)
@@ -531,11 +542,30 @@ class Execution {
       }
     }
     if (this.done || this.fatal || this.interrupted || this.thrown || this.trap) this.finish()
+    else this.flush()
+  }
+
+  // What the guest step asked of Node, done now that it is off the guest's (possibly exhausted) stack.
+  flush() {
+    const ops = this.timerOps
+    this.timerOps = []
+    for (const [id, ms] of ops) {
+      if (ms === null) this.clearTimer(id)
+      else this.setTimer(id, ms)
+    }
+    const out = this.outbox
+    this.outbox = []
+    for (const message of out) this.send(message)
+  }
+
+  // A host function hit the end of Node's own stack (deep native recursion inside the engine).
+  nativeStackExhausted() {
+    if (!this.fatal) this.fatal = { kind: 'limit', limit: 'stack', message: STACK_MESSAGE }
   }
 
   errorFromInfo(info, fromEval) {
-    const name = wellFormed((info && info.name) || 'Error')
-    const message = wellFormed(info && info.message !== undefined ? info.message : info)
+    const name = clip(wellFormed((info && info.name) || 'Error'), MAX_ERROR_NAME)
+    const message = clip(wellFormed(info && info.message !== undefined ? info.message : info), MAX_ERROR_MESSAGE)
     if (name === 'InternalError' && /out of memory/i.test(message)) return this.memoryError()
     // When even the error object cannot be allocated, QuickJS throws null: near the limit, that is memory.
     const thrownNull = info === null || (info && info.thrown === true && message === 'null')
@@ -545,7 +575,7 @@ class Execution {
       return {
         kind: 'limit',
         limit: 'stack',
-        message: 'Stack overflow: maximum call stack size exceeded (unbounded recursion?)',
+        message: STACK_MESSAGE,
       }
     }
     const found = positionFromStack(info && info.stack, this.prepared.errorToOriginal, this.modules)
@@ -603,6 +633,9 @@ class Execution {
       return { error: this.errorFromInfo(o, false) }
     }
     if (this.thrown) return { error: this.errorFromInfo(this.thrown, this.evalError) }
+    if (this.trap instanceof RangeError && /call stack/i.test(String(this.trap.message))) {
+      return { error: { kind: 'limit', limit: 'stack', message: STACK_MESSAGE } }
+    }
     if (this.trap) {
       const pages = this.inst.wasmMemory.buffer.byteLength / 65536
       if (pages >= this.inst.maxPages - 64 || /memory|alloc/i.test(String(this.trap && this.trap.message))) {

@@ -119,6 +119,9 @@ CLEAR_ERRORS = [
     ("9 MB of call arguments", "await db.create('Big', { s: 'x'.repeat(9 * 1024 * 1024) })",
      "db.create(): arguments too large (more than 8388608 bytes)"),
     ("a million timers", "for (let i = 0; i < 1e6; i++) setTimeout(() => {}, 60000)", "Too many timers"),
+    ("native recursion in JSON.stringify", "let a = 1\nfor (let i = 0; i < 20000; i++) a = [a]\nJSON.stringify(a)",
+     "Stack overflow"),
+    ("native recursion in String()", "let a = 1\nfor (let i = 0; i < 20000; i++) a = [a]\nString(a)", "Stack overflow"),
 ]
 
 
@@ -198,3 +201,24 @@ async def test_a_result_over_the_size_limit_is_refused_with_the_limit(sandbox: S
     assert isinstance(error, LimitExceeded)
     assert "exceeds the limit of 1048576 bytes" in error.message
     await assert_bystander_served(sandbox)
+
+
+async def test_a_30_mb_error_message_is_clipped_to_a_bounded_text(sandbox: Sandbox) -> None:
+    error = await failure(sandbox, "throw new Error('x'.repeat(30_000_000))")
+    assert len(error.message) < 20_000
+    assert error.message.endswith("more characters)")
+    await assert_bystander_served(sandbox)
+
+
+async def test_empty_console_lines_count_against_the_log_limit(sandbox: Sandbox) -> None:
+    result = await run(sandbox, "const t = Date.now()\nwhile (Date.now() - t < 1500) console.log('')\n1",
+                       timeout_ms=5000)
+    assert len(result.logs) < 5000
+    assert result.logs[-1].message.startswith("Log output truncated")
+    await assert_bystander_served(sandbox)
+
+
+async def test_timers_still_fire_after_an_execution_that_exhausted_the_native_stack(sandbox: Sandbox) -> None:
+    await failure(sandbox, "let a = 1\nfor (let i = 0; i < 20000; i++) a = [a]\nsetTimeout(() => {}, 5)\nString(a)")
+    result = await run(sandbox, "await new Promise((resolve) => setTimeout(() => resolve('fired'), 5))")
+    assert result.value == "fired"
