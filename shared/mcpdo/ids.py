@@ -15,13 +15,14 @@ import threading
 import time
 
 from mcpdo.errors import InputError
+from mcpdo.inputs import show
 
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 MAX_ID_LENGTH = 128
 _VOWELS = frozenset("aeiou")
 _MIN_PREFIX = 3
 _MAX_PREFIX = 8
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.~-]+$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_.~-]+")
 # Only for types whose rule-derived prefix reads badly; empty while the rule suffices.
 PREFIX_OVERRIDES: dict[str, str] = {}
 
@@ -76,7 +77,7 @@ def new_id(type_name: str) -> str:
 
 def is_valid_id(value: object) -> bool:
     """True for a non-empty string of URL-safe characters, at most 128 long."""
-    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and _ID_PATTERN.match(value) is not None
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and _ID_PATTERN.fullmatch(value) is not None
 
 
 def check_id(value: object, what: str = "id") -> str:
@@ -84,7 +85,7 @@ def check_id(value: object, what: str = "id") -> str:
     if not is_valid_id(value):
         raise InputError(
             f"{what} must be a non-empty string of letters, digits, '-', '_', '.' or '~' "
-            f"(at most {MAX_ID_LENGTH}), got {value!r}"
+            f"(at most {MAX_ID_LENGTH}), got {show(value)}"
         )
     assert isinstance(value, str)
     return value

@@ -21,6 +21,19 @@ from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 from mcpdo.errors import InputError
+from mcpdo.inputs import (
+    DEFAULT_LIMIT,
+    MAX_IN_VALUES,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_PATH_DEPTH,
+    MAX_SORT_FIELDS,
+    check_where,
+    integer_option,
+    quote,
+    show,
+    text_problem,
+)
 from mcpdo.ports import ListQuery
 from mcpdo.timeparse import instant_ms, parse_iso_ms, utc_now
 
@@ -29,10 +42,6 @@ RangeOp: TypeAlias = Literal["gt", "gte", "lt", "lte"]
 RangeKind: TypeAlias = Literal["number", "instant", "string"]
 SortDirection: TypeAlias = Literal["asc", "desc"]
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-MAX_PATH_DEPTH = 32
-MAX_IN_VALUES = 1000
 # Fields that live beside the data rather than in it; adapters map them to their own columns/attributes.
 META_FIELDS = ("id", "$type", "createdAt", "updatedAt", "version")
 TIME_FIELDS = ("createdAt", "updatedAt")
@@ -144,28 +153,35 @@ def parse_list_options(options: object, now: datetime | None = None) -> ListQuer
     if options is None:
         return ListQuery()
     if not isinstance(options, Mapping):
-        raise InputError(f"db.list options must be an object, got {_show(options)}")
+        raise InputError(f"db.list options must be an object, got {show(options)}")
     unknown = [key for key in options if key not in LIST_OPTIONS]
     if unknown:
-        raise InputError(f"Unknown db.list option '{unknown[0]}'; valid options: {', '.join(LIST_OPTIONS)}")
-    cursor = options.get("cursor")
-    if cursor is not None and (not isinstance(cursor, str) or not cursor):
         raise InputError(
-            f"cursor must be the id of the last record of the previous page, got {_show(cursor)}"
+            f"Unknown db.list option {show(unknown[0])}; valid options: {', '.join(LIST_OPTIONS)}"
+        )
+    cursor = options.get("cursor")
+    if cursor is not None and (
+            not isinstance(cursor, str) or not cursor or text_problem(cursor, name=True) is not None):
+        raise InputError(
+            f"cursor must be the id of the last record of the previous page, got {show(cursor)}"
         )
     return ListQuery(
         where=parse_where(options.get("where"), now),
         sort=parse_sort(options.get("sort")),
-        limit=_parse_int("limit", options.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
-        offset=_parse_int("offset", options.get("offset"), 0, 0, None),
+        limit=integer_option("limit", options.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=integer_option("offset", options.get("offset"), 0, 0, MAX_OFFSET),
         cursor=cursor,
     )
 
 
 def parse_where(where: object, now: datetime | None = None) -> Condition | None:
-    """The condition tree for a `where` object; None when it constrains nothing."""
+    """The condition tree for a `where` object; None when it constrains nothing.
+
+    Its size, depth and text are checked first (iteratively), so the recursive parse below is bounded.
+    """
     if where is None:
         return None
+    check_where(where)
     moment = now if now is not None else utc_now()
     condition = _parse_object(where, (), moment, "where")
     return None if condition == And(()) else condition
@@ -185,11 +201,13 @@ def parse_sort(sort: object) -> tuple[tuple[str, SortDirection], ...]:
     elif isinstance(sort, list) and all(isinstance(part, Mapping) for part in sort):
         items = [item for part in sort for item in part.items()]
     else:
-        raise InputError(f"sort must be an object like {{ createdAt: 'desc' }}, got {_show(sort)}")
+        raise InputError(f"sort must be an object like {{ createdAt: 'desc' }}, got {show(sort)}")
+    if len(items) > MAX_SORT_FIELDS:
+        raise InputError(f"sort takes at most {MAX_SORT_FIELDS} fields, got {len(items)}")
     keys: list[tuple[str, SortDirection]] = []
     for key, direction in items:
         if not isinstance(key, str):
-            raise InputError(f"sort field names must be strings, got {_show(key)}")
+            raise InputError(f"sort field names must be strings, got {show(key)}")
         keys.append((parse_field(key).name, _direction(key, direction)))
     return tuple(keys)
 
@@ -197,20 +215,24 @@ def parse_sort(sort: object) -> tuple[tuple[str, SortDirection], ...]:
 def parse_field(name: object) -> Field:
     """A validated field path from its dotted name (`'customer.email'`, `'items.0.sku'`)."""
     if not isinstance(name, str) or not name:
-        raise InputError(f"Field names must be non-empty strings, got {_show(name)}")
+        raise InputError(f"Field names must be non-empty strings, got {show(name)}")
     return Field(_split_path(name, ()))
 
 
 def _split_path(name: str, prefix: tuple[Segment, ...]) -> tuple[Segment, ...]:
+    problem = text_problem(name, name=True)
+    if problem is not None:
+        raise InputError(f"Field {quote(_dotted(prefix, name))} contains {problem}")
+    if '"' in name:
+        raise InputError(f"Field {quote(_dotted(prefix, name))} contains a double quote, which field names "
+                         f"in queries cannot contain")
+    if name.count(".") + 1 + len(prefix) > MAX_PATH_DEPTH:
+        raise InputError(f"Field {quote(_dotted(prefix, name))} is nested deeper than {MAX_PATH_DEPTH} levels")
     parts = name.split(".")
     if any(part == "" for part in parts):
-        raise InputError(f"Field '{_dotted(prefix, name)}' has an empty path segment")
-    if len(prefix) + len(parts) > MAX_PATH_DEPTH:
-        raise InputError(f"Field '{_dotted(prefix, name)}' is nested deeper than {MAX_PATH_DEPTH} levels")
+        raise InputError(f"Field {quote(_dotted(prefix, name))} has an empty path segment")
     path: list[Segment] = list(prefix)
     for part in parts:
-        if '"' in part or any(ord(ch) < 32 for ch in part):
-            raise InputError(f"Field '{_dotted(prefix, name)}' contains a quote or control character")
         # A numeric segment after the first indexes an array (`items.0.sku`).
         path.append(int(part) if path and part.isascii() and part.isdigit() else part)
     return tuple(path)
@@ -222,21 +244,21 @@ def _dotted(prefix: tuple[Segment, ...], name: str) -> str:
 
 def _parse_object(where: object, prefix: tuple[Segment, ...], now: datetime, what: str) -> Condition:
     if not isinstance(where, Mapping):
-        raise InputError(f"{what} must be an object, got {_show(where)}")
+        raise InputError(f"{what} must be an object, got {show(where)}")
     items: list[Condition] = []
     for key, value in where.items():
         if not isinstance(key, str):
-            raise InputError(f"{what} keys must be strings, got {_show(key)}")
+            raise InputError(f"{what} keys must be strings, got {show(key)}")
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
-                raise InputError(f"{key} must be a non-empty array of conditions, got {_show(value)}")
+                raise InputError(f"{key} must be a non-empty array of conditions, got {show(value)}")
             parts = tuple(_parse_object(part, prefix, now, key) for part in value)
             items.append(And(parts) if key == "$and" else Or(parts))
         elif key == "$not":
             items.append(Not(_parse_object(value, prefix, now, key)))
         elif key.startswith("$") and key not in _DATA_DOLLAR_KEYS:
             raise InputError(
-                f"Unknown operator '{key}' in {what}; use a field name, $and, $or, $not, or one of: "
+                f"Unknown operator {show(key)} in {what}; use a field name, $and, $or, $not, or one of: "
                 f"{', '.join(OPERATORS)} inside a field's object"
             )
         else:
@@ -260,20 +282,20 @@ def _parse_field_value(field: Field, value: object, now: datetime) -> Condition:
             if near is not None or (key.startswith("$") and key not in _DATA_DOLLAR_KEYS):
                 hint = f" (did you mean '{near}'?)" if near else ""
                 raise InputError(
-                    f"Unknown operator '{key}' on field '{field.name}'{hint}; valid operators: "
+                    f"Unknown operator {show(key)} on field '{field.name}'{hint}; valid operators: "
                     f"{', '.join(OPERATORS)}"
                 )
         if field.meta is not None:
             raise InputError(
-                f"Unknown operator '{keys[0]}' on field '{field.name}'; valid operators: "
+                f"Unknown operator {show(keys[0])} on field '{field.name}'; valid operators: "
                 f"{', '.join(OPERATORS)}"
             )
         return _parse_object(value, field.path, now, f"where.{field.name}")
     if len(operators) != len(keys):
         other = next(key for key in keys if key not in operators)
         raise InputError(
-            f"Field '{field.name}' mixes operators with the field '{other}'; use "
-            f"'{field.name}.{other}' for a nested field, or one of: {', '.join(OPERATORS)}"
+            f"Field '{field.name}' mixes operators with the field {show(other)}; use "
+            f"{show(field.name + '.' + other)} for a nested field, or one of: {', '.join(OPERATORS)}"
         )
     parts = [_operator(field, str(_operator_name(key)), operand, now) for key, operand in value.items()]
     return parts[0] if len(parts) == 1 else And(tuple(parts))
@@ -286,28 +308,28 @@ def _operator(field: Field, op: str, operand: object, now: datetime) -> Conditio
         return Not(_eq(field, operand))
     if op in ("in", "nin"):
         if not isinstance(operand, list):
-            raise InputError(f"'{op}' on field '{field.name}' needs an array, got {_show(operand)}")
+            raise InputError(f"'{op}' on field '{field.name}' needs an array, got {show(operand)}")
         if len(operand) > MAX_IN_VALUES:
             raise InputError(f"'{op}' on field '{field.name}' takes at most {MAX_IN_VALUES} values")
         alternatives = Or(tuple(_eq(field, item) for item in operand))
         return alternatives if op == "in" else Not(alternatives)
     if op == "exists":
         if not isinstance(operand, bool):
-            raise InputError(f"'exists' on field '{field.name}' needs true or false, got {_show(operand)}")
+            raise InputError(f"'exists' on field '{field.name}' needs true or false, got {show(operand)}")
         return Exists(field, operand)
     if op == "contains":
         _check_json(field, operand)
         return Contains(field, operand)
     if op == "startsWith":
         if not isinstance(operand, str):
-            raise InputError(f"'startsWith' on field '{field.name}' needs a string, got {_show(operand)}")
+            raise InputError(f"'startsWith' on field '{field.name}' needs a string, got {show(operand)}")
         return StartsWith(field, operand)
     if op in ("before", "after"):
         ms = instant_ms(operand, now)
         if ms is None:
             raise InputError(
                 f"'{op}' on field '{field.name}' needs a date, an epoch-ms number or a relative time "
-                f"like '24 hours ago', got {_show(operand)}"
+                f"like '24 hours ago', got {show(operand)}"
             )
         return Range(field, "lt" if op == "before" else "gt", ms, "instant")
     return _range(field, _RANGE_OPS[op], operand, now)
@@ -321,16 +343,16 @@ def _range(field: Field, op: RangeOp, operand: object, now: datetime) -> Range:
         _check_number(field, operand)
         return Range(field, op, operand, "number")
     if isinstance(operand, str) and field.meta == "version":
-        raise InputError(f"'{op}' on field 'version' needs a number, got {_show(operand)}")
+        raise InputError(f"'{op}' on field 'version' needs a number, got {show(operand)}")
     if isinstance(operand, str):
         ms = instant_ms(operand, now)
         if ms is not None:
             return Range(field, op, ms, "instant")
         if field.meta in TIME_FIELDS:
-            raise InputError(f"'{op}' on field '{field.name}' needs a date or a number, got {_show(operand)}")
+            raise InputError(f"'{op}' on field '{field.name}' needs a date or a number, got {show(operand)}")
         return Range(field, op, operand, "string")
     raise InputError(
-        f"'{op}' on field '{field.name}' needs a number, a date or a string, got {_show(operand)}"
+        f"'{op}' on field '{field.name}' needs a number, a date or a string, got {show(operand)}"
     )
 
 
@@ -343,35 +365,34 @@ def _eq(field: Field, value: object) -> Eq:
         instant = parse_iso_ms(value)
     if field.meta in TIME_FIELDS and instant is None:
         raise InputError(
-            f"Field '{field.name}' compares with a date or an epoch-ms number, got {_show(value)}"
+            f"Field '{field.name}' compares with a date or an epoch-ms number, got {show(value)}"
         )
     if field.meta == "version" and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise InputError(f"Field 'version' compares with a number, got {_show(value)}")
+        raise InputError(f"Field 'version' compares with a number, got {show(value)}")
     return Eq(field, value, instant)
 
 
-def _check_json(field: Field, value: object, depth: int = 0) -> None:
-    if depth > 64:
-        raise InputError(f"The value for field '{field.name}' is nested too deeply")
+def _check_json(field: Field, value: object) -> None:
+    # Recursive, but only over values `check_where` has bounded to MAX_WHERE_DEPTH levels.
     if value is None or isinstance(value, str | bool):
         return
     if isinstance(value, int | float):
         _check_number(field, value)
     elif isinstance(value, list):
         for item in value:
-            _check_json(field, item, depth + 1)
+            _check_json(field, item)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InputError(f"Object keys in the value for field '{field.name}' must be strings")
-            _check_json(field, item, depth + 1)
+            _check_json(field, item)
     else:
-        raise InputError(f"The value for field '{field.name}' is not JSON: {_show(value)}")
+        raise InputError(f"The value for field '{field.name}' is not JSON: {show(value)}")
 
 
 def _check_number(field: Field, value: int | float) -> None:
     if isinstance(value, float) and not math.isfinite(value):
-        raise InputError(f"The value for field '{field.name}' must be a finite number, got {value!r}")
+        raise InputError(f"The value for field '{field.name}' must be a finite number, got {show(value)}")
 
 
 def _direction(name: str, direction: object) -> SortDirection:
@@ -379,28 +400,4 @@ def _direction(name: str, direction: object) -> SortDirection:
         return "asc" if direction.lower() == "asc" else "desc"
     if direction in (1, -1) and not isinstance(direction, bool):
         return "asc" if direction == 1 else "desc"
-    raise InputError(f"sort direction for '{name}' must be 'asc' or 'desc', got {_show(direction)}")
-
-
-def _parse_int(name: str, value: object, default: int, low: int, high: int | None) -> int:
-    if value is None:
-        return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    if not in_range or (high is not None and isinstance(value, int) and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"an integer >= {low}"
-        raise InputError(f"{name} must be {bounds}, got {_show(value)}")
-    assert isinstance(value, int)
-    return value
-
-
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    raise InputError(f"sort direction for '{name}' must be 'asc' or 'desc', got {show(direction)}")

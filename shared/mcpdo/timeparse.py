@@ -135,7 +135,10 @@ def _shift(current: datetime, sign: int, amount_text: str, unit_text: str) -> in
     amount = 1.0 if amount_text in ("a", "an", "one") else float(amount_text)
     unit = _singular(unit_text)
     if unit in _UNIT_MS:
-        ms = to_epoch_ms(current) + sign * round(amount * _UNIT_MS[unit])
+        span = amount * _UNIT_MS[unit]
+        if not math.isfinite(span) or span > _MAX_MS * 2:
+            return None  # '1e400 days ago' is no instant (and would overflow `round`)
+        ms = to_epoch_ms(current) + sign * round(span)
         return ms if abs(ms) <= _MAX_MS else None
     if unit in _CALENDAR_UNITS and amount.is_integer():
         months = sign * int(amount) * _CALENDAR_UNITS[unit]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import math
 import os
 import re
 import sqlite3
@@ -19,6 +18,17 @@ from typing import Any, Literal
 from mcpdo.adapters.sqlite_db import SqliteDatabase
 from mcpdo.errors import Conflict, InputError, NotFound
 from mcpdo.ids import check_id, new_id
+from mcpdo.inputs import (
+    MAX_INSTANT_MS,
+    MAX_RELATION_LENGTH,
+    MAX_SAFE_INTEGER,
+    MIN_INSTANT_MS,
+    check_data,
+    check_name,
+    inc_amount,
+    integer_option,
+    show,
+)
 from mcpdo.ports import Direction, ListQuery, Record, Ref
 from mcpdo.query import (
     And,
@@ -64,8 +74,7 @@ CREATE INDEX IF NOT EXISTS relations_by_target ON relations (tenant, to_type, to
 _META_KEYS = ("id", "$type", "createdAt", "updatedAt", "version")
 _META_COLUMNS = {"id": "id", "$type": "type", "createdAt": "created", "updatedAt": "updated",
                  "version": "version"}
-_TYPE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
-_MAX_REL = 128
+_TYPE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _INT64 = (-(2**63), 2**63 - 1)
 _NUMERIC = "('integer', 'real')"
 _COMPARATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -114,15 +123,16 @@ class SqliteEntityStore:
     async def create(self, tenant: str, type: str, data: Record) -> Record:
         """Store a new record; an `id` or `createdAt` in `data` is kept."""
         _check_type(type)
-        fields = _check_data(data, f"db.create('{type}') data")
+        fields = _check_data(data, "db.create", f"db.create('{type}') data")
         record_id = new_id(type) if fields.get("id") is None else check_id(fields["id"], "id")
         now = self._clock()
         created = now
         if fields.get("createdAt") is not None:
             given = instant_ms(fields["createdAt"])
-            if given is None:
+            if given is None or not MIN_INSTANT_MS <= given <= MAX_INSTANT_MS:
                 raise InputError(
-                    f"createdAt must be a date, an ISO-8601 string or epoch ms, got {fields['createdAt']!r}"
+                    f"createdAt must be a date of the years 0001 to 9999, as an ISO-8601 string or epoch ms "
+                    f"(from {MIN_INSTANT_MS} to {MAX_INSTANT_MS}), got {show(fields['createdAt'])}"
                 )
             created = given
         body = _dumps({key: value for key, value in fields.items() if key not in _META_KEYS})
@@ -142,13 +152,16 @@ class SqliteEntityStore:
                      if_version: int | None = None) -> Record:
         """Shallow-merge `data` (with `$inc` / `$unset`) into the record, atomically."""
         _check_type(type)
-        fields = _check_data(data, f"db.update('{type}', '{id}') data")
+        fields = _check_data(data, "db.update", f"db.update('{type}', {show(id)}) data")
         for key, current in (("id", id), ("$type", type)):
             if key in fields and fields[key] != current:
-                raise InputError(f"Cannot change {key} of {type} {id} (got {fields[key]!r})")
-        if if_version is not None and (isinstance(if_version, bool) or not isinstance(if_version, int)):
-            raise InputError(f"ifVersion must be an integer, got {if_version!r}")
+                raise InputError(f"Cannot change {key} of {type} {id} (got {show(fields[key])})")
+        if if_version is not None:
+            if_version = integer_option("ifVersion", if_version, 0, 1, MAX_SAFE_INTEGER)
         changes = {key: value for key, value in fields.items() if key not in _META_KEYS}
+        for key, value in changes.items():
+            if _operator(value) == "$inc":
+                inc_amount(key, value["$inc"])
         _dumps(changes)  # reject non-JSON values before taking the write lock
         with self._db.transaction() as conn:
             row = _select(conn, tenant, type, id)
@@ -187,10 +200,11 @@ class SqliteEntityStore:
         """Store the edge `source -rel-> target` (idempotent); both records must exist."""
         _check_ref(source)
         _check_ref(target)
-        if not isinstance(rel, str) or not rel or len(rel) > _MAX_REL:
+        if not isinstance(rel, str) or not rel or len(rel) > MAX_RELATION_LENGTH:
             raise InputError(
-                f"The relation name must be a non-empty string (at most {_MAX_REL}), got {rel!r}"
+                f"The relation name must be a non-empty string (at most {MAX_RELATION_LENGTH}), got {show(rel)}"
             )
+        check_name("The relation name", rel)
         with self._db.transaction() as conn:
             for ref in (source, target):
                 if _select(conn, tenant, ref.type, ref.id) is None:
@@ -218,7 +232,7 @@ class SqliteEntityStore:
         """The records at the other end of `ref`'s edges, in edge creation order."""
         _check_ref(ref)
         if direction not in ("out", "in", "both"):
-            raise InputError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+            raise InputError(f"direction must be 'out', 'in' or 'both', got {show(direction)}")
         params: dict[str, object] = {"tenant": tenant, "type": ref.type, "id": ref.id, "rel": rel}
         selects = []
         for side, here, there in (("out", "from", "to"), ("in", "to", "from")):
@@ -272,28 +286,35 @@ def _record(row: tuple[Any, ...]) -> Record:
 
 
 def _check_type(type: object) -> None:
-    if not isinstance(type, str) or not _TYPE_PATTERN.match(type):
+    if not isinstance(type, str) or not _TYPE_PATTERN.fullmatch(type):
         raise InputError(
             f"Type names start with a letter and use letters, digits, '_', '.' or '-' (at most 128), "
-            f"got {type!r}"
+            f"got {show(type)}"
         )
 
 
 def _check_ref(ref: object) -> None:
     if not isinstance(ref, Ref):
-        raise InputError(f"Expected a record reference {{type, id}}, got {ref!r}")
+        raise InputError(f"Expected a record reference {{type, id}}, got {show(ref)}")
     _check_type(ref.type)
     if not isinstance(ref.id, str) or not ref.id:
-        raise InputError(f"A record reference needs a non-empty id, got {ref.id!r}")
+        raise InputError(f"A record reference needs a non-empty id, got {show(ref.id)}")
 
 
-def _check_data(data: object, what: str) -> dict[str, Any]:
+def _check_data(data: object, call: str, what: str) -> dict[str, Any]:
+    """The one check of record data (mcpdo.inputs.check_data): afterwards it is safe to dump and merge."""
     if not isinstance(data, Mapping):
-        raise InputError(f"{what} must be an object, got {data!r}")
-    for key in data:
-        if not isinstance(key, str):
-            raise InputError(f"{what} keys must be strings, got {key!r}")
+        raise InputError(f"{what} must be an object, got {show(data)}")
+    check_data(call, data)
     return dict(data)
+
+
+def _operator(value: object) -> str | None:
+    """`'$inc'` / `'$unset'` when `value` is such an update operator object, else None (shallow)."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        (key,) = value
+        return key if key in ("$inc", "$unset") else None
+    return None
 
 
 def _dumps(value: object) -> str:
@@ -308,19 +329,18 @@ def _dumps(value: object) -> str:
 def _merge(current: dict[str, Any], changes: Mapping[str, Any], what: str) -> dict[str, Any]:
     merged = dict(current)
     for key, value in changes.items():
-        if isinstance(value, Mapping) and len(value) == 1 and "$inc" in value:
-            step = value["$inc"]
-            if isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step):
-                raise InputError(f"$inc on field '{key}' needs a finite number, got {step!r}")
+        operator = _operator(value)
+        if operator == "$inc":
+            step = inc_amount(key, value["$inc"])
             existing = merged.get(key)
             if existing is None:
                 existing = 0
             if isinstance(existing, bool) or not isinstance(existing, int | float):
                 raise InputError(
-                    f"Cannot $inc field '{key}' of {what}: its value {existing!r} is not a number"
+                    f"Cannot $inc field '{key}' of {what}: its value {show(existing)} is not a number"
                 )
             merged[key] = existing + step
-        elif isinstance(value, Mapping) and len(value) == 1 and "$unset" in value:
+        elif operator == "$unset":
             if value["$unset"] is True:
                 merged.pop(key, None)
         else:
@@ -386,12 +406,28 @@ class _Compiler:
         return f"json_type(data, {path})", f"json_extract(data, {path})"
 
     def condition(self, cond: Condition) -> str:
-        if isinstance(cond, And):
-            return "(" + " AND ".join(self.condition(c) for c in cond.items) + ")" if cond.items else "1"
-        if isinstance(cond, Or):
-            return "(" + " OR ".join(self.condition(c) for c in cond.items) + ")" if cond.items else "0"
+        return self._emit(_normal(cond))[0]
+
+    def _emit(self, cond: Condition) -> tuple[str, int]:
+        """The SQL of a normalized condition and the parser stack it needs (relative: leaves are 0)."""
+        if isinstance(cond, And | Or):
+            if not cond.items:
+                return ("1" if isinstance(cond, And) else "0"), 0
+            parts = sorted((self._emit(item) for item in cond.items), key=lambda part: -part[1])
+            op = "AND" if isinstance(cond, And) else "OR"
+            while len(parts) > _CHAIN:
+                # The neediest operand stays in the outer chain; the others are grouped.
+                rest = parts[1:]
+                groups = [_chain(op, rest[start:start + _CHAIN]) for start in range(0, len(rest), _CHAIN)]
+                parts = sorted([parts[0], *groups], key=lambda part: -part[1])
+            return _chain(op, parts)
         if isinstance(cond, Not):
-            return f"NOT COALESCE({self.condition(cond.item)}, 0)"
+            inner, need = self._emit(cond.item)
+            return f"NOT COALESCE({inner}, 0)", need + 2
+        return self._leaf(cond), 0
+
+    def _leaf(self, cond: Condition) -> str:
+        assert not isinstance(cond, And | Or | Not)
         meta = cond.field.meta
         if meta is not None:
             return self._meta(meta, cond)
@@ -472,6 +508,35 @@ class _Compiler:
         if isinstance(cond, Contains) and isinstance(cond.value, str):
             return f"(instr({text}, {self.bind(cond.value)}) > 0)"
         return "0"
+
+
+# SQLite parses nested parentheses on a fixed stack of about 100 entries and refuses expressions more than
+# 1000 deep. So conditions compile in negation normal form with nested AND/OR of one kind flattened (a
+# `where` of MAX_WHERE_DEPTH levels then nests at most that deep), the operand needing the most stack
+# first (right after "(" it costs one entry, later ones cost three), and chains of at most _CHAIN
+# operands (a chain of n is n deep).
+_CHAIN = 16
+
+
+def _normal(cond: Condition, negate: bool = False) -> Condition:
+    """`cond` (negated when `negate`) with Not only around leaves and no And directly in an And (or Or
+    in an Or). Recursive over the tree, whose depth query.py has bounded."""
+    if isinstance(cond, Not):
+        return _normal(cond.item, not negate)
+    if isinstance(cond, And | Or):
+        conjunction = isinstance(cond, And) != negate  # De Morgan: NOT (a AND b) = NOT a OR NOT b
+        kind = And if conjunction else Or
+        items: list[Condition] = []
+        for item in cond.items:
+            part = _normal(item, negate)
+            items.extend(part.items if isinstance(part, kind) else (part,))
+        return items[0] if len(items) == 1 else kind(tuple(items))
+    return Not(cond) if negate else cond
+
+
+def _chain(op: str, parts: builtins.list[tuple[str, int]]) -> tuple[str, int]:
+    need = max(part_need + (1 if index == 0 else 3) for index, (_, part_need) in enumerate(parts))
+    return "(" + f" {op} ".join(sql for sql, _ in parts) + ")", need
 
 
 def _meta_text(meta: str) -> str:

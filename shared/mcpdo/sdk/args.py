@@ -6,8 +6,9 @@ import re
 from typing import Any
 
 from mcpdo.errors import InputError
+from mcpdo.inputs import check_name
 
-_TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 def arity(call: str, args: list[Any], required: int, maximum: int) -> list[Any]:
@@ -21,15 +22,16 @@ def arity(call: str, args: list[Any], required: int, maximum: int) -> list[Any]:
 
 def type_name(call: str, value: Any) -> str:
     """A record type such as 'Order' (a `$.Order` token arrives as its name)."""
-    if not isinstance(value, str) or not _TYPE_NAME.match(value):
+    if not isinstance(value, str) or not _TYPE_NAME.fullmatch(value):
         raise InputError(f"{call}(): type must be a name like 'Order', got {describe(value)}")
     return value
 
 
-def record_id(call: str, value: Any) -> str:
+def record_id(call: str, value: Any, what: str = "id") -> str:
+    """A record id to look up: a non-empty string without control characters, valid Unicode."""
     if not isinstance(value, str) or not value:
-        raise InputError(f"{call}(): id must be a non-empty string, got {describe(value)}")
-    return value
+        raise InputError(f"{call}(): {what} must be a non-empty string, got {describe(value)}")
+    return check_name(f"{call}(): {what}", value)
 
 
 def obj(call: str, name: str, value: Any, *, optional: bool = False) -> dict[str, Any]:

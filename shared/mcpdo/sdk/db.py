@@ -6,6 +6,7 @@ from typing import Any
 
 from mcpdo.errors import InputError
 from mcpdo.identity import Identity
+from mcpdo.inputs import MAX_RELATION_LENGTH, check_name, show
 from mcpdo.ports import Direction, EntityStore, Ref
 from mcpdo.query import parse_list_options
 from mcpdo.sdk.args import arity, obj, record_id, type_name
@@ -46,9 +47,8 @@ class DbApi:
         kind, key, data, options = arity("db.update", args, 3, 4)
         kind = type_name("db.update", kind)
         authorize(self._identity, "update", kind)
+        # The store checks ifVersion (a whole number from 1 to 2^53 - 1), like the data.
         if_version = obj("db.update", "options", options, optional=True).get("ifVersion")
-        if if_version is not None and (not isinstance(if_version, int) or isinstance(if_version, bool)):
-            raise InputError(f"db.update(): ifVersion must be an integer version, got {if_version!r}")
         return await self._store.update(self._tenant, kind, record_id("db.update", key),
                                         obj("db.update", "data", data), if_version=if_version)
 
@@ -71,7 +71,7 @@ class DbApi:
         authorize(self._identity, "related", ref.type)
         direction = direction or "out"
         if direction not in _DIRECTIONS:
-            raise InputError(f"db.related(): direction must be one of 'out', 'in', 'both', got {direction!r}")
+            raise InputError(f"db.related(): direction must be one of 'out', 'in', 'both', got {show(direction)}")
         relation = None if rel is None else _relation("db.related", rel)
         return await self._store.related(self._tenant, ref, relation, direction)
 
@@ -82,11 +82,14 @@ def _ref(call: str, name: str, value: Any) -> Ref:
         kind = value.get("$type", value.get("type"))
         key = value.get("id")
         if isinstance(kind, str) and isinstance(key, str) and key:
-            return Ref(type=type_name(call, kind), id=key)
+            return Ref(type=type_name(call, kind), id=record_id(call, key, f"{name} id"))
     raise InputError(f"{call}(): {name} must be a record, a $ object with an id, or {{ type, id }}")
 
 
 def _relation(call: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 128:
-        raise InputError(f"{call}(): the relation must be a non-empty name like 'customer', got {value!r}")
-    return value
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_RELATION_LENGTH:
+        raise InputError(
+            f"{call}(): the relation must be a non-empty name like 'customer' (at most {MAX_RELATION_LENGTH} "
+            f"characters), got {show(value)}"
+        )
+    return check_name(f"{call}(): the relation", value)
