@@ -39,7 +39,7 @@ DEFAULT_FALLBACKS: Mapping[str, str] = {"Email.send": MAILER_MODULE}
 
 # Fair claiming. Each due delivery's turn is its rank within its tenant (oldest first) plus the tenant's
 # deliveries already in flight; the lowest turns win, ties going to the tenant served least recently
-# (`claim_turns`), then to the oldest. So tenants with due work take turns, a tenant holding the in-flight
+# (remembered by the bus), then to the oldest. So tenants with due work take turns, a tenant holding the in-flight
 # slots yields the next free one to a tenant with nothing running, and a tenant alone takes the whole limit
 # oldest first. The cost is bounded by (tenants with pending work) x limit index seeks, not by the size of
 # a backlog: `waiting` walks the distinct tenants by seeking `deliveries_fair`, and each tenant contributes
@@ -66,13 +66,10 @@ WITH RECURSIVE waiting(tenant) AS (
     SELECT tenant, COUNT(*) AS running FROM deliveries WHERE status = 'running' AND lease_until > :now
     GROUP BY tenant
 )
-SELECT ranked.id, ranked.tenant FROM ranked
-LEFT JOIN busy ON busy.tenant = ranked.tenant
-LEFT JOIN claim_turns AS turns ON turns.tenant = ranked.tenant
+SELECT ranked.id, ranked.tenant, ranked.rank + COALESCE(busy.running, 0) AS turn, ranked.next_attempt_at,
+       ranked.created_at, ranked.seq
+FROM ranked LEFT JOIN busy ON busy.tenant = ranked.tenant
 WHERE ranked.rank <= :limit
-ORDER BY ranked.rank + COALESCE(busy.running, 0), COALESCE(turns.served, 0), ranked.next_attempt_at,
-         ranked.created_at, ranked.seq
-LIMIT :limit
 """
 
 _DELIVERY_SELECT = (
@@ -97,6 +94,9 @@ class LocalEventBus:
         self._base_ms = backoff_base * 1000
         self._max_attempts = max_retries + 1
         self._hop_limit = hop_limit
+        # When each tenant was last served a claim (a claim counter): the tie-break of fair claiming.
+        self._served: dict[str, int] = {}
+        self._claims = 0
         self._max_deliveries = max_deliveries_per_send
         self._clock = clock
         # Event types delivered to a built-in handler when no user handler claims them.
@@ -172,13 +172,14 @@ class LocalEventBus:
                 "left' WHERE status = 'running' AND lease_until <= ? AND attempts >= ?",
                 (now, now, self._max_attempts),
             )
-            picked = conn.execute(_CLAIM_FAIR, {"now": now, "limit": limit}).fetchall()
-            if not picked:
+            candidates = conn.execute(_CLAIM_FAIR, {"now": now, "limit": limit}).fetchall()
+            if not candidates:
                 return []
-            served = conn.execute("SELECT COALESCE(MAX(served), 0) + 1 FROM claim_turns").fetchone()[0]
-            conn.executemany("INSERT INTO claim_turns (tenant, served) VALUES (?, ?) "
-                             "ON CONFLICT (tenant) DO UPDATE SET served = excluded.served",
-                             [(tenant, served) for tenant in {row[1] for row in picked}])
+            # Ties between tenants go to the one served least recently (by this bus: one worker claims at a time).
+            picked = sorted(candidates, key=lambda row: (row[2], self._served.get(row[1], 0), *row[3:]))[:limit]
+            self._claims += 1
+            for row in picked:
+                self._served[row[1]] = self._claims
             ids = tuple(row[0] for row in picked)
             for delivery_id in ids:
                 conn.execute(

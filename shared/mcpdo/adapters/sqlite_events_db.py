@@ -76,11 +76,6 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at
 CREATE INDEX IF NOT EXISTS deliveries_by_tenant ON deliveries (tenant, status);
 -- Fair claiming: walk the tenants with pending work and take each one's oldest due deliveries by seeks.
 CREATE INDEX IF NOT EXISTS deliveries_fair ON deliveries (status, tenant, next_attempt_at, created_at);
--- When each tenant last had deliveries claimed (a serial): ties in a claim go to the least recently served.
-CREATE TABLE IF NOT EXISTS claim_turns (
-    tenant TEXT    PRIMARY KEY,
-    served INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS runs (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     id          TEXT    NOT NULL UNIQUE,
