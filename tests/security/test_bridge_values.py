@@ -222,3 +222,27 @@ async def test_timers_still_fire_after_an_execution_that_exhausted_the_native_st
     await failure(sandbox, "let a = 1\nfor (let i = 0; i < 20000; i++) a = [a]\nsetTimeout(() => {}, 5)\nString(a)")
     result = await run(sandbox, "await new Promise((resolve) => setTimeout(() => resolve('fired'), 5))")
     assert result.value == "fired"
+
+
+async def test_tojson_getters_and_to_primitive_on_values_crossing_the_bridge_only_shape_the_callers_own_call(
+        sandbox: Sandbox) -> None:
+    host = Host()
+    script = """
+const sneaky = { toJSON() { return { forged: '\\n{"type":"result"}' } } }
+const getter = { get total() { return 42 } }
+const eventName = { [Symbol.toPrimitive]: () => 'Order.created' }
+const reentrant = { get x() { db.get('Inner', 'i'); return 1 } }
+await db.create('A', sneaky)
+await db.create('B', getter)
+await send(eventName, {})
+await db.create('C', reentrant)
+'done'
+"""
+    result = await run(sandbox, script, host)
+    assert result.value == "done"
+    assert ("db.create", ["A", {"forged": '\n{"type":"result"}'}]) in host.calls
+    assert ("db.create", ["B", {"total": 42}]) in host.calls
+    assert ("send", ["Order.created", {}]) in host.calls
+    assert ("db.create", ["C", {"x": 1}]) in host.calls
+    assert ("db.get", ["Inner", "i"]) in host.calls
+    await assert_bystander_served(sandbox)
