@@ -38,6 +38,7 @@ class App:
     outbox: LocalOutbox
     worker: Worker
     executor: Executor
+    module_service: ModuleService
     tool: DoTool
 
     async def start(self, *, worker: bool = True) -> None:
@@ -87,4 +88,5 @@ def build_local(settings: Settings) -> App:
     service = ModuleService(modules, executor, settings.default_context, auth.still_valid)
     return App(settings=settings, store=store, keys=keys, auth=auth,
                sandbox=sandbox, modules=modules, bus=bus, runs=runs, scheduler=scheduler, outbox=outbox,
-               worker=worker, executor=executor, tool=DoTool(executor.run_script, service.register))
+               worker=worker, executor=executor, module_service=service,
+               tool=DoTool(executor.run_script, service.register))

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mcpdo.bootstrap import App, build_local
-from mcpdo.errors import McpdoError, NotFound
+from mcpdo.errors import InputError, McpdoError, NotFound
 from mcpdo.ports import DueSchedule
 from mcpdo.settings import Settings
 from mcpdo.timeparse import format_iso, utc_now
@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     schedules_list.set_defaults(handler=_schedules_list)
     fire = schedules.add_parser("fire", help="fire a schedule now (delivered by the running worker)")
     fire.add_argument("handler_id", help="the schedule's id, as `schedules list` shows it")
+    fire.add_argument("--tenant", default=None, help="the schedule's tenant (needed when several have that id)")
     fire.set_defaults(handler=_schedules_fire)
 
     outbox = commands.add_parser("outbox", help="mail sent by the built-in mailer").add_subparsers(
@@ -198,7 +199,10 @@ async def _dead_letters_list(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _dead_letters_replay(app: App, args: argparse.Namespace) -> int:
-    await app.bus.replay(args.delivery_id)
+    dead = next((d for d in await app.bus.dead_letters() if d.id == args.delivery_id), None)
+    # The latest version of the module runs it (a fix registered since is what a replay is for).
+    version = await app.module_service.replay_version(dead) if dead is not None else None
+    await app.bus.replay(args.delivery_id, version)
     print(f"replayed {args.delivery_id}: it will be delivered by the running server's worker")
     return 0
 
@@ -223,10 +227,14 @@ async def _schedules_list(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _schedules_fire(app: App, args: argparse.Namespace) -> int:
-    entries = await app.modules.schedules()
-    entry = next((e for e in entries if e.handler.handler_id == args.handler_id), None)
-    if entry is None:
+    entries = [e for e in await app.modules.schedules(args.tenant) if e.handler.handler_id == args.handler_id]
+    if not entries:
         raise NotFound(f"Schedule {args.handler_id} not found; `mcpdo schedules list` shows the live ones")
+    if len(entries) > 1:
+        tenants = ", ".join(sorted(e.handler.tenant for e in entries))
+        raise InputError(f"Schedule {args.handler_id} exists in several tenants ({tenants}): "
+                         f"name one with --tenant")
+    entry = entries[0]
     event = schedule_event(DueSchedule(entry, utc_now()))
     await app.bus.enqueue(event, entry.handler)
     print(f"fired {args.handler_id} as event {event.id}")

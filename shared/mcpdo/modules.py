@@ -7,16 +7,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
-from mcpdo.errors import AuthenticationRequired, InputError, McpdoError, NotFound
+from mcpdo.errors import AuthenticationRequired, Conflict, InputError, McpdoError, NotFound
 from mcpdo.execution import Executor
 from mcpdo.identity import Identity
 from mcpdo.mdxld import ParsedModule, parse_module
-from mcpdo.ports import Event, HandlerRef, ModuleStore, ScheduleEntry, StoredModule, Subscription
+from mcpdo.patterns import matches
+from mcpdo.ports import (
+    MAILER_MODULE,
+    Delivery,
+    Event,
+    HandlerRef,
+    ModuleStore,
+    ScheduleEntry,
+    StoredModule,
+    Subscription,
+)
 from mcpdo.sandbox.types import LogEntry
 from mcpdo.schedules import parse_schedule
 from mcpdo.sdk.policy import authorize
 from mcpdo.timeparse import format_iso, utc_now
-from mcpdo.worker import HandlerFailed, HandlerOutcome
+from mcpdo.worker import SCHEDULE_EVENT_TYPE, HandlerFailed, HandlerOutcome
 
 
 class ModuleService:
@@ -60,6 +70,24 @@ class ModuleService:
         }
         return summary, module
 
+    async def replay_version(self, delivery: Delivery) -> int | None:
+        """The module version a replayed dead letter runs: the live one, whose handler at the same index still
+        takes the event (None: the built-in mailer, which has no versions). Conflict when none does."""
+        ref = delivery.handler
+        if ref.module_id == MAILER_MODULE:
+            return None
+        event = delivery.event
+        if event.type == SCHEDULE_EVENT_TYPE:
+            live = [s.handler for s in await self._store.schedules(ref.tenant)]
+        else:
+            live = [s.handler for s in await self._store.subscriptions(ref.tenant) if matches(s.pattern, event.type)]
+        for handler in live:
+            if handler.module_id == ref.module_id and handler.index == ref.index:
+                return handler.version
+        raise Conflict(f"Cannot replay {delivery.id}: the live version of {ref.module_id} has no handler "
+                       f"#{ref.index} for {event.type} (the module was registered again without it); the dead "
+                       f"letter stays")
+
     async def invoke(self, handler: HandlerRef, event: Event) -> HandlerOutcome:
         """Run one delivery: the handler of the module version it was published to, as the module's owner."""
         module = await self._store.get(handler.tenant, handler.module_id, handler.version)
@@ -69,7 +97,7 @@ class ModuleService:
         if not await self._still_valid(owner):
             # Revoking a key also stops what it registered: a leaked key must not keep acting through handlers.
             raise HandlerFailed(f"Module {module.id} was registered with API key {owner.id}, which has been "
-                                f"revoked: register the module again with a valid key")
+                                f"revoked: register the module again with a valid key", retryable=False)
         try:
             result = await self._executor.invoke_handler(module, owner, handler.index,
                                                          (event.data, event.to_json()), parent=event)

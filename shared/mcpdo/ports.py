@@ -249,8 +249,9 @@ class EventBus(Protocol):
         """Mark the delivery done: it is never handed out again."""
         ...
 
-    async def fail(self, delivery: Delivery, error: str) -> None:
-        """Record a failed attempt: retry later with back-off, or dead-letter after the last retry."""
+    async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> None:
+        """Record a failed attempt: retry later with back-off, or dead-letter after the last retry (at once
+        when `retry` is False)."""
         ...
 
     async def requeue_running(self) -> int:
@@ -261,8 +262,9 @@ class EventBus(Protocol):
         """Dead-lettered deliveries, oldest first; all tenants when `tenant` is None."""
         ...
 
-    async def replay(self, delivery_id: str) -> None:
-        """Put a dead letter back in the queue with its attempts reset; NotFound for an unknown id."""
+    async def replay(self, delivery_id: str, version: int | None = None) -> None:
+        """Put a dead letter back in the queue with its attempts reset, to module `version` when given;
+        NotFound for an unknown id."""
         ...
 
     async def purge(self, older_than: datetime) -> int:

@@ -68,9 +68,11 @@ class HandlerOutcome:
 class HandlerFailed(Exception):
     """A handler threw; `logs` holds what it logged before. `invoke` may raise any exception with `.logs`."""
 
-    def __init__(self, message: str, logs: tuple[dict[str, Any], ...] = ()) -> None:
+    def __init__(self, message: str, logs: tuple[dict[str, Any], ...] = (), *, retryable: bool = True) -> None:
         super().__init__(message)
         self.logs = logs
+        # False when another attempt cannot succeed (the owner's key was revoked): straight to the dead letters.
+        self.retryable = retryable
 
 
 Invoke = Callable[[HandlerRef, Event], Awaitable[HandlerOutcome]]
@@ -303,6 +305,7 @@ class Worker:
         t0 = time.monotonic()
         logs: tuple[dict[str, Any], ...] = ()
         error: str | None = None
+        retry = True
         try:
             if delivery.handler.module_id == MAILER_MODULE:
                 await self._send_mail(delivery.event)
@@ -312,12 +315,13 @@ class Worker:
         except Exception as exc:
             error = _error_text(exc)
             logs = tuple(getattr(exc, "logs", ()) or ())
+            retry = getattr(exc, "retryable", True) is not False
         duration_ms = int((time.monotonic() - t0) * 1000)
         try:
             if error is None:
                 await self._bus.complete(delivery)
             else:
-                await self._bus.fail(delivery, error)
+                await self._bus.fail(delivery, error, retry=retry)
         except Exception:
             log.exception("cannot record the outcome of delivery %s", delivery.id)
         event = delivery.event

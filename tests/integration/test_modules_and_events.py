@@ -20,6 +20,7 @@ from tests.support.client import connect, text_of, value_of
 from tests.support.seed import module_after, section
 from tests.support.server import RunningServer, start_server, stop_server
 from tests.support.sync import outbox, run_script, wait_for
+from tests.support.victim import call_as
 
 pytestmark = pytest.mark.anyio
 
@@ -325,3 +326,72 @@ broken.field = 1
     dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
                              if d["eventId"] == sent["id"]])
     assert dead[0]["lastError"].startswith("Error: handler broke\n    at line 14:")
+
+
+OWNED_V = """---
+$id: /workflows/replayable
+---
+on($.Replay.asked, async (data) => { await db.create('ReplayEffect', { n: data.n, by: '%s' }) })
+"""
+
+
+async def test_a_revoked_owner_dead_letters_at_once_and_a_replay_runs_the_module_registered_since(
+        events_server: RunningServer) -> None:
+    first = events_server.new_key("replay-owner-1")
+    await do(events_server, first, module=OWNED_V % "v1")
+    key_id = next(k["id"] for k in cli_json(events_server, "keys", "list") if k["name"] == "replay-owner-1")
+    assert events_server.mcpdo("keys", "revoke", key_id).returncode == 0
+    sent = await value(events_server, "await send($.Replay.asked, { n: 7 })")
+    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
+                             if d["eventId"] == sent["id"]])
+    # Another attempt could not succeed: no retries were spent on it.
+    assert dead[0]["attempts"] == 1
+    assert "which has been revoked" in dead[0]["lastError"]
+    second = events_server.new_key("replay-owner-2")
+    registered = value_of(await do(events_server, second, module=OWNED_V % "v2"))
+    assert events_server.mcpdo("events", "dead-letters", "replay", dead[0]["id"]).returncode == 0
+    effects = wait_for(lambda: [e for e in _list(events_server, "ReplayEffect") if e["n"] == 7])
+    assert [e["by"] for e in effects] == ["v2"]
+    runs = cli_json(events_server, "runs", "list")
+    replayed = [r for r in runs if r["eventId"] == sent["id"] and r["status"] == "ok"]
+    assert replayed[0]["version"] == registered["version"]
+
+
+async def test_a_replay_is_refused_when_the_module_was_registered_again_without_that_handler(
+        events_server: RunningServer) -> None:
+    owner = events_server.new_key("replay-gone")
+    module = "---\n$id: /workflows/replay-gone\n---\non($.Gone.asked, async () => { throw new Error('no') })\n"
+    await do(events_server, owner, module=module)
+    sent = await value(events_server, "await send($.Gone.asked, {})")
+    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
+                             if d["eventId"] == sent["id"]], timeout=30)
+    await do(events_server, owner, module="---\n$id: /workflows/replay-gone\n---\nexport const nothing = 1\n")
+    done = events_server.mcpdo("events", "dead-letters", "replay", dead[0]["id"])
+    assert done.returncode != 0
+    assert "has no handler #0 for Gone.asked" in done.stderr
+    assert [d["id"] for d in cli_json(events_server, "events", "dead-letters", "list")
+            if d["eventId"] == sent["id"]] == [dead[0]["id"]]
+
+
+async def test_a_schedule_id_shared_by_two_tenants_is_fired_only_with_its_tenant_named(
+        events_server: RunningServer) -> None:
+    module = "---\n$id: /jobs/nightly\n---\nevery('0 3 * * *', async () => { await db.create('Nightly', {}) })\n"
+    alpha = events_server.new_key("alpha-admin", "--tenant", "alpha")
+    beta = events_server.new_key("beta-admin", "--tenant", "beta")
+    await do(events_server, alpha, module=module)
+    await do(events_server, beta, module=module)
+    ids = {s["tenant"]: s["id"] for s in cli_json(events_server, "schedules", "list")
+           if s["module"].endswith("/jobs/nightly")}
+    assert ids["alpha"] == ids["beta"]
+    ambiguous = events_server.mcpdo("schedules", "fire", ids["alpha"])
+    assert ambiguous.returncode != 0
+    assert "exists in several tenants (alpha, beta): name one with --tenant" in ambiguous.stderr
+    assert events_server.mcpdo("schedules", "fire", ids["beta"], "--tenant", "beta").returncode == 0
+    wait_for(lambda: run_script_as(events_server, beta, "await db.list('Nightly')"))
+    assert run_script_as(events_server, alpha, "await db.list('Nightly')") == []
+
+
+def run_script_as(server: RunningServer, key: str, script: str) -> Any:
+    is_error, text = call_as(server, key, script)
+    assert not is_error, text
+    return json.loads(text)

@@ -199,8 +199,9 @@ class LocalEventBus:
             conn.execute("UPDATE deliveries SET status = 'done', lease_until = NULL, claim = NULL, updated_at = ? "
                          "WHERE id = ?", (now, delivery.id))
 
-    async def fail(self, delivery: Delivery, error: str) -> None:
-        """Record the failure of the claimed attempt: retry after back-off, or dead-letter after the last one."""
+    async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> None:
+        """Record the failure of the claimed attempt: retry after back-off, or dead-letter after the last one
+        (or at once when `retry` is False)."""
         now = self._clock()
         error = error[:MAX_ERROR_LENGTH]
         with self._db.transaction() as conn:
@@ -209,7 +210,7 @@ class LocalEventBus:
             if row is None:
                 return  # the claim expired and someone else holds (or finished) the delivery now
             attempts = int(row[0])
-            if attempts >= self._max_attempts:
+            if attempts >= self._max_attempts or not retry:
                 conn.execute("UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, "
                              "last_error = ?, updated_at = ? WHERE id = ?", (error, now, delivery.id))
                 return
@@ -243,8 +244,8 @@ class LocalEventBus:
         with self._db.transaction(immediate=False) as conn:
             return _select_deliveries(conn, where, params)
 
-    async def replay(self, delivery_id: str) -> None:
-        """Queue a dead letter again with its attempts reset."""
+    async def replay(self, delivery_id: str, version: int | None = None) -> None:
+        """Queue a dead letter again with its attempts reset, to module `version` when given."""
         now = self._clock()
         with self._db.transaction() as conn:
             row = conn.execute("SELECT status FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
@@ -254,8 +255,9 @@ class LocalEventBus:
                 raise Conflict(f"Delivery {delivery_id} is {row[0]}, not dead-lettered: only dead letters can be "
                                "replayed")
             conn.execute("UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-                         "lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
-                         (now, now, delivery_id))
+                         "lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ?, "
+                         "version = COALESCE(?, version) WHERE id = ?",
+                         (now, now, version, delivery_id))
 
     async def deliveries(self, event_id: str) -> builtins.list[Delivery]:
         """Every delivery of one event."""
