@@ -240,6 +240,28 @@ async def test_a_replayed_dead_letter_is_delivered_again_with_fresh_retries(back
     assert done.status == "done"
 
 
+async def test_a_failure_that_no_retry_can_fix_is_dead_lettered_on_its_first_attempt(backend: EventsBackend) -> None:
+    await live(backend, "Order.created")
+    await backend.bus.publish(event())
+    [delivery] = await backend.bus.claim_due(10, LEASE)
+    await backend.bus.fail(delivery, "owner revoked", retry=False)
+    [dead] = await backend.bus.dead_letters()
+    assert (dead.id, dead.attempts, dead.last_error) == (delivery.id, 1, "owner revoked")
+
+
+async def test_a_dead_letter_replayed_to_another_version_is_delivered_to_that_version(
+        backend: EventsBackend) -> None:
+    [handler] = await live(backend, "Order.created")
+    await backend.bus.publish(event())
+    [delivery] = await backend.bus.claim_due(10, LEASE)
+    await backend.bus.fail(delivery, "broken", retry=False)
+    await backend.bus.replay(delivery.id, handler.version + 1)
+    [again] = await backend.bus.claim_due(10, LEASE)
+    assert again.id == delivery.id
+    assert again.handler.version == handler.version + 1
+    assert (again.handler.module_id, again.handler.index) == (handler.module_id, handler.index)
+
+
 async def test_a_delivery_interrupted_on_its_last_attempt_is_dead_lettered(backend: EventsBackend,
                                                                           clock: FakeClock) -> None:
     await live(backend, "Order.created")
