@@ -48,7 +48,7 @@ from mcpdo.ports import (
 )
 from mcpdo.timeparse import format_iso, utc_now
 
-__all__ = ["SCHEDULE_EVENT_TYPE", "HandlerFailed", "HandlerOutcome", "Invoke", "SqliteLeases", "Worker",
+__all__ = ["SCHEDULE_EVENT_TYPE", "HandlerFailed", "HandlerOutcome", "Invoke", "SqliteLeases", "Step", "Worker",
            "schedule_event"]
 
 SCHEDULE_EVENT_TYPE = "Schedule.fired"
@@ -63,6 +63,15 @@ class HandlerOutcome:
 
     logs: tuple[dict[str, Any], ...] = ()
     value: Any = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one `Worker.run_once` did: whether it held the lease, schedules fired, deliveries run."""
+
+    leader: bool
+    fired: int = 0
+    delivered: int = 0
 
 
 class HandlerFailed(Exception):
@@ -213,25 +222,40 @@ class Worker:
 
     # -- loops -----------------------------------------------------------------------------------------
 
+    async def run_once(self) -> Step:
+        """One turn, awaited to its end, for tests and one-shot callers: take or renew the lease; as its holder,
+        fire the schedules that are due, then run every delivery that is due now (and those they make due)."""
+        if not await self._renew_lease():
+            return Step(leader=False)
+        fired = await self._fire_due()
+        delivered = 0
+        while claimed := await self._bus.claim_due(self._concurrency, self._delivery_lease):
+            await asyncio.gather(*(self._run_delivery(delivery) for delivery in claimed))
+            delivered += len(claimed)
+        return Step(leader=True, fired=fired, delivered=delivered)
+
+    async def _renew_lease(self) -> bool:
+        try:
+            held = await self._leases.acquire(WORKER_LEASE, self.owner, self._lease_ttl)
+        except Exception:
+            log.exception("cannot renew the worker lease")
+            held = False
+        if held and not self._leader.is_set():
+            if not self._inflight:
+                try:
+                    await self._bus.requeue_running()
+                except Exception:
+                    log.exception("cannot requeue the previous worker's deliveries")
+            self._leader.set()
+            self._wake.set()
+        elif not held and self._leader.is_set():
+            log.warning("worker lease lost to another process")
+            self._leader.clear()
+        return held
+
     async def _lease_loop(self) -> None:
         while not self._stopping:
-            try:
-                held = await self._leases.acquire(WORKER_LEASE, self.owner, self._lease_ttl)
-            except Exception:
-                log.exception("cannot renew the worker lease")
-                held = False
-            if held and not self._leader.is_set():
-                if not self._inflight:
-                    try:
-                        await self._bus.requeue_running()
-                    except Exception:
-                        log.exception("cannot requeue the previous worker's deliveries")
-                self._leader.set()
-                self._wake.set()
-            elif not held and self._leader.is_set():
-                log.warning("worker lease lost to another process")
-                self._leader.clear()
-            if held:
+            if await self._renew_lease():
                 await self._housekeeping()
             await asyncio.sleep(self._renew_interval)
 
@@ -275,16 +299,20 @@ class Worker:
         while not self._stopping:
             await self._leader.wait()
             try:
-                fired = False
-                for due in await self._scheduler.due(self._clock()):
-                    await self._bus.enqueue(schedule_event(due, self._clock()), due.entry.handler)
-                    await self._scheduler.mark_fired(due.entry, due.scheduled_time)
-                    fired = True
-                if fired:
+                if await self._fire_due():
                     self._wake.set()
             except Exception:
                 log.exception("cannot fire schedules")
             await asyncio.sleep(self._cron_interval)
+
+    async def _fire_due(self) -> int:
+        """Queue one delivery for each schedule whose slot has come; how many fired."""
+        fired = 0
+        for due in await self._scheduler.due(self._clock()):
+            await self._bus.enqueue(schedule_event(due, self._clock()), due.entry.handler)
+            await self._scheduler.mark_fired(due.entry, due.scheduled_time)
+            fired += 1
+        return fired
 
     async def _wait_for_wake(self, timeout: float) -> None:
         # Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that races with the wake-up.

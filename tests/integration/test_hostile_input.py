@@ -17,7 +17,7 @@ HOSTILE = [
     ("syntax error", "const x = {\n  a: 1,\n  b: \n}", "SyntaxError: "),
     ("binary garbage", "\x00\x01\x02\xff\xfe garbage \x7f\x1b[31m", "SyntaxError: "),
     ("infinite loop", "while (true) {}", "Execution timeout after 3000ms"),
-    ("memory bomb", "const a = []\nwhile (true) a.push('x'.repeat(1_000_000) + a.length)", "Memory limit"),
+    ("memory bomb", "const a = []\nwhile (true) a.push('x'.repeat(16_000_000) + a.length)", "Memory limit"),
     ("unbounded recursion", "function f(n) { return f(n + 1) + 1 }\nf(0)", "tack"),
     ("50 MB result", "'x'.repeat(50 * 1024 * 1024)", "imit"),
     ("10,000 SDK calls",

@@ -26,7 +26,15 @@ from mcpdo.adapters.sqlite_modules import SqliteModuleStore
 from mcpdo.ids import new_id
 from mcpdo.ports import Event, HandlerRef, ScheduleEntry, StoredModule, Subscription
 from mcpdo.timeparse import format_iso, utc_now
-from mcpdo.worker import SCHEDULE_EVENT_TYPE, HandlerFailed, HandlerOutcome, SqliteLeases, Worker, schedule_event
+from mcpdo.worker import (
+    SCHEDULE_EVENT_TYPE,
+    HandlerFailed,
+    HandlerOutcome,
+    SqliteLeases,
+    Step,
+    Worker,
+    schedule_event,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -273,8 +281,7 @@ async def test_a_completed_delivery_is_never_run_again_even_if_the_event_is_publ
     second = Folder.open(tmp_path)
     try:
         later = Handlers()
-        await second.worker(later).start()
-        await anyio.sleep(0.5)
+        assert await second.worker(later).run_once() == Step(leader=True, fired=0, delivered=0)
         assert later.calls == []
     finally:
         await second.close()
@@ -307,7 +314,9 @@ async def test_only_the_lease_holder_dispatches_and_another_takes_over_when_it_s
         async def all_handled() -> bool:
             return sum(len(h.calls) for h in handlers.values()) == len(sent)
         await eventually(all_handled)
-        await anyio.sleep(0.3)
+        # Nothing is left for anyone: the follower may not dispatch, and the leader finds nothing due.
+        assert await follower.run_once() == Step(leader=False)
+        assert (await leader.run_once()).delivered == 0
         by_leader = handlers[id(first) if leader is workers[0] else id(second)]
         by_follower = handlers[id(second) if leader is workers[0] else id(first)]
         assert sorted(by_leader.event_ids()) == sorted(e.id for e in sent)
@@ -466,12 +475,10 @@ async def test_a_schedule_missed_during_downtime_fires_once_on_restart(folder: F
     assert await folder.scheduler.due(before) == []  # the last process saw it, then went down
     now = (utc_now() + timedelta(minutes=30)).replace(second=10, microsecond=0)
     handlers = Handlers()
-    await folder.worker(handlers, clock=shifted_clock(now)).start()
-
-    async def fired() -> bool:
-        return len(handlers.calls) >= 1
-    await eventually(fired, timeout=3.0)
-    await anyio.sleep(0.5)
+    worker = folder.worker(handlers, clock=shifted_clock(now))
+    assert await worker.run_once() == Step(leader=True, fired=1, delivered=1)
+    assert await worker.run_once() == Step(leader=True, fired=0, delivered=0)
+    await worker.stop()
     [(called, fire, _)] = handlers.calls
     assert called == ref
     assert fire.data["scheduledTime"] == format_iso(now.replace(second=0))
@@ -486,12 +493,10 @@ async def test_a_scheduled_slot_queued_twice_is_delivered_once(folder: Folder) -
     # A process that queued the fire and died before recording it: the restart queues the same slot again.
     await folder.bus.enqueue(schedule_event(due), due.entry.handler)
     handlers = Handlers()
-    await folder.worker(handlers, clock=shifted_clock(now)).start()
-
-    async def fired() -> bool:
-        return len(handlers.calls) >= 1
-    await eventually(fired, timeout=3.0)
-    await anyio.sleep(0.4)
+    worker = folder.worker(handlers, clock=shifted_clock(now))
+    assert await worker.run_once() == Step(leader=True, fired=1, delivered=1)
+    assert await worker.run_once() == Step(leader=True, fired=0, delivered=0)
+    await worker.stop()
     assert len(handlers.calls) == 1
 
 
@@ -528,7 +533,7 @@ async def test_events_published_while_a_module_is_re_registered_run_exactly_once
         async def all_ran() -> bool:
             return len(handlers.calls) >= len(sent)
         await eventually(all_ran, timeout=10.0)
-        await anyio.sleep(0.2)
+        assert (await worker.run_once()).delivered == 0  # nothing left over to run a second time
         assert sorted(handlers.event_ids()) == sorted(sent)
     finally:
         await publisher.close()
