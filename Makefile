@@ -27,8 +27,12 @@ serve: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# What exists of the Python trees (functions/ arrives with the Lambda entrypoints).
+PY_TREES = $(wildcard shared tests bench functions)
+
 lint: setup
-	$(BIN)/ruff check shared tests bench functions
+	$(BIN)/ruff check $(PY_TREES)
+	$(BIN)/ruff format --check $(PY_TREES)
 	$(BIN)/mypy
 
 bench: setup

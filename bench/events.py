@@ -41,8 +41,12 @@ async def measure(tmp: Path) -> dict[str, list[float] | float]:
         latencies = await _latencies(app, admin, count=40)
         rate = await _throughput(app, count=400)
         baseline_ms, baseline_rate = await _sandbox_baseline(app)
-        return {"latency_ms": latencies, "events_per_s": rate, "noop_exec_ms": baseline_ms,
-                "noop_exec_per_s": baseline_rate}
+        return {
+            "latency_ms": latencies,
+            "events_per_s": rate,
+            "noop_exec_ms": baseline_ms,
+            "noop_exec_per_s": baseline_rate,
+        }
     finally:
         await app.close()
 
@@ -74,8 +78,17 @@ async def _throughput(app: App, count: int) -> float:
     ids = [f"evt_{ulid()}" for _ in range(count)]
     started = time.perf_counter()
     for event_id in ids:
-        await app.bus.publish(Event(id=event_id, type="Bench.flood", data={}, source="bench",
-                                    time=format_iso(utc_now()), tenant="default", correlation_id=event_id))
+        await app.bus.publish(
+            Event(
+                id=event_id,
+                type="Bench.flood",
+                data={},
+                source="bench",
+                time=format_iso(utc_now()),
+                tenant="default",
+                correlation_id=event_id,
+            )
+        )
         app.worker.notify()
     pending = set(ids)
     while pending:

@@ -25,12 +25,17 @@ from mcpdo.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-           "MCP-Protocol-Version": "2025-11-25"}
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-11-25",
+}
 # Anonymous spinners give up after this budget (the bench server's anonymous timeout), then start again.
 SPINNER_BUDGET_MS = 2000
-TWENTY_CREATES = ("for (let i = 0; i < 20; i++) await db.create('BenchItem', { i, label: 'item ' + i })\n"
-                  "const items = await db.list('BenchItem', { limit: 20 })\nitems.length")
+TWENTY_CREATES = (
+    "for (let i = 0; i < 20; i++) await db.create('BenchItem', { i, label: 'item ' + i })\n"
+    "const items = await db.list('BenchItem', { limit: 20 })\nitems.length"
+)
 
 
 @dataclass
@@ -47,8 +52,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()
         env = {**os.environ, "MCPDO_ANONYMOUS_TIMEOUT_MS": str(SPINNER_BUDGET_MS)}
-        server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "server.py"), str(port), tmp],
-                                  stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "server.py"), str(port), tmp],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
         try:
             assert server.stdout is not None
             key = server.stdout.readline().strip()
@@ -67,8 +77,9 @@ def measure(url: str, key: str, tmp: Path) -> list[Row]:
     auth = {**HEADERS, "Authorization": f"Bearer {key}"}
     with httpx.Client(headers=auth, timeout=30) as client:
         # Interleaved, so drift in the machine's load hits both sides of the ratio alike.
-        noop_tool, noop_do = _timed_pair(lambda: _call(client, url, "noop", {}),
-                                         lambda: _call(client, url, "do", {"script": "1"}), 600)
+        noop_tool, noop_do = _timed_pair(
+            lambda: _call(client, url, "noop", {}), lambda: _call(client, url, "do", {"script": "1"}), 600
+        )
         creates = _timed(lambda: _call(client, url, "do", {"script": TWENTY_CREATES}), 60)
     spinners = 2 * Settings.from_env().sandbox_pool_size
     with httpx.Client(headers=auth, timeout=30) as client:
@@ -79,19 +90,46 @@ def measure(url: str, key: str, tmp: Path) -> list[Row]:
     noop_ratio = statistics.median(noop_do) / statistics.median(noop_tool)
     return [
         Row("no-op tool over HTTP (median)", _ms(noop_tool), "-", "-", "baseline", None),
-        Row("no-op do over HTTP (median)", _ms(noop_do), _ms(noop_tool), f"{noop_ratio:.2f}x",
-            "<= 2x and < 3 ms", noop_ratio <= 2 and statistics.median(noop_do) < 3),
-        Row(f"no-op do of another key under {spinners} anonymous spinners (median)", _ms(loaded), _ms(noop_do),
-            f"{statistics.median(loaded) / statistics.median(noop_do):.1f}x", "< 50 ms",
-            statistics.median(loaded) < 50),
-        Row("do: 20 db.create + db.list (median)", _ms(creates), _ms(noop_do),
-            f"{statistics.median(creates) / statistics.median(noop_do):.1f}x", "< 15 ms",
-            statistics.median(creates) < 15),
-        Row("no-op do executions/s, concurrency 8", f"{do_rate:.0f}/s", f"{tool_rate:.0f}/s (no-op tool)",
-            f"{do_rate / tool_rate:.2f}x", ">= 300/s", do_rate >= 300),
-        Row("cold start: mcpdo run, process start to result", f"{cold * 1000:.0f} ms",
-            f"{python_start * 1000:.0f} ms (python -c pass)", f"{cold / python_start:.1f}x", "< 500 ms",
-            cold < 0.5),
+        Row(
+            "no-op do over HTTP (median)",
+            _ms(noop_do),
+            _ms(noop_tool),
+            f"{noop_ratio:.2f}x",
+            "<= 2x and < 3 ms",
+            noop_ratio <= 2 and statistics.median(noop_do) < 3,
+        ),
+        Row(
+            f"no-op do of another key under {spinners} anonymous spinners (median)",
+            _ms(loaded),
+            _ms(noop_do),
+            f"{statistics.median(loaded) / statistics.median(noop_do):.1f}x",
+            "< 50 ms",
+            statistics.median(loaded) < 50,
+        ),
+        Row(
+            "do: 20 db.create + db.list (median)",
+            _ms(creates),
+            _ms(noop_do),
+            f"{statistics.median(creates) / statistics.median(noop_do):.1f}x",
+            "< 15 ms",
+            statistics.median(creates) < 15,
+        ),
+        Row(
+            "no-op do executions/s, concurrency 8",
+            f"{do_rate:.0f}/s",
+            f"{tool_rate:.0f}/s (no-op tool)",
+            f"{do_rate / tool_rate:.2f}x",
+            ">= 300/s",
+            do_rate >= 300,
+        ),
+        Row(
+            "cold start: mcpdo run, process start to result",
+            f"{cold * 1000:.0f} ms",
+            f"{python_start * 1000:.0f} ms (python -c pass)",
+            f"{cold / python_start:.1f}x",
+            "< 500 ms",
+            cold < 0.5,
+        ),
     ]
 
 
@@ -104,10 +142,22 @@ def measure_events(tmp: Path) -> list[Row]:
     assert isinstance(latency, list) and isinstance(noop, list)
     rate, noop_rate = float(found["events_per_s"]), float(found["noop_exec_per_s"])  # type: ignore[arg-type]
     return [
-        Row("send -> handler start latency (median)", _ms(latency), _ms(noop) + " (no-op execution)",
-            f"{statistics.median(latency) / statistics.median(noop):.1f}x", "reported", None),
-        Row("sustained events/s through the local bus", f"{rate:.0f}/s",
-            f"{noop_rate:.0f}/s (no-op executions, concurrency 4)", f"{rate / noop_rate:.2f}x", "reported", None),
+        Row(
+            "send -> handler start latency (median)",
+            _ms(latency),
+            _ms(noop) + " (no-op execution)",
+            f"{statistics.median(latency) / statistics.median(noop):.1f}x",
+            "reported",
+            None,
+        ),
+        Row(
+            "sustained events/s through the local bus",
+            f"{rate:.0f}/s",
+            f"{noop_rate:.0f}/s (no-op executions, concurrency 4)",
+            f"{rate / noop_rate:.2f}x",
+            "reported",
+            None,
+        ),
     ]
 
 
@@ -151,8 +201,12 @@ def _under_spinners(url: str, spinners: int, action: Callable[[], None], count: 
         with httpx.Client(headers=HEADERS, timeout=30) as client:
             while not stop.is_set():
                 started = time.perf_counter()
-                body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                        "params": {"name": "do", "arguments": {"script": "while (true) {}"}}}
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {"name": "do", "arguments": {"script": "while (true) {}"}},
+                }
                 client.post(url, json=body)
                 if time.perf_counter() - started < 0.1:
                     stop.wait(0.05)  # refused at once (a cap): ask again shortly, as a persistent attacker would
@@ -169,8 +223,9 @@ def _under_spinners(url: str, spinners: int, action: Callable[[], None], count: 
             thread.join()
 
 
-def _throughput(url: str, headers: dict[str, str], tool: str, arguments: dict[str, object], *,
-                seconds: float, workers: int = 8) -> float:
+def _throughput(
+    url: str, headers: dict[str, str], tool: str, arguments: dict[str, object], *, seconds: float, workers: int = 8
+) -> float:
     done = [0] * workers
     stop = time.perf_counter() + seconds
 
@@ -199,8 +254,9 @@ def _cold_start(tmp: Path) -> tuple[float, float]:
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         python_runs.append(time.perf_counter() - started)
         started = time.perf_counter()
-        done = subprocess.run([str(BIN / "mcpdo"), "run", str(script)], env=env, capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            [str(BIN / "mcpdo"), "run", str(script)], env=env, capture_output=True, text=True, check=False
+        )
         cold_runs.append(time.perf_counter() - started)
         if done.stdout.strip() != "2":
             raise RuntimeError(f"cold run failed: {done.stdout} {done.stderr}")
@@ -232,8 +288,10 @@ def _wait_ready(url: str) -> None:
 
 def print_table(rows: list[Row]) -> None:
     header = ("measure", "value", "baseline (same run)", "ratio", "target", "")
-    table = [header] + [(r.name, r.value, r.baseline, r.ratio, r.target,
-                         "" if r.ok is None else ("ok" if r.ok else "MISSED")) for r in rows]
+    table = [header] + [
+        (r.name, r.value, r.baseline, r.ratio, r.target, "" if r.ok is None else ("ok" if r.ok else "MISSED"))
+        for r in rows
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for index, line in enumerate(table):
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

@@ -19,10 +19,10 @@ async def main(port: int, data_dir: Path) -> None:
     await app.sandbox.start()
     key, _ = await app.auth.create_key("bench")
     # Rate limits off: the benchmark measures the server, not its quotas.
-    asgi = build_http_app(app.tool, app.auth, public_url=f"http://127.0.0.1:{port}", with_noop=True,
-                          limits=RateLimits.per_minute(0, 0))
-    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
+    asgi = build_http_app(
+        app.tool, app.auth, public_url=f"http://127.0.0.1:{port}", with_noop=True, limits=RateLimits.per_minute(0, 0)
+    )
+    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     print(key, flush=True)
     try:
         await server.serve()

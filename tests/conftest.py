@@ -17,8 +17,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     # Short budgets keep the hostile-input tests quick; the defaults are covered in unit tests.
-    running = start_server(tmp_path_factory.mktemp("state"), MCPDO_ANONYMOUS_TIMEOUT_MS="500",
-                           MCPDO_TIMEOUT_MS="3000")
+    running = start_server(tmp_path_factory.mktemp("state"), MCPDO_ANONYMOUS_TIMEOUT_MS="500", MCPDO_TIMEOUT_MS="3000")
     yield running
     stop_server(running)
 

@@ -25,8 +25,9 @@ class Authenticator:
         self._keys = keys
         self._default_tenant = default_tenant
 
-    async def create_key(self, name: str, *, tenant: str | None = None,
-                         roles: tuple[str, ...] = ("admin",)) -> tuple[str, ApiKey]:
+    async def create_key(
+        self, name: str, *, tenant: str | None = None, roles: tuple[str, ...] = ("admin",)
+    ) -> tuple[str, ApiKey]:
         """A new key; the secret is returned once and never stored."""
         if not name.strip():
             raise InputError("A key needs a non-empty --name")
@@ -34,8 +35,14 @@ class Authenticator:
         if unknown or not roles:
             raise InputError(f"Unknown role(s) {unknown or roles!r}; valid roles: {', '.join(KNOWN_ROLES)}")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = ApiKey(id="key_" + secrets.token_hex(8), name=name.strip(), tenant=tenant or self._default_tenant,
-                     roles=roles, prefix=secret[:7], created_at=now_iso())
+        key = ApiKey(
+            id="key_" + secrets.token_hex(8),
+            name=name.strip(),
+            tenant=tenant or self._default_tenant,
+            roles=roles,
+            prefix=secret[:7],
+            created_at=now_iso(),
+        )
         await self._keys.add(key, hash_secret(secret))
         return secret, key
 
@@ -70,8 +77,15 @@ class Authenticator:
         key = await self._keys.find_by_hash(hash_secret(secret))
         if key is None or key.revoked_at is not None:
             raise Unauthorized("Invalid or revoked API key")
-        return Identity.for_roles(id=key.id, tenant=key.tenant, auth_type="apiKey", roles=key.roles,
-                                  scopes=key.roles, name=key.name, issued_at=key.created_at)
+        return Identity.for_roles(
+            id=key.id,
+            tenant=key.tenant,
+            auth_type="apiKey",
+            roles=key.roles,
+            scopes=key.roles,
+            name=key.name,
+            issued_at=key.created_at,
+        )
 
 
 def now_iso() -> str:

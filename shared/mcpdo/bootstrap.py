@@ -60,18 +60,28 @@ def build_local(settings: Settings) -> App:
     path = settings.database_path
     store = SqliteEntityStore(path)
     modules = SqliteModuleStore(path)
-    bus = LocalEventBus(path, backoff_base=settings.retry_base_seconds, hop_limit=settings.event_hop_limit,
-                        max_deliveries_per_send=settings.max_deliveries_per_send)
+    bus = LocalEventBus(
+        path,
+        backoff_base=settings.retry_base_seconds,
+        hop_limit=settings.event_hop_limit,
+        max_deliveries_per_send=settings.max_deliveries_per_send,
+    )
     runs = SqliteRunLog(path)
     scheduler = LocalScheduler(path)
     outbox = LocalOutbox(path)
     keys = SqliteKeyStore(path)
-    sandbox = Sandbox(node_path=settings.node_path, runner_path=settings.runner_path,
-                      size=settings.sandbox_pool_size, max_size=settings.sandbox_pool_max,
-                      wait_ms=settings.sandbox_wait_ms,
-                      caps=Caps(per_key=settings.concurrency_per_key,
-                                per_anonymous=settings.concurrency_per_anonymous,
-                                anonymous_runners=settings.anonymous_runners))
+    sandbox = Sandbox(
+        node_path=settings.node_path,
+        runner_path=settings.runner_path,
+        size=settings.sandbox_pool_size,
+        max_size=settings.sandbox_pool_max,
+        wait_ms=settings.sandbox_wait_ms,
+        caps=Caps(
+            per_key=settings.concurrency_per_key,
+            per_anonymous=settings.concurrency_per_anonymous,
+            anonymous_runners=settings.anonymous_runners,
+        ),
+    )
 
     async def invoke(handler: HandlerRef, event: Event) -> HandlerOutcome:
         return await service.invoke(handler, event)
@@ -82,11 +92,22 @@ def build_local(settings: Settings) -> App:
         await bus.publish(event)
         worker.notify()
 
-    executor = Executor(settings, sandbox, store, publish,
-                        partial(resolve_import, modules, settings.default_context))
+    executor = Executor(settings, sandbox, store, publish, partial(resolve_import, modules, settings.default_context))
     auth = Authenticator(keys, settings.default_tenant)
     service = ModuleService(modules, executor, settings.default_context, auth.still_valid)
-    return App(settings=settings, store=store, keys=keys, auth=auth,
-               sandbox=sandbox, modules=modules, bus=bus, runs=runs, scheduler=scheduler, outbox=outbox,
-               worker=worker, executor=executor, module_service=service,
-               tool=DoTool(executor.run_script, service.register))
+    return App(
+        settings=settings,
+        store=store,
+        keys=keys,
+        auth=auth,
+        sandbox=sandbox,
+        modules=modules,
+        bus=bus,
+        runs=runs,
+        scheduler=scheduler,
+        outbox=outbox,
+        worker=worker,
+        executor=executor,
+        module_service=service,
+        tool=DoTool(executor.run_script, service.register),
+    )

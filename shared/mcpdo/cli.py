@@ -49,13 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--key", default=None, help="API key to run as (default $MCPDO_API_KEY, else anonymous)")
     run.set_defaults(handler=_run)
 
-    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command",
-                                                                               required=True)
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key and print it (shown once)")
     create.add_argument("--name", required=True)
     create.add_argument("--tenant", default=None)
-    create.add_argument("--role", action="append", dest="roles", default=None,
-                        help="admin, member or reader (repeatable; default admin)")
+    create.add_argument(
+        "--role",
+        action="append",
+        dest="roles",
+        default=None,
+        help="admin, member or reader (repeatable; default admin)",
+    )
     create.set_defaults(handler=_keys_create)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.set_defaults(handler=_keys_list)
@@ -64,9 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_keys_revoke)
 
     events = commands.add_parser("events", help="inspect event deliveries").add_subparsers(
-        dest="events_command", required=True)
+        dest="events_command", required=True
+    )
     dead = events.add_parser("dead-letters", help="deliveries that exhausted their retries").add_subparsers(
-        dest="dead_command", required=True)
+        dest="dead_command", required=True
+    )
     dead_list = dead.add_parser("list", help="list dead letters, oldest first")
     dead_list.add_argument("--tenant", default=None)
     dead_list.set_defaults(handler=_dead_letters_list)
@@ -75,14 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(handler=_dead_letters_replay)
 
     runs = commands.add_parser("runs", help="handler runs and their logs").add_subparsers(
-        dest="runs_command", required=True)
+        dest="runs_command", required=True
+    )
     runs_list = runs.add_parser("list", help="latest handler runs, newest first")
     runs_list.add_argument("--tenant", default=None)
     runs_list.add_argument("--limit", type=int, default=50)
     runs_list.set_defaults(handler=_runs_list)
 
     schedules = commands.add_parser("schedules", help="live every() schedules").add_subparsers(
-        dest="schedules_command", required=True)
+        dest="schedules_command", required=True
+    )
     schedules_list = schedules.add_parser("list", help="live schedules and their next fire time")
     schedules_list.add_argument("--tenant", default=None)
     schedules_list.set_defaults(handler=_schedules_list)
@@ -92,15 +100,17 @@ def _parser() -> argparse.ArgumentParser:
     fire.set_defaults(handler=_schedules_fire)
 
     outbox = commands.add_parser("outbox", help="mail sent by the built-in mailer").add_subparsers(
-        dest="outbox_command", required=True)
+        dest="outbox_command", required=True
+    )
     outbox_list = outbox.add_parser("list", help="sent messages, newest first")
     outbox_list.add_argument("--limit", type=int, default=50)
     outbox_list.set_defaults(handler=_outbox_list)
     return parser
 
 
-async def _with_app(settings: Settings, work: Callable[[App], Awaitable[int]], *,
-                    sandbox: bool = True, worker: bool = False) -> int:
+async def _with_app(
+    settings: Settings, work: Callable[[App], Awaitable[int]], *, sandbox: bool = True, worker: bool = False
+) -> int:
     """Build the app, start what the command needs (the worker only in long-lived processes), clean up."""
     app = build_local(settings)
     try:
@@ -170,17 +180,30 @@ async def _keys_create(app: App, args: argparse.Namespace) -> int:
     roles = tuple(args.roles or ["admin"])
     secret, key = await app.auth.create_key(args.name, tenant=args.tenant, roles=roles)
     print(secret)
-    print(f"created {key.id} ({key.name}, tenant {key.tenant}, roles {', '.join(key.roles)});"
-          " the key is shown only once", file=sys.stderr)
+    print(
+        f"created {key.id} ({key.name}, tenant {key.tenant}, roles {', '.join(key.roles)}); the key is shown only once",
+        file=sys.stderr,
+    )
     return 0
 
 
 @_offline
 async def _keys_list(app: App, args: argparse.Namespace) -> int:
     keys = await app.auth.list_keys()
-    _print_json([{"id": k.id, "name": k.name, "tenant": k.tenant, "roles": list(k.roles),
-                  "prefix": k.prefix + "...", "createdAt": k.created_at, "revokedAt": k.revoked_at}
-                 for k in keys])
+    _print_json(
+        [
+            {
+                "id": k.id,
+                "name": k.name,
+                "tenant": k.tenant,
+                "roles": list(k.roles),
+                "prefix": k.prefix + "...",
+                "createdAt": k.created_at,
+                "revokedAt": k.revoked_at,
+            }
+            for k in keys
+        ]
+    )
     return 0
 
 
@@ -218,9 +241,16 @@ async def _schedules_list(app: App, args: argparse.Namespace) -> int:
     rows = []
     for entry in await app.modules.schedules(args.tenant):
         upcoming = await app.scheduler.next_fire(entry)
-        rows.append({"id": entry.handler.handler_id, "tenant": entry.handler.tenant,
-                     "module": entry.handler.module_id, "version": entry.handler.version,
-                     "schedule": entry.schedule, "next": format_iso(upcoming) if upcoming else None})
+        rows.append(
+            {
+                "id": entry.handler.handler_id,
+                "tenant": entry.handler.tenant,
+                "module": entry.handler.module_id,
+                "version": entry.handler.version,
+                "schedule": entry.schedule,
+                "next": format_iso(upcoming) if upcoming else None,
+            }
+        )
     _print_json(rows)
     return 0
 
@@ -232,8 +262,7 @@ async def _schedules_fire(app: App, args: argparse.Namespace) -> int:
         raise NotFound(f"Schedule {args.handler_id} not found; `mcpdo schedules list` shows the live ones")
     if len(entries) > 1:
         tenants = ", ".join(sorted(e.handler.tenant for e in entries))
-        raise InputError(f"Schedule {args.handler_id} exists in several tenants ({tenants}): "
-                         f"name one with --tenant")
+        raise InputError(f"Schedule {args.handler_id} exists in several tenants ({tenants}): name one with --tenant")
     entry = entries[0]
     event = schedule_event(DueSchedule(entry, utc_now()))
     await app.bus.enqueue(event, entry.handler)

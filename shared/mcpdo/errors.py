@@ -27,8 +27,7 @@ class InputError(McpdoError):
 class ScriptRuntimeError(McpdoError):
     """The script threw; positions point into the caller's source."""
 
-    def __init__(self, message: str, line: int | None = None, column: int | None = None,
-                 name: str = "Error") -> None:
+    def __init__(self, message: str, line: int | None = None, column: int | None = None, name: str = "Error") -> None:
         super().__init__(message)
         self.line = line
         self.column = column
@@ -139,17 +138,22 @@ class SandboxBusy(McpdoError):
     """
 
     _TEXTS: ClassVar[dict[str, str]] = {
-        "key": ("Too many concurrent executions for this key: at most {cap} at a time "
-                "(MCPDO_CONCURRENCY_PER_KEY), and none finished within {wait} ms (MCPDO_SANDBOX_WAIT_MS); "
-                "try again when one has finished"),
-        "source": ("Too many concurrent executions for anonymous callers from this address: at most {cap} at a "
-                   "time (MCPDO_CONCURRENCY_PER_ANONYMOUS), and none finished within {wait} ms "
-                   "(MCPDO_SANDBOX_WAIT_MS); try again when one has finished"),
-        "anonymous": ("The sandbox is busy with anonymous executions: at most {cap} at a time for all anonymous "
-                      "callers together (MCPDO_ANONYMOUS_RUNNERS), and none finished within {wait} ms "
-                      "(MCPDO_SANDBOX_WAIT_MS); try again, or authenticate with an API key"),
-        "runners": ("The sandbox is busy: no runner became free within {wait} ms (MCPDO_SANDBOX_WAIT_MS); "
-                    "try again"),
+        "key": (
+            "Too many concurrent executions for this key: at most {cap} at a time "
+            "(MCPDO_CONCURRENCY_PER_KEY), and none finished within {wait} ms (MCPDO_SANDBOX_WAIT_MS); "
+            "try again when one has finished"
+        ),
+        "source": (
+            "Too many concurrent executions for anonymous callers from this address: at most {cap} at a "
+            "time (MCPDO_CONCURRENCY_PER_ANONYMOUS), and none finished within {wait} ms "
+            "(MCPDO_SANDBOX_WAIT_MS); try again when one has finished"
+        ),
+        "anonymous": (
+            "The sandbox is busy with anonymous executions: at most {cap} at a time for all anonymous "
+            "callers together (MCPDO_ANONYMOUS_RUNNERS), and none finished within {wait} ms "
+            "(MCPDO_SANDBOX_WAIT_MS); try again, or authenticate with an API key"
+        ),
+        "runners": ("The sandbox is busy: no runner became free within {wait} ms (MCPDO_SANDBOX_WAIT_MS); try again"),
     }
 
     def __init__(self, reason: str, wait_ms: int, cap: int | None = None) -> None:

@@ -26,8 +26,9 @@ ImportResolver = Callable[[str, Identity, str | None], Awaitable[StoredModule]]
 class SandboxPort(Protocol):
     """What the executor needs from the sandbox (the runner pool implements it)."""
 
-    async def execute(self, request: ExecutionRequest, host: HostCall, *,
-                      caller: Caller | None = None) -> ExecutionResult: ...
+    async def execute(
+        self, request: ExecutionRequest, host: HostCall, *, caller: Caller | None = None
+    ) -> ExecutionResult: ...
 
 
 @dataclass(frozen=True)
@@ -41,56 +42,76 @@ class ModuleEvaluation:
 class Executor:
     """Runs code for identities. One instance per process, shared by every transport and the worker."""
 
-    def __init__(self, settings: Settings, sandbox: SandboxPort, store: EntityStore, publish: Publisher,
-                 resolve_import: ImportResolver) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sandbox: SandboxPort,
+        store: EntityStore,
+        publish: Publisher,
+        resolve_import: ImportResolver,
+    ) -> None:
         self._settings = settings
         self._sandbox = sandbox
         self._store = store
         self._publish = publish
         self._resolve_import = resolve_import
 
-    async def run_script(self, code: str, identity: Identity,
-                         preload: tuple[StoredModule, ...] = ()) -> ExecutionResult:
+    async def run_script(
+        self, code: str, identity: Identity, preload: tuple[StoredModule, ...] = ()
+    ) -> ExecutionResult:
         """Run `code` now as `identity`; `preload` modules' exports are globals for it."""
         source = f"script:{identity.id or 'anonymous'}"
         events = EventsApi(identity, EventContext("script", source=source), self._publish)
-        request = self._request(code, identity, kind="script",
-                                preload=tuple(ModuleSource(m.id, m.code) for m in preload))
-        result = await self._sandbox.execute(request, self._host(identity, events, importer=None),
-                                             caller=caller_of(identity))
+        request = self._request(
+            code, identity, kind="script", preload=tuple(ModuleSource(m.id, m.code) for m in preload)
+        )
+        result = await self._sandbox.execute(
+            request, self._host(identity, events, importer=None), caller=caller_of(identity)
+        )
         return replace(result, warnings=result.warnings + events.warnings)
 
     async def evaluate_module(self, code: str, identity: Identity, *, module_id: str) -> ModuleEvaluation:
         """Run a module's top level once, collecting its `on`/`every` registrations and exports."""
         events = EventsApi(identity, EventContext("register", source=module_id), self._publish)
         request = self._request(code, identity, kind="module")
-        result = await self._sandbox.execute(request, self._host(identity, events, importer=module_id),
-                                             caller=caller_of(identity))
+        result = await self._sandbox.execute(
+            request, self._host(identity, events, importer=module_id), caller=caller_of(identity)
+        )
         return ModuleEvaluation(registrations=events.registrations, exports=result.exports)
 
-    async def invoke_handler(self, module: StoredModule, owner: Identity, index: int,
-                             args: tuple[Any, ...], *, parent: Event) -> ExecutionResult:
+    async def invoke_handler(
+        self, module: StoredModule, owner: Identity, index: int, args: tuple[Any, ...], *, parent: Event
+    ) -> ExecutionResult:
         """Call handler `index` of a stored module as its owner; events it sends get delivery-derived ids."""
-        context = EventContext("handler", source=module.id, parent=parent,
-                               delivery_key=f"{parent.id}/{module.id}#{index}")
+        context = EventContext(
+            "handler", source=module.id, parent=parent, delivery_key=f"{parent.id}/{module.id}#{index}"
+        )
         events = EventsApi(owner, context, self._publish)
         request = replace(self._request(module.code, owner, kind="module"), invoke=Invocation(index, args))
         # A handler counts against its owner's key, like the owner's own calls.
-        return await self._sandbox.execute(request, self._host(owner, events, importer=module.id),
-                                           caller=caller_of(owner))
+        return await self._sandbox.execute(
+            request, self._host(owner, events, importer=module.id), caller=caller_of(owner)
+        )
 
-    def _request(self, code: str, identity: Identity, *, kind: str,
-                 preload: tuple[ModuleSource, ...] = ()) -> ExecutionRequest:
+    def _request(
+        self, code: str, identity: Identity, *, kind: str, preload: tuple[ModuleSource, ...] = ()
+    ) -> ExecutionRequest:
         limits = self._settings.limits(anonymous=identity.is_anonymous)
         size = len(code.encode("utf-8", errors="surrogatepass"))
         if size > limits.max_script_bytes:
             noun = "Script" if kind == "script" else "Module code"
-            raise LimitExceeded("script", f"{noun} too large: {size} bytes exceeds the "
-                                          f"{limits.max_script_bytes}-byte limit")
-        return ExecutionRequest(code=code, limits=limits, readonly=identity.is_anonymous,
-                                user=user_view(identity), kind="module" if kind == "module" else "script",
-                                preload=preload,
-                                reuse_key=reuse_key(identity))
+            raise LimitExceeded(
+                "script", f"{noun} too large: {size} bytes exceeds the {limits.max_script_bytes}-byte limit"
+            )
+        return ExecutionRequest(
+            code=code,
+            limits=limits,
+            readonly=identity.is_anonymous,
+            user=user_view(identity),
+            kind="module" if kind == "module" else "script",
+            preload=preload,
+            reuse_key=reuse_key(identity),
+        )
 
     def _host(self, identity: Identity, events: EventsApi, importer: str | None) -> Host:
         host = Host(identity, self._store)
@@ -129,5 +150,8 @@ def caller_of(identity: Identity) -> Caller:
 
 def user_view(identity: Identity) -> dict[str, object]:
     """What `user.current()`, `user.session()` and `user.can()` answer inside the sandbox."""
-    return {"current": identity.current(), "session": identity.session(),
-            "grants": [list(grant) for grant in identity.grants]}
+    return {
+        "current": identity.current(),
+        "session": identity.session(),
+        "grants": [list(grant) for grant in identity.grants],
+    }

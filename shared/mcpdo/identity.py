@@ -11,8 +11,19 @@ DEFAULT_TENANT = "default"
 
 # Reads are everything an anonymous caller may do; writes need a role that grants them.
 READ_ACTIONS = ("read", "list", "get", "related", "embed", "fetch")
-WRITE_ACTIONS = ("create", "update", "delete", "relate", "send", "generate", "batch",
-                 "subscribe", "schedule", "proxy", "register")
+WRITE_ACTIONS = (
+    "create",
+    "update",
+    "delete",
+    "relate",
+    "send",
+    "generate",
+    "batch",
+    "subscribe",
+    "schedule",
+    "proxy",
+    "register",
+)
 
 # (action, resource) patterns each role grants; "*" matches anything.
 ROLE_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -45,18 +56,26 @@ class Identity:
     @classmethod
     def anonymous(cls, tenant: str = DEFAULT_TENANT) -> Identity:
         """The read-only caller who presented no credentials."""
-        return cls(id=None, tenant=tenant, auth_type="anonymous",
-                   grants=tuple((action, "*") for action in READ_ACTIONS))
+        return cls(
+            id=None, tenant=tenant, auth_type="anonymous", grants=tuple((action, "*") for action in READ_ACTIONS)
+        )
 
     @classmethod
-    def for_roles(cls, *, id: str, tenant: str, auth_type: AuthType, roles: tuple[str, ...],
-                  scopes: tuple[str, ...] = (), **extra: Any) -> Identity:
+    def for_roles(
+        cls,
+        *,
+        id: str,
+        tenant: str,
+        auth_type: AuthType,
+        roles: tuple[str, ...],
+        scopes: tuple[str, ...] = (),
+        **extra: Any,
+    ) -> Identity:
         """An authenticated identity whose grants come from its roles."""
         grants: list[tuple[str, str]] = []
         for role in roles:
             grants.extend(ROLE_GRANTS.get(role, ()))
-        return cls(id=id, tenant=tenant, auth_type=auth_type, roles=roles, scopes=scopes,
-                   grants=tuple(grants), **extra)
+        return cls(id=id, tenant=tenant, auth_type=auth_type, roles=roles, scopes=scopes, grants=tuple(grants), **extra)
 
     @property
     def is_anonymous(self) -> bool:
@@ -79,8 +98,7 @@ class Identity:
 
     def session(self) -> dict[str, Any]:
         """The value of `user.session()` in a script."""
-        out: dict[str, Any] = {"id": self.id or "anonymous", "authType": self.auth_type,
-                               "scopes": list(self.scopes)}
+        out: dict[str, Any] = {"id": self.id or "anonymous", "authType": self.auth_type, "scopes": list(self.scopes)}
         if self.issued_at:
             out["issuedAt"] = self.issued_at
         if self.expires_at:

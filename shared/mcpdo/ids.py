@@ -41,8 +41,7 @@ def type_prefix(type_name: str) -> str:
     end = len(letters)
     first_vowel = next((i for i, ch in enumerate(letters) if ch in _VOWELS), None)
     if first_vowel is not None:
-        end = next((i + 1 for i in range(first_vowel + 1, len(letters)) if letters[i] not in _VOWELS),
-                   len(letters))
+        end = next((i + 1 for i in range(first_vowel + 1, len(letters)) if letters[i] not in _VOWELS), len(letters))
     return letters[: min(max(end, _MIN_PREFIX), _MAX_PREFIX)]
 
 

@@ -127,8 +127,11 @@ def integer_option(name: str, value: object, default: int, low: int, high: int) 
 
 def inc_amount(field: str, value: object) -> int | float:
     """A `$inc` amount: a finite number within the safe-integer range (so the sum stays finite)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-            math.isfinite(value) and abs(value) <= MAX_SAFE_INTEGER):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and abs(value) <= MAX_SAFE_INTEGER)
+    ):
         raise InputError(
             f"$inc on field '{field}' needs a finite number between {-MAX_SAFE_INTEGER} and "
             f"{MAX_SAFE_INTEGER}, got {show(value)}"
@@ -195,14 +198,10 @@ def check_where(where: object) -> None:
         if not isinstance(value, list | Mapping):
             continue
         if depth > MAX_WHERE_DEPTH:
-            raise InputError(
-                f"where is nested too deeply (more than {MAX_WHERE_DEPTH} levels of objects and arrays)"
-            )
+            raise InputError(f"where is nested too deeply (more than {MAX_WHERE_DEPTH} levels of objects and arrays)")
         items += len(value)
         if items > MAX_WHERE_ITEMS:
-            raise InputError(
-                f"where is too large (more than {MAX_WHERE_ITEMS} keys and array items in all)"
-            )
+            raise InputError(f"where is too large (more than {MAX_WHERE_ITEMS} keys and array items in all)")
         if isinstance(value, list):
             stack.extend((item, f"{path}.{index}", depth + 1) for index, item in enumerate(value))
             continue

@@ -59,6 +59,7 @@ class InvalidModule(InputError):
 # Result types
 # ---------------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ImportBinding:
     imported: str
@@ -158,10 +159,11 @@ _FrontmatterLoader.yaml_implicit_resolvers = {
 _FrontmatterLoader.add_implicit_resolver(_TAG + "bool", re.compile(r"^(?:true|false)$"), list("tf"))
 _FrontmatterLoader.add_implicit_resolver(_TAG + "null", re.compile(r"^(?:~|null|)$"), ["~", "n", ""])
 _FrontmatterLoader.add_implicit_resolver(
-    _TAG + "int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$"), list("-+0123456789"))
+    _TAG + "int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$"), list("-+0123456789")
+)
 _FrontmatterLoader.add_implicit_resolver(
-    _TAG + "float", re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$"),
-    list("-+0123456789."))
+    _TAG + "float", re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$"), list("-+0123456789.")
+)
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
@@ -186,7 +188,8 @@ def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             raise yaml.constructor.ConstructorError(
-                None, None, "mapping keys must be plain strings", key_node.start_mark)
+                None, None, "mapping keys must be plain strings", key_node.start_mark
+            )
         data[str(key_node.value)] = loader.construct_object(value_node, deep=False)
 
 
@@ -267,11 +270,18 @@ def _resolve_id(raw_id: str, context: str, line: int | None) -> str:
     where = f" (line {line})" if line else ""
     if _ABSOLUTE_URL.match(raw_id):
         return raw_id
-    bad = (not raw_id or raw_id.startswith("//") or not _PATH.match(raw_id)
-           or any(seg in (".", "..") for seg in raw_id.split("/")))
+    bad = (
+        not raw_id
+        or raw_id.startswith("//")
+        or not _PATH.match(raw_id)
+        or any(seg in (".", "..") for seg in raw_id.split("/"))
+    )
     if bad:
-        raise InvalidModule(f"Invalid $id '{raw_id}'{where}: expected an absolute URL "
-                            "(https://example.com/workflows/x) or a path (/workflows/x)", line)
+        raise InvalidModule(
+            f"Invalid $id '{raw_id}'{where}: expected an absolute URL "
+            "(https://example.com/workflows/x) or a path (/workflows/x)",
+            line,
+        )
     return context.rstrip("/") + "/" + raw_id.lstrip("/")
 
 
@@ -279,31 +289,83 @@ def _resolve_id(raw_id: str, context: str, line: int | None) -> str:
 # A small JavaScript/TypeScript lexer: enough to find where top-level statements end
 # ---------------------------------------------------------------------------------------------------------
 
+
 def _words(text: str) -> list[str]:
     return text.split()
 
 
-_KEYWORDS = frozenset(_words("""
+_KEYWORDS = frozenset(
+    _words("""
 abstract accessor as asserts async await break case catch class const continue debugger declare default
 delete do else enum export extends false finally for from function get if implements import in infer
 instanceof interface is keyof let module namespace new null of out override package private protected
 public readonly return satisfies set static super switch this throw true try type typeof undefined unique
 using var void while with yield
-"""))
+""")
+)
 _VALUE_KEYWORDS = frozenset({"this", "true", "false", "null", "undefined", "super"})
 _CONTROL = frozenset({"if", "for", "while", "with"})
-_REGEX_AFTER_KEYWORDS = frozenset({"return", "typeof", "case", "do", "else", "in", "of", "new", "delete",
-                                   "void", "throw", "yield", "await", "instanceof"})
-_PUNCTUATORS = sorted(_words("""
+_REGEX_AFTER_KEYWORDS = frozenset(
+    {
+        "return",
+        "typeof",
+        "case",
+        "do",
+        "else",
+        "in",
+        "of",
+        "new",
+        "delete",
+        "void",
+        "throw",
+        "yield",
+        "await",
+        "instanceof",
+    }
+)
+_PUNCTUATORS = sorted(
+    _words("""
 >>>= ... === !== **= <<= >>= >>> &&= ||= ??= => == != <= >= && || ?? ?. ++ -- += -= *= /= %= &= |= ^= **
 << >> { } ( ) [ ] ; , < > + - * / % & | ^ ! ~ ? : = . @
-"""), key=len, reverse=True)
-_CONTINUES = frozenset(_words("""
+"""),
+    key=len,
+    reverse=True,
+)
+_CONTINUES = frozenset(
+    _words("""
 = += -= *= /= %= **= <<= >>= >>>= &= |= ^= &&= ||= ??= , . ?. ( [ { + - * / % ** & | ^ ! ~ && || ?? ? :
 => < <= >= == === != !== << >> >>> ... @
-""")) | {"new", "typeof", "instanceof", "in", "of", "as", "satisfies", "extends", "implements", "keyof",
-                "else", "do", "const", "let", "var", "await", "async", "function", "class", "import",
-                "export", "default", "from", "case", "throw", "delete", "void", "yield"}
+""")
+) | {
+    "new",
+    "typeof",
+    "instanceof",
+    "in",
+    "of",
+    "as",
+    "satisfies",
+    "extends",
+    "implements",
+    "keyof",
+    "else",
+    "do",
+    "const",
+    "let",
+    "var",
+    "await",
+    "async",
+    "function",
+    "class",
+    "import",
+    "export",
+    "default",
+    "from",
+    "case",
+    "throw",
+    "delete",
+    "void",
+    "yield",
+}
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -402,7 +464,7 @@ class _Lexer:
                     self._issue(line, i, "unterminated string")
                     self._emit("str", text[i:], line, i)
                     return
-                self._emit("str", text[i:j + 1], line, i)
+                self._emit("str", text[i : j + 1], line, i)
                 i = j + 1
                 continue
             if c == "`":
@@ -444,9 +506,13 @@ class _Lexer:
             if punct == "(":
                 prev = self._prev()
                 before = self.tokens[-2] if len(self.tokens) > 1 else None
-                control = prev is not None and prev.kind == "id" and (
-                    prev.text in _CONTROL
-                    or (prev.text == "await" and before is not None and before.text == "for"))
+                control = (
+                    prev is not None
+                    and prev.kind == "id"
+                    and (
+                        prev.text in _CONTROL or (prev.text == "await" and before is not None and before.text == "for")
+                    )
+                )
             self._emit("punct", punct, line, col)
             self.stack.append(_Frame(punct, line, col, control))
             return
@@ -458,8 +524,9 @@ class _Lexer:
             top = self.stack[-1]
             expected = "}" if top.char == "${" else _OPENERS.get(top.char)
             if expected != punct:
-                self._issue(line, col, f"'{punct}' does not close '{top.char}' opened at line {top.line}",
-                            structural=True)
+                self._issue(
+                    line, col, f"'{punct}' does not close '{top.char}' opened at line {top.line}", structural=True
+                )
                 return
             self.stack.pop()
             self._emit("punct", punct, line, col, control=top.control)
@@ -546,14 +613,16 @@ _WEAK_START = re.compile(
     r")"
 )
 _NEEDS_BODY = re.compile(
-    r"^(?:export\s+(?:default\s+)?)?(?:async\s+)?(?:function|(?:abstract\s+)?class|interface|enum)\b")
+    r"^(?:export\s+(?:default\s+)?)?(?:async\s+)?(?:function|(?:abstract\s+)?class|interface|enum)\b"
+)
 _NEXT_CONTINUES = re.compile(r"^(?:\.[A-Za-z_$#]|\?\.|&&|\|\||\?\?|\?\s|(?:else|catch|finally)\b)")
 _FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")
 _JSX_START = re.compile(r"^<(?:>|[A-Za-z][\w.:-]*(?=\s|/?>|$))")
 _EXEC_LANGS = frozenset({"ts", "typescript", "js", "javascript"})
 _EXEC_WORDS = frozenset({"run", "exec", "export"})
-_VOID_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
-                            "source", "track", "wbr"})
+_VOID_ELEMENTS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
 
 
 def _indent(line: str) -> int:
@@ -634,19 +703,27 @@ class _Classifier:
         info = info.strip()
         lang_match = re.match(r"[A-Za-z0-9_+#.-]*", info)
         lang = lang_match.group(0).lower() if lang_match else ""
-        words = {w.lower() for w in re.findall(r"[A-Za-z]+", info[len(lang):])}
+        words = {w.lower() for w in re.findall(r"[A-Za-z]+", info[len(lang) :])}
         executable = lang in _EXEC_LANGS and bool(words & _EXEC_WORDS)
         closing = re.compile("^" + re.escape(marker[0]) + "{" + str(len(marker)) + r",}\s*$")
-        end = next((j for j in range(i + 1, len(lines))
-                    if _indent(lines[j]) <= 3 and closing.match(lines[j].strip())), None)
+        end = next(
+            (j for j in range(i + 1, len(lines)) if _indent(lines[j]) <= 3 and closing.match(lines[j].strip())), None
+        )
         if end is None:
             if executable:
-                raise InvalidModule(f"Unterminated code block: the fence on line {i + 1} is never closed",
-                                    i + 1)
+                raise InvalidModule(f"Unterminated code block: the fence on line {i + 1} is never closed", i + 1)
             end = len(lines)
-        body = lines[i + 1:end]
-        self.blocks.append(CodeBlock(lang=lang, info=info, line=i + 1, end_line=min(end, len(lines) - 1) + 1,
-                                     text="\n".join(body), executable=executable))
+        body = lines[i + 1 : end]
+        self.blocks.append(
+            CodeBlock(
+                lang=lang,
+                info=info,
+                line=i + 1,
+                end_line=min(end, len(lines) - 1) + 1,
+                text="\n".join(body),
+                executable=executable,
+            )
+        )
         if executable:
             self.code.update(range(i + 1, end))
             lexer = _Lexer()
@@ -692,8 +769,10 @@ class _Classifier:
                 if issue.line == i + 1 or issue.depth == 0 or not strong:
                     return None
                 if issue.structural:
-                    raise InvalidModule(f"Code starting at line {i + 1}: {issue.message} "
-                                        f"(line {issue.line}:{issue.col + 1})", issue.line)
+                    raise InvalidModule(
+                        f"Code starting at line {i + 1}: {issue.message} (line {issue.line}:{issue.col + 1})",
+                        issue.line,
+                    )
             if lexer.balanced and self._complete(lexer.tokens, j, needs_body, starts_with_do):
                 return _Chunk(i, j, lexer.tokens)
             j += 1
@@ -703,8 +782,10 @@ class _Classifier:
         if frame is None:
             return _Chunk(i, len(lines) - 1, lexer.tokens)
         opened = "`" if frame.char == "`" else frame.char.replace("${", "${")
-        raise InvalidModule(f"Code starting at line {i + 1}: '{opened}' opened at line {frame.line}:"
-                            f"{frame.col + 1} is never closed", frame.line)
+        raise InvalidModule(
+            f"Code starting at line {i + 1}: '{opened}' opened at line {frame.line}:{frame.col + 1} is never closed",
+            frame.line,
+        )
 
     def _complete(self, tokens: list[_Tok], j: int, needs_body: bool, starts_with_do: bool) -> bool:
         if not tokens:
@@ -712,8 +793,11 @@ class _Classifier:
         last = tokens[-1]
         if last.kind == "punct" and last.text == ";":
             return True
-        if last.kind in ("punct", "id") and last.text in _CONTINUES and not (
-                last.kind == "id" and last.text not in _KEYWORDS):
+        if (
+            last.kind in ("punct", "id")
+            and last.text in _CONTINUES
+            and not (last.kind == "id" and last.text not in _KEYWORDS)
+        ):
             return False
         if last.kind == "punct" and last.text == ")" and last.control:
             return False
@@ -734,8 +818,11 @@ class _Classifier:
             return None
         end_pos, name, props, children = scanned
         end_line = i + text.count("\n", 0, end_pos)
-        self.components.append(Component(name=name, props=props, line=i + 1, end_line=end_line + 1,
-                                         source=text[start:end_pos], children=children))
+        self.components.append(
+            Component(
+                name=name, props=props, line=i + 1, end_line=end_line + 1, source=text[start:end_pos], children=children
+            )
+        )
         return end_line
 
 
@@ -814,7 +901,7 @@ def _scan_element(s: str, p: int) -> tuple[int, str, dict[str, str], str] | None
             end = _skip_expression(s, p)
             if end is None:
                 return None
-            props["..."] = s[p + 1:end - 1].strip().removeprefix("...").strip()
+            props["..."] = s[p + 1 : end - 1].strip().removeprefix("...").strip()
             p = end
             continue
         attr = _NAME.match(s, p)
@@ -831,19 +918,19 @@ def _scan_element(s: str, p: int) -> tuple[int, str, dict[str, str], str] | None
                 close = s.find(s[p], p + 1)
                 if close < 0:
                     return None
-                props[key] = s[p + 1:close]
+                props[key] = s[p + 1 : close]
                 p = close + 1
             elif p < n and s[p] == "{":
                 end = _skip_expression(s, p)
                 if end is None:
                     return None
-                props[key] = s[p + 1:end - 1].strip()
+                props[key] = s[p + 1 : end - 1].strip()
                 p = end
             elif p < n and s[p] == "<":
                 inner = _scan_element(s, p)
                 if inner is None:
                     return None
-                props[key] = s[p:inner[0]]
+                props[key] = s[p : inner[0]]
                 p = inner[0]
             else:
                 return None
@@ -862,7 +949,7 @@ def _scan_element(s: str, p: int) -> tuple[int, str, dict[str, str], str] | None
             close = s.find(">", p)
             if close < 0:
                 return None
-            if s[p + 2:close].strip() != name:
+            if s[p + 2 : close].strip() != name:
                 return None
             return close + 1, name, props, s[children_start:p]
         elif s[p] == "<" and p + 1 < n and (s[p + 1].isalpha() or s[p + 1] == ">"):
@@ -878,6 +965,7 @@ def _scan_element(s: str, p: int) -> tuple[int, str, dict[str, str], str] | None
 # ---------------------------------------------------------------------------------------------------------
 # Imports and exports
 # ---------------------------------------------------------------------------------------------------------
+
 
 def _unquote(text: str) -> str:
     return text[1:-1] if len(text) >= 2 and text[0] in "'\"`" else text
@@ -916,8 +1004,13 @@ class _EsmReader:
             if tok.text == ",":
                 k += 1
                 continue
-            skip = tok.text == "type" and self.at(k + 1) is not None and not self.is_(k + 1, ",") \
-                and not self.is_(k + 1, "}") and not self.is_(k + 1, "as")
+            skip = (
+                tok.text == "type"
+                and self.at(k + 1) is not None
+                and not self.is_(k + 1, ",")
+                and not self.is_(k + 1, "}")
+                and not self.is_(k + 1, "as")
+            )
             if skip:
                 k += 1
                 tok = self.at(k)
@@ -967,8 +1060,9 @@ class _EsmReader:
         specifier = self._from(k)
         if specifier is None:
             return
-        self.imports.append(Import(specifier, tuple(a for a, _ in pairs),
-                                   tuple(ImportBinding(a, b) for a, b in pairs), line, type_only))
+        self.imports.append(
+            Import(specifier, tuple(a for a, _ in pairs), tuple(ImportBinding(a, b) for a, b in pairs), line, type_only)
+        )
 
     def _export(self, k: int) -> None:
         line = self.toks[k].line
@@ -982,8 +1076,14 @@ class _EsmReader:
         elif text in ("const", "let", "var"):
             self._declarators(k + 1)
         elif text in ("function", "async", "class", "abstract", "enum"):
-            while self.at(k) is not None and self.toks[k].text in ("async", "function", "abstract", "class",
-                                                                    "enum", "*"):
+            while self.at(k) is not None and self.toks[k].text in (
+                "async",
+                "function",
+                "abstract",
+                "class",
+                "enum",
+                "*",
+            ):
                 k += 1
             name = self.at(k)
             if name is not None and name.kind == "id":
@@ -993,9 +1093,15 @@ class _EsmReader:
             specifier = self._from(after)
             self.exports.extend(local for _, local in pairs)
             if specifier is not None:
-                self.imports.append(Import(specifier, tuple(a for a, _ in pairs),
-                                           tuple(ImportBinding(a, b) for a, b in pairs), line,
-                                           reexport=True))
+                self.imports.append(
+                    Import(
+                        specifier,
+                        tuple(a for a, _ in pairs),
+                        tuple(ImportBinding(a, b) for a, b in pairs),
+                        line,
+                        reexport=True,
+                    )
+                )
         elif text == "*":
             if self.is_(k + 1, "as") and self.at(k + 2) is not None:
                 alias = _unquote(self.toks[k + 2].text)
@@ -1030,9 +1136,14 @@ class _EsmReader:
                     break
                 if cur.depth == depth0 and cur.text == ";":
                     return
-                if (prev is not None and cur.depth == depth0 and cur.line > prev.line
-                        and prev.text not in _CONTINUES and not _NEXT_CONTINUES.match(cur.text)
-                        and cur.text not in _CONTINUES):
+                if (
+                    prev is not None
+                    and cur.depth == depth0
+                    and cur.line > prev.line
+                    and prev.text not in _CONTINUES
+                    and not _NEXT_CONTINUES.match(cur.text)
+                    and cur.text not in _CONTINUES
+                ):
                     return
                 prev = cur
                 k += 1
@@ -1063,6 +1174,7 @@ class _EsmReader:
 # Entry point
 # ---------------------------------------------------------------------------------------------------------
 
+
 def parse_module(text: str, default_context: str) -> ParsedModule:
     """Split an MDXLD module into frontmatter, prose, components and line-aligned executable code."""
     if not isinstance(text, str):
@@ -1081,15 +1193,19 @@ def parse_module(text: str, default_context: str) -> ParsedModule:
             raise InvalidModule(f"Frontmatter {key} must be a string, got {got}{where}", line)
     raw_id = frontmatter.get("$id")
     if not raw_id:
-        raise InvalidModule("Frontmatter is missing $id (an absolute URL, or a path such as "
-                            "/workflows/order-fulfillment resolved against $context)", 2)
+        raise InvalidModule(
+            "Frontmatter is missing $id (an absolute URL, or a path such as "
+            "/workflows/order-fulfillment resolved against $context)",
+            2,
+        )
     context_given = frontmatter.get("$context")
     context = context_given if context_given else default_context
     if not _ABSOLUTE_URL.match(context):
         line = _key_line(lines, close, "$context") if context_given else None
         where = f" (line {line})" if line else ""
-        raise InvalidModule(f"Invalid $context '{context}'{where}: expected an absolute URL such as "
-                            "https://platform.do", line)
+        raise InvalidModule(
+            f"Invalid $context '{context}'{where}: expected an absolute URL such as https://platform.do", line
+        )
     resolved = _resolve_id(raw_id, context, _key_line(lines, close, "$id"))
     module_type = frontmatter.get("$type")
     data = {k: v for k, v in frontmatter.items() if k not in ("$id", "$type", "$context")}
@@ -1098,8 +1214,7 @@ def parse_module(text: str, default_context: str) -> ParsedModule:
     classifier.run()
     code_set = classifier.code
     code = "\n".join(line if index in code_set else "" for index, line in enumerate(lines))
-    prose = "\n".join(line if index not in code_set else "" for index, line in enumerate(lines)
-                      if index > close)
+    prose = "\n".join(line if index not in code_set else "" for index, line in enumerate(lines) if index > close)
     prose = re.sub(r"\n[ \t]*(?:\n[ \t]*)+\n", "\n\n", prose).strip("\n")
 
     imports: list[Import] = []
@@ -1110,7 +1225,7 @@ def parse_module(text: str, default_context: str) -> ParsedModule:
         imports.extend(reader.imports)
         exports.extend(reader.exports)
 
-    content = "\n".join(text.split("\n")[close + 1:])
+    content = "\n".join(text.split("\n")[close + 1 :])
     return ParsedModule(
         id=resolved,
         raw_id=raw_id,

@@ -32,8 +32,13 @@ from mcpdo.worker import SCHEDULE_EVENT_TYPE, HandlerFailed, HandlerOutcome
 class ModuleService:
     """Registers MDXLD modules for a caller and resolves `import` specifiers to stored modules."""
 
-    def __init__(self, store: ModuleStore, executor: Executor, default_context: str,
-                 still_valid: Callable[[Identity], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        store: ModuleStore,
+        executor: Executor,
+        default_context: str,
+        still_valid: Callable[[Identity], Awaitable[bool]],
+    ) -> None:
         self._store = store
         self._executor = executor
         self._default_context = default_context
@@ -49,14 +54,26 @@ class ModuleService:
         # Evaluate before persisting: a module whose code fails registers nothing and changes nothing.
         outcome = await self._executor.evaluate_module(code, identity, module_id=parsed.id)
         version = await self._store.next_version(identity.tenant, parsed.id)
-        subscriptions = [Subscription(HandlerRef(identity.tenant, parsed.id, version, index), pattern)
-                         for pattern, index in outcome.registrations.handlers]
-        schedules = [ScheduleEntry(HandlerRef(identity.tenant, parsed.id, version, index), schedule)
-                     for schedule, index in outcome.registrations.schedules]
-        module = StoredModule(tenant=identity.tenant, id=parsed.id, version=version, type=parsed.type,
-                              source=text, code=code, owner=owner_of(identity),
-                              exports=tuple(outcome.exports), metadata=dict(parsed.data),
-                              created_at=format_iso(utc_now()))
+        subscriptions = [
+            Subscription(HandlerRef(identity.tenant, parsed.id, version, index), pattern)
+            for pattern, index in outcome.registrations.handlers
+        ]
+        schedules = [
+            ScheduleEntry(HandlerRef(identity.tenant, parsed.id, version, index), schedule)
+            for schedule, index in outcome.registrations.schedules
+        ]
+        module = StoredModule(
+            tenant=identity.tenant,
+            id=parsed.id,
+            version=version,
+            type=parsed.type,
+            source=text,
+            code=code,
+            owner=owner_of(identity),
+            exports=tuple(outcome.exports),
+            metadata=dict(parsed.data),
+            created_at=format_iso(utc_now()),
+        )
         await self._store.save(module, subscriptions, schedules)
         now = utc_now()
         summary = {
@@ -64,8 +81,14 @@ class ModuleService:
             "type": parsed.type,
             "version": version,
             "handlers": [{"event": s.pattern, "id": s.handler.handler_id} for s in subscriptions],
-            "schedules": [{"cron": parse_schedule(s.schedule).canonical, "id": s.handler.handler_id,
-                           "next": format_iso(parse_schedule(s.schedule).next_after(now))} for s in schedules],
+            "schedules": [
+                {
+                    "cron": parse_schedule(s.schedule).canonical,
+                    "id": s.handler.handler_id,
+                    "next": format_iso(parse_schedule(s.schedule).next_after(now)),
+                }
+                for s in schedules
+            ],
             "exports": list(outcome.exports),
         }
         return summary, module
@@ -84,9 +107,11 @@ class ModuleService:
         for handler in live:
             if handler.module_id == ref.module_id and handler.index == ref.index:
                 return handler.version
-        raise Conflict(f"Cannot replay {delivery.id}: the live version of {ref.module_id} has no handler "
-                       f"#{ref.index} for {event.type} (the module was registered again without it); the dead "
-                       f"letter stays")
+        raise Conflict(
+            f"Cannot replay {delivery.id}: the live version of {ref.module_id} has no handler "
+            f"#{ref.index} for {event.type} (the module was registered again without it); the dead "
+            f"letter stays"
+        )
 
     async def invoke(self, handler: HandlerRef, event: Event) -> HandlerOutcome:
         """Run one delivery: the handler of the module version it was published to, as the module's owner."""
@@ -96,18 +121,23 @@ class ModuleService:
         owner = identity_of(module.owner)
         if not await self._still_valid(owner):
             # Revoking a key also stops what it registered: a leaked key must not keep acting through handlers.
-            raise HandlerFailed(f"Module {module.id} was registered with API key {owner.id}, which has been "
-                                f"revoked: register the module again with a valid key", retryable=False)
+            raise HandlerFailed(
+                f"Module {module.id} was registered with API key {owner.id}, which has been "
+                f"revoked: register the module again with a valid key",
+                retryable=False,
+            )
         try:
-            result = await self._executor.invoke_handler(module, owner, handler.index,
-                                                         (event.data, event.to_json()), parent=event)
+            result = await self._executor.invoke_handler(
+                module, owner, handler.index, (event.data, event.to_json()), parent=event
+            )
         except McpdoError as exc:
             raise HandlerFailed(exc.text, logs_json(exc.logs)) from exc
         return HandlerOutcome(logs=logs_json(result.logs), value=result.value)
 
 
-async def resolve_import(store: ModuleStore, default_context: str, specifier: str, identity: Identity,
-                         importer_id: str | None) -> StoredModule:
+async def resolve_import(
+    store: ModuleStore, default_context: str, specifier: str, identity: Identity, importer_id: str | None
+) -> StoredModule:
     """The latest stored module an `import ... from specifier` names, in the caller's tenant.
 
     Exact `$id` first; a path that matches no id exactly falls back to the one module whose `$id` has that
@@ -123,8 +153,9 @@ async def resolve_import(store: ModuleStore, default_context: str, specifier: st
         return candidates[0]
     if len(candidates) > 1:
         names = ", ".join(sorted(m.id for m in candidates))
-        raise InputError(f"Cannot import '{specifier}': several modules have that path ({names}); "
-                         f"import one by its full $id")
+        raise InputError(
+            f"Cannot import '{specifier}': several modules have that path ({names}); import one by its full $id"
+        )
     raise NotFound(f"Cannot import '{specifier}': no module is registered with $id {target}")
 
 
@@ -138,8 +169,10 @@ def resolve_specifier(specifier: str, *, importer_id: str | None, context: str) 
         return context.rstrip("/") + "/" + specifier.lstrip("/").rstrip("/")
     if specifier.startswith(("./", "../")):
         return urljoin(importer_id or context.rstrip("/") + "/", specifier).rstrip("/")
-    raise InputError(f"Cannot import '{specifier}': only stored modules can be imported, by $id path "
-                     f"('/workflows/x'), relative path ('./x') or URL")
+    raise InputError(
+        f"Cannot import '{specifier}': only stored modules can be imported, by $id path "
+        f"('/workflows/x'), relative path ('./x') or URL"
+    )
 
 
 def without_ui_imports(parsed: ParsedModule) -> str:
@@ -176,13 +209,25 @@ def logs_json(logs: tuple[LogEntry, ...]) -> tuple[dict[str, Any], ...]:
 
 def owner_of(identity: Identity) -> dict[str, Any]:
     """The identity a module's handlers will run as, kept with the module version."""
-    return {"id": identity.id, "tenant": identity.tenant, "authType": identity.auth_type,
-            "roles": list(identity.roles), "scopes": list(identity.scopes), "name": identity.name,
-            "email": identity.email}
+    return {
+        "id": identity.id,
+        "tenant": identity.tenant,
+        "authType": identity.auth_type,
+        "roles": list(identity.roles),
+        "scopes": list(identity.scopes),
+        "name": identity.name,
+        "email": identity.email,
+    }
 
 
 def identity_of(owner: dict[str, Any]) -> Identity:
     """The stored owner back as an Identity (handlers run with the registering caller's rights)."""
-    return Identity.for_roles(id=owner["id"], tenant=owner["tenant"], auth_type=owner["authType"],
-                              roles=tuple(owner["roles"]), scopes=tuple(owner.get("scopes", ())),
-                              name=owner.get("name"), email=owner.get("email"))
+    return Identity.for_roles(
+        id=owner["id"],
+        tenant=owner["tenant"],
+        auth_type=owner["authType"],
+        roles=tuple(owner["roles"]),
+        scopes=tuple(owner.get("scopes", ())),
+        name=owner.get("name"),
+        email=owner.get("email"),
+    )

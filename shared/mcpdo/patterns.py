@@ -94,8 +94,11 @@ def _segments_problem(text: str, allow_star: bool = False) -> str | None:
         if allow_star and segment == "*":
             continue
         if "*" in segment:
-            return (f"'*' must be a whole segment, not part of '{segment}'" if allow_star
-                    else "an event type cannot contain '*' (wildcards are for on() patterns)")
+            return (
+                f"'*' must be a whole segment, not part of '{segment}'"
+                if allow_star
+                else "an event type cannot contain '*' (wildcards are for on() patterns)"
+            )
         if not _SEGMENT.match(segment):
             return f"segment '{segment}' may only contain letters, digits, '_' and '-'"
     return None

@@ -40,15 +40,13 @@ class EntityStore(Protocol):
 
     async def create(self, tenant: str, type: str, data: Record) -> Record: ...
 
-    async def update(self, tenant: str, type: str, id: str, data: Record,
-                     if_version: int | None = None) -> Record: ...
+    async def update(self, tenant: str, type: str, id: str, data: Record, if_version: int | None = None) -> Record: ...
 
     async def delete(self, tenant: str, type: str, id: str) -> bool: ...
 
     async def relate(self, tenant: str, source: Ref, rel: str, target: Ref) -> Record: ...
 
-    async def related(self, tenant: str, ref: Ref, rel: str | None,
-                      direction: Direction) -> builtins.list[Record]: ...
+    async def related(self, tenant: str, ref: Ref, rel: str | None, direction: Direction) -> builtins.list[Record]: ...
 
     async def close(self) -> None: ...
 
@@ -101,8 +99,15 @@ class Event:
     depth: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "data": self.data, "source": self.source, "time": self.time,
-                "tenant": self.tenant, "correlationId": self.correlation_id}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "data": self.data,
+            "source": self.source,
+            "time": self.time,
+            "tenant": self.tenant,
+            "correlationId": self.correlation_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -179,11 +184,20 @@ class Delivery:
     """Token of the claim that handed this delivery out (None unless claimed)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "eventId": self.event.id, "eventType": self.event.type,
-                "tenant": self.handler.tenant, "handlerId": self.handler.handler_id,
-                "module": self.handler.module_id, "version": self.handler.version, "status": self.status,
-                "attempts": self.attempts, "nextAttemptAt": self.next_attempt_at, "lastError": self.last_error,
-                "eventDepth": self.event.depth}
+        return {
+            "id": self.id,
+            "eventId": self.event.id,
+            "eventType": self.event.type,
+            "tenant": self.handler.tenant,
+            "handlerId": self.handler.handler_id,
+            "module": self.handler.module_id,
+            "version": self.handler.version,
+            "status": self.status,
+            "attempts": self.attempts,
+            "nextAttemptAt": self.next_attempt_at,
+            "lastError": self.last_error,
+            "eventDepth": self.event.depth,
+        }
 
 
 @dataclass(frozen=True)
@@ -207,11 +221,22 @@ class Run:
         return self.handler.tenant
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "tenant": self.tenant, "handlerId": self.handler.handler_id,
-                "module": self.handler.module_id, "version": self.handler.version, "status": self.status,
-                "eventId": self.event_id, "eventType": self.event_type, "schedule": self.schedule,
-                "attempt": self.attempt, "logs": list(self.logs), "error": self.error,
-                "startedAt": self.started_at, "durationMs": self.duration_ms}
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "handlerId": self.handler.handler_id,
+            "module": self.handler.module_id,
+            "version": self.handler.version,
+            "status": self.status,
+            "eventId": self.event_id,
+            "eventType": self.event_type,
+            "schedule": self.schedule,
+            "attempt": self.attempt,
+            "logs": list(self.logs),
+            "error": self.error,
+            "startedAt": self.started_at,
+            "durationMs": self.duration_ms,
+        }
 
 
 @dataclass(frozen=True)
@@ -322,8 +347,9 @@ class Mailer(Protocol):
 class ModuleStore(Protocol):
     """Registered module versions and the subscriptions and schedules of the live version."""
 
-    async def save(self, module: StoredModule, subscriptions: list[Subscription],
-                   schedules: list[ScheduleEntry]) -> None:
+    async def save(
+        self, module: StoredModule, subscriptions: list[Subscription], schedules: list[ScheduleEntry]
+    ) -> None:
         """Store a new version and make its subscriptions and schedules replace the previous ones, atomically."""
         ...
 

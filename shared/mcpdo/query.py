@@ -46,7 +46,19 @@ SortDirection: TypeAlias = Literal["asc", "desc"]
 META_FIELDS = ("id", "$type", "createdAt", "updatedAt", "version")
 TIME_FIELDS = ("createdAt", "updatedAt")
 OPERATORS = (
-    "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists", "contains", "startsWith", "before", "after",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "exists",
+    "contains",
+    "startsWith",
+    "before",
+    "after",
 )
 LIST_OPTIONS = ("where", "sort", "limit", "offset", "cursor")
 # `$type`, `$id` and `$context` are ordinary keys of `$` objects and MDXLD data, not operators.
@@ -156,15 +168,12 @@ def parse_list_options(options: object, now: datetime | None = None) -> ListQuer
         raise InputError(f"db.list options must be an object, got {show(options)}")
     unknown = [key for key in options if key not in LIST_OPTIONS]
     if unknown:
-        raise InputError(
-            f"Unknown db.list option {show(unknown[0])}; valid options: {', '.join(LIST_OPTIONS)}"
-        )
+        raise InputError(f"Unknown db.list option {show(unknown[0])}; valid options: {', '.join(LIST_OPTIONS)}")
     cursor = options.get("cursor")
     if cursor is not None and (
-            not isinstance(cursor, str) or not cursor or text_problem(cursor, name=True) is not None):
-        raise InputError(
-            f"cursor must be the id of the last record of the previous page, got {show(cursor)}"
-        )
+        not isinstance(cursor, str) or not cursor or text_problem(cursor, name=True) is not None
+    ):
+        raise InputError(f"cursor must be the id of the last record of the previous page, got {show(cursor)}")
     return ListQuery(
         where=parse_where(options.get("where"), now),
         sort=parse_sort(options.get("sort")),
@@ -224,8 +233,9 @@ def _split_path(name: str, prefix: tuple[Segment, ...]) -> tuple[Segment, ...]:
     if problem is not None:
         raise InputError(f"Field {quote(_dotted(prefix, name))} contains {problem}")
     if '"' in name:
-        raise InputError(f"Field {quote(_dotted(prefix, name))} contains a double quote, which field names "
-                         f"in queries cannot contain")
+        raise InputError(
+            f"Field {quote(_dotted(prefix, name))} contains a double quote, which field names in queries cannot contain"
+        )
     if name.count(".") + 1 + len(prefix) > MAX_PATH_DEPTH:
         raise InputError(f"Field {quote(_dotted(prefix, name))} is nested deeper than {MAX_PATH_DEPTH} levels")
     parts = name.split(".")
@@ -287,8 +297,7 @@ def _parse_field_value(field: Field, value: object, now: datetime) -> Condition:
                 )
         if field.meta is not None:
             raise InputError(
-                f"Unknown operator {show(keys[0])} on field '{field.name}'; valid operators: "
-                f"{', '.join(OPERATORS)}"
+                f"Unknown operator {show(keys[0])} on field '{field.name}'; valid operators: {', '.join(OPERATORS)}"
             )
         return _parse_object(value, field.path, now, f"where.{field.name}")
     if len(operators) != len(keys):
@@ -351,9 +360,7 @@ def _range(field: Field, op: RangeOp, operand: object, now: datetime) -> Range:
         if field.meta in TIME_FIELDS:
             raise InputError(f"'{op}' on field '{field.name}' needs a date or a number, got {show(operand)}")
         return Range(field, op, operand, "string")
-    raise InputError(
-        f"'{op}' on field '{field.name}' needs a number, a date or a string, got {show(operand)}"
-    )
+    raise InputError(f"'{op}' on field '{field.name}' needs a number, a date or a string, got {show(operand)}")
 
 
 def _eq(field: Field, value: object) -> Eq:
@@ -364,9 +371,7 @@ def _eq(field: Field, value: object) -> Eq:
     elif isinstance(value, str):
         instant = parse_iso_ms(value)
     if field.meta in TIME_FIELDS and instant is None:
-        raise InputError(
-            f"Field '{field.name}' compares with a date or an epoch-ms number, got {show(value)}"
-        )
+        raise InputError(f"Field '{field.name}' compares with a date or an epoch-ms number, got {show(value)}")
     if field.meta == "version" and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise InputError(f"Field 'version' compares with a number, got {show(value)}")
     return Eq(field, value, instant)

@@ -58,9 +58,19 @@ _NAMED = {
 }
 
 _UNITS: dict[str, Literal["m", "h", "d"]] = {
-    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
-    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
-    "d": "d", "day": "d", "days": "d",
+    "m": "m",
+    "min": "m",
+    "mins": "m",
+    "minute": "m",
+    "minutes": "m",
+    "h": "h",
+    "hr": "h",
+    "hrs": "h",
+    "hour": "h",
+    "hours": "h",
+    "d": "d",
+    "day": "d",
+    "days": "d",
 }
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 _UNIT_WORD = {"m": "minute", "h": "hour", "d": "day"}
@@ -181,8 +191,9 @@ class Schedule:
                 return fire
         raise AssertionError(f"no fire time found for {self.canonical!r}")  # pragma: no cover
 
-    def fires_between(self, start: datetime, end: datetime, limit: int = 1000,
-                      anchor: datetime | None = None) -> list[datetime]:
+    def fires_between(
+        self, start: datetime, end: datetime, limit: int = 1000, anchor: datetime | None = None
+    ) -> list[datetime]:
         """Fire times `t` with `start < t <= end`, oldest first, at most `limit` of them (the oldest)."""
         out: list[datetime] = []
         current = _aware(start)
@@ -235,9 +246,15 @@ def parse_schedule(text: str) -> Schedule:
             raise InvalidSchedule(source, "an interval must be at least 1 minute")
         if value > 100_000:
             raise InvalidSchedule(source, "an interval must be at most 100000 units")
-        return Schedule(source=source, kind="interval", timezone="UTC", cron_text=f"{value}{unit}",
-                        interval_seconds=value * _UNIT_SECONDS[unit], interval_value=value,
-                        interval_unit=unit)
+        return Schedule(
+            source=source,
+            kind="interval",
+            timezone="UTC",
+            cron_text=f"{value}{unit}",
+            interval_seconds=value * _UNIT_SECONDS[unit],
+            interval_value=value,
+            interval_unit=unit,
+        )
     if interval:
         raise InvalidSchedule(source, f"unknown interval unit '{interval.group(2)}' (use m, h or d)")
 
@@ -245,27 +262,34 @@ def parse_schedule(text: str) -> Schedule:
     if name in _NAMED:
         body = _NAMED[name]
     elif lowered.startswith("@"):
-        raise InvalidSchedule(source, f"unknown schedule name '{body}' (use hourly, daily, weekly, monthly, "
-                                      "yearly)")
+        raise InvalidSchedule(source, f"unknown schedule name '{body}' (use hourly, daily, weekly, monthly, yearly)")
 
     fields = body.split()
     if len(fields) in (6, 7):
-        raise InvalidSchedule(source, f"{len(fields)}-field cron (with seconds or years) is not supported: "
-                                      "use 5 fields (minute hour day-of-month month day-of-week); "
-                                      "sub-minute schedules are not supported")
+        raise InvalidSchedule(
+            source,
+            f"{len(fields)}-field cron (with seconds or years) is not supported: "
+            "use 5 fields (minute hour day-of-month month day-of-week); "
+            "sub-minute schedules are not supported",
+        )
     if len(fields) != 5:
         if len(fields) == 1:
-            raise InvalidSchedule(source, "not a cron expression, interval (5m, 1h, 1d) or name (hourly, "
-                                          "daily, weekly)")
-        raise InvalidSchedule(source, f"expected 5 cron fields (minute hour day-of-month month day-of-week), "
-                                      f"got {len(fields)}")
+            raise InvalidSchedule(
+                source, "not a cron expression, interval (5m, 1h, 1d) or name (hourly, daily, weekly)"
+            )
+        raise InvalidSchedule(
+            source, f"expected 5 cron fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+        )
     canonical = [_check_field(source, raw, spec) for raw, spec in zip(fields, _FIELDS, strict=True)]
     sets = _field_sets(canonical)
     _minute, _hour, dom, month, dow = sets
     if _restricted(dom, _FIELDS[2]) and _restricted(dow, _FIELDS[4]):
-        raise InvalidSchedule(source, "restricts both day-of-month and day-of-week; standard cron runs when "
-                                      "either matches, which EventBridge Scheduler cannot express: use '*' "
-                                      "in one of them (or register two schedules)")
+        raise InvalidSchedule(
+            source,
+            "restricts both day-of-month and day-of-week; standard cron runs when "
+            "either matches, which EventBridge Scheduler cannot express: use '*' "
+            "in one of them (or register two schedules)",
+        )
     if _restricted(dom, _FIELDS[2]) and min(dom) > max(_month_days(m) for m in month):
         raise InvalidSchedule(source, "never fires: no selected month has that day")
     # Fields equal to their full range are written '*', so the canonical text has one reading everywhere.
@@ -278,14 +302,14 @@ def parse_schedule(text: str) -> Schedule:
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
+
 def _check_zone(source: str, name: str) -> None:
     if not name:
         raise InvalidSchedule(source, "empty time zone after TZ=")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidSchedule(source, f"unknown time zone '{name}' (use an IANA name such as "
-                                      "Europe/Paris)") from None
+        raise InvalidSchedule(source, f"unknown time zone '{name}' (use an IANA name such as Europe/Paris)") from None
 
 
 def _check_field(source: str, raw: str, spec: _Field) -> str:
@@ -293,8 +317,7 @@ def _check_field(source: str, raw: str, spec: _Field) -> str:
     text = raw.upper()
     if text == "?":
         if spec.name not in ("day-of-month", "day-of-week"):
-            raise InvalidSchedule(source, f"'?' is only allowed in day-of-month or day-of-week, "
-                                          f"not in {spec.name}")
+            raise InvalidSchedule(source, f"'?' is only allowed in day-of-month or day-of-week, not in {spec.name}")
         return "*"
     if "#" in text:
         raise InvalidSchedule(source, f"'#' (nth weekday) in the {spec.name} field is not supported")

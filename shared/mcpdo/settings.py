@@ -54,8 +54,7 @@ class Settings:
         reader = _Reader(env)
         authenticated = reader.int("MCPDO_TIMEOUT_MS", 30_000)
         pool_size = reader.int("MCPDO_SANDBOX_POOL_SIZE", max(2, os.cpu_count() or 2), high=64)
-        pool_max = reader.int("MCPDO_SANDBOX_POOL_MAX", min(2 * pool_size, max(pool_size, 64)), low=pool_size,
-                              high=128)
+        pool_max = reader.int("MCPDO_SANDBOX_POOL_MAX", min(2 * pool_size, max(pool_size, 64)), low=pool_size, high=128)
         settings = cls(
             data_dir=Path(env.get("MCPDO_DATA_DIR") or ".mcpdo").expanduser().resolve(),
             host=env.get("MCPDO_HOST", "127.0.0.1"),
@@ -74,8 +73,7 @@ class Settings:
             concurrency_per_key=reader.int("MCPDO_CONCURRENCY_PER_KEY", 4, high=1024),
             concurrency_per_anonymous=reader.int("MCPDO_CONCURRENCY_PER_ANONYMOUS", 1, high=1024),
             # Anonymous callers together never hold every runner: at least one is left for keys.
-            anonymous_runners=reader.int("MCPDO_ANONYMOUS_RUNNERS", max(1, pool_size - 1),
-                                         high=max(1, pool_max - 1)),
+            anonymous_runners=reader.int("MCPDO_ANONYMOUS_RUNNERS", max(1, pool_size - 1), high=max(1, pool_max - 1)),
             node_path=env.get("MCPDO_NODE") or None,
             runner_path=env.get("MCPDO_RUNNER") or None,
             api_key=env.get("MCPDO_API_KEY") or None,

@@ -35,7 +35,7 @@ Execute TypeScript against sdk.do modules. Semantic Business-as-Code primitives.
 
 `script` runs now in a sandbox and returns the value of its final expression (top-level await works).
 `module` is MDXLD (YAML frontmatter with $type, $id, $context; markdown; code) that registers persistent
-`on` handlers and `every` schedules. Pass `script: '<name>.md'` ({', '.join(DOC_NAMES)}) for full docs.
+`on` handlers and `every` schedules. Pass `script: '<name>.md'` ({", ".join(DOC_NAMES)}) for full docs.
 Anonymous callers are read-only.
 
 {SIGNATURES}"""
@@ -99,8 +99,9 @@ class DoTool:
                     return value_result(summary, (), 0.0)
             assert script is not None
             result = await self._run_script(script, identity, preload)
-            shaped = value_result(result.value, result.logs, result.duration_ms,
-                                  undefined=result.is_undefined, warnings=result.warnings)
+            shaped = value_result(
+                result.value, result.logs, result.duration_ms, undefined=result.is_undefined, warnings=result.warnings
+            )
             if summary is not None and shaped.structured is not None:
                 shaped.structured["module"] = summary
             return shaped
@@ -138,15 +139,20 @@ def _doc_request(script: str) -> str | None:
         raise InputError(f"Unknown documentation '{name}'. Available: {', '.join(DOC_NAMES)}") from None
 
 
-def value_result(value: Any, logs: tuple[LogEntry, ...], duration_ms: float, *, undefined: bool = False,
-                 warnings: tuple[str, ...] = ()) -> ToolResult:
+def value_result(
+    value: Any,
+    logs: tuple[LogEntry, ...],
+    duration_ms: float,
+    *,
+    undefined: bool = False,
+    warnings: tuple[str, ...] = (),
+) -> ToolResult:
     """Success: the pretty JSON of the value, then captured console output, plus structured content."""
     text = "undefined" if undefined else json.dumps(value, indent=2, ensure_ascii=False)
     texts = [text]
     if logs:
         texts.append(format_logs(logs))
-    structured: dict[str, Any] = {"logs": [_log_json(entry) for entry in logs],
-                                  "durationMs": round(duration_ms, 3)}
+    structured: dict[str, Any] = {"logs": [_log_json(entry) for entry in logs], "durationMs": round(duration_ms, 3)}
     if not undefined:
         structured = {"value": value, **structured}
     if warnings:

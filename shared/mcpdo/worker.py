@@ -48,8 +48,16 @@ from mcpdo.ports import (
 )
 from mcpdo.timeparse import format_iso, utc_now
 
-__all__ = ["SCHEDULE_EVENT_TYPE", "HandlerFailed", "HandlerOutcome", "Invoke", "SqliteLeases", "Step", "Worker",
-           "schedule_event"]
+__all__ = [
+    "SCHEDULE_EVENT_TYPE",
+    "HandlerFailed",
+    "HandlerOutcome",
+    "Invoke",
+    "SqliteLeases",
+    "Step",
+    "Worker",
+    "schedule_event",
+]
 
 SCHEDULE_EVENT_TYPE = "Schedule.fired"
 WORKER_LEASE = "worker"
@@ -95,9 +103,15 @@ def schedule_event(due: DueSchedule, now: datetime | None = None) -> Event:
         "\n".join((ref.tenant, ref.module_id, str(ref.index), due.entry.schedule, slot)).encode()
     ).hexdigest()[:32]
     event_id = f"sch_{digest}"
-    return Event(id=event_id, type=SCHEDULE_EVENT_TYPE, data={"schedule": due.entry.schedule, "scheduledTime": slot},
-                 source=f"schedule:{ref.handler_id}", time=format_iso(now or utc_now()), tenant=ref.tenant,
-                 correlation_id=event_id)
+    return Event(
+        id=event_id,
+        type=SCHEDULE_EVENT_TYPE,
+        data={"schedule": due.entry.schedule, "scheduledTime": slot},
+        source=f"schedule:{ref.handler_id}",
+        time=format_iso(now or utc_now()),
+        tenant=ref.tenant,
+        correlation_id=event_id,
+    )
 
 
 class SqliteLeases:
@@ -114,8 +128,10 @@ class SqliteLeases:
             row = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
             if row is not None and row[0] != owner and row[1] > now:
                 return False
-            conn.execute("INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)",
-                         (name, owner, now + int(ttl_seconds * 1000)))
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)",
+                (name, owner, now + int(ttl_seconds * 1000)),
+            )
         return True
 
     async def release(self, name: str, owner: str) -> None:
@@ -138,12 +154,26 @@ class SqliteLeases:
 class Worker:
     """Runs deliveries and fires schedules while this process holds the state folder's worker lease."""
 
-    def __init__(self, bus: EventBus, scheduler: Scheduler, leases: SqliteLeases | str | os.PathLike[str],
-                 invoke: Invoke, *, runs: RunLog, mailer: Mailer | None = None, owner: str | None = None,
-                 concurrency: int = 4, poll_interval: float = 0.2, cron_interval: float = 0.25,
-                 lease_ttl: float = 10.0, renew_interval: float = 3.0, delivery_lease: float = 120.0,
-                 stop_grace: float = 5.0, clock: Callable[[], datetime] = utc_now,
-                 retention: timedelta = timedelta(days=7)) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        scheduler: Scheduler,
+        leases: SqliteLeases | str | os.PathLike[str],
+        invoke: Invoke,
+        *,
+        runs: RunLog,
+        mailer: Mailer | None = None,
+        owner: str | None = None,
+        concurrency: int = 4,
+        poll_interval: float = 0.2,
+        cron_interval: float = 0.25,
+        lease_ttl: float = 10.0,
+        renew_interval: float = 3.0,
+        delivery_lease: float = 120.0,
+        stop_grace: float = 5.0,
+        clock: Callable[[], datetime] = utc_now,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._bus = bus
@@ -182,8 +212,10 @@ class Worker:
             return
         self._stopping = False
         self._loop = asyncio.get_running_loop()
-        self._loops = [asyncio.create_task(loop(), name=f"mcpdo-worker-{loop.__name__}")
-                       for loop in (self._lease_loop, self._dispatch_loop, self._cron_loop)]
+        self._loops = [
+            asyncio.create_task(loop(), name=f"mcpdo-worker-{loop.__name__}")
+            for loop in (self._lease_loop, self._dispatch_loop, self._cron_loop)
+        ]
 
     async def stop(self) -> None:
         """Stop the loops, let running handlers finish (up to the grace period), release the lease."""
@@ -353,12 +385,22 @@ class Worker:
         except Exception:
             log.exception("cannot record the outcome of delivery %s", delivery.id)
         event = delivery.event
-        schedule = event.data.get("schedule") if event.type == SCHEDULE_EVENT_TYPE and isinstance(
-            event.data, dict) else None
-        run = Run(id=new_id("Run"), handler=delivery.handler, status="ok" if error is None else "error",
-                  started_at=started, duration_ms=duration_ms, event_id=event.id, event_type=event.type,
-                  schedule=schedule if isinstance(schedule, str) else None, attempt=delivery.attempts, logs=logs,
-                  error=error)
+        schedule = (
+            event.data.get("schedule") if event.type == SCHEDULE_EVENT_TYPE and isinstance(event.data, dict) else None
+        )
+        run = Run(
+            id=new_id("Run"),
+            handler=delivery.handler,
+            status="ok" if error is None else "error",
+            started_at=started,
+            duration_ms=duration_ms,
+            event_id=event.id,
+            event_type=event.type,
+            schedule=schedule if isinstance(schedule, str) else None,
+            attempt=delivery.attempts,
+            logs=logs,
+            error=error,
+        )
         try:
             await self._runs.record_run(run)
         except Exception:

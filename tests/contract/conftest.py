@@ -28,9 +28,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str
-) -> AsyncIterator[EntityStore]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str) -> AsyncIterator[EntityStore]:
     """A fresh store of each adapter kind."""
     entity_store = STORE_FACTORIES[request.param](tmp_path)
     try:

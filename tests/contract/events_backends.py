@@ -88,8 +88,12 @@ def backend_factory_fixture(request: pytest.FixtureRequest) -> Callable[[Path, C
 
 
 @pytest.fixture(name="backend")
-async def backend_fixture(backend_factory: Callable[[Path, Callable[[], int]], EventsBackend], tmp_path: Path,
-                  clock: FakeClock, anyio_backend: str) -> AsyncIterator[EventsBackend]:
+async def backend_fixture(
+    backend_factory: Callable[[Path, Callable[[], int]], EventsBackend],
+    tmp_path: Path,
+    clock: FakeClock,
+    anyio_backend: str,
+) -> AsyncIterator[EventsBackend]:
     """A fresh, empty backend of each kind."""
     events = backend_factory(tmp_path, clock)
     try:
@@ -98,12 +102,17 @@ async def backend_fixture(backend_factory: Callable[[Path, Callable[[], int]], E
         await events.close()
 
 
-def module(module_id: str = "https://acme.test/orders", version: int = 1, tenant: str = "acme",
-           **extra: Any) -> StoredModule:
+def module(
+    module_id: str = "https://acme.test/orders", version: int = 1, tenant: str = "acme", **extra: Any
+) -> StoredModule:
     fields: dict[str, Any] = {
-        "type": "Workflow", "source": "---\n$id: x\n---\n", "code": "on('Order.created', () => {})",
-        "owner": {"id": "usr_1", "tenant": tenant, "roles": ["admin"]}, "exports": ("total",),
-        "metadata": {"title": "Orders"}, "created_at": "2026-01-01T00:00:00.000Z",
+        "type": "Workflow",
+        "source": "---\n$id: x\n---\n",
+        "code": "on('Order.created', () => {})",
+        "owner": {"id": "usr_1", "tenant": tenant, "roles": ["admin"]},
+        "exports": ("total",),
+        "metadata": {"title": "Orders"},
+        "created_at": "2026-01-01T00:00:00.000Z",
     }
     fields.update(extra)
     return StoredModule(tenant=tenant, id=module_id, version=version, **fields)

@@ -317,15 +317,37 @@ async def test_related_skips_records_that_were_deleted(store: EntityStore) -> No
 
 
 async def _orders(store: EntityStore) -> None:
-    await seed(store, "Order", [
-        {"id": "o1", "status": "pending", "total": 150, "paid": False, "tags": ["rush", "gift"],
-         "customer": {"email": "a@example.com", "tier": 2}},
-        {"id": "o2", "status": "paid", "total": 50, "paid": True, "tags": ["gift"],
-         "customer": {"email": "b@example.com", "tier": 1}},
-        {"id": "o3", "status": "pending", "total": 99.5, "paid": 1, "note": None,
-         "customer": {"email": "c@example.com"}},
-        {"id": "o4", "status": "cancelled", "total": "n/a", "tags": []},
-    ])
+    await seed(
+        store,
+        "Order",
+        [
+            {
+                "id": "o1",
+                "status": "pending",
+                "total": 150,
+                "paid": False,
+                "tags": ["rush", "gift"],
+                "customer": {"email": "a@example.com", "tier": 2},
+            },
+            {
+                "id": "o2",
+                "status": "paid",
+                "total": 50,
+                "paid": True,
+                "tags": ["gift"],
+                "customer": {"email": "b@example.com", "tier": 1},
+            },
+            {
+                "id": "o3",
+                "status": "pending",
+                "total": 99.5,
+                "paid": 1,
+                "note": None,
+                "customer": {"email": "c@example.com"},
+            },
+            {"id": "o4", "status": "cancelled", "total": "n/a", "tags": []},
+        ],
+    )
 
 
 async def test_list_returns_every_record_of_the_type_in_creation_order(store: EntityStore) -> None:
@@ -434,11 +456,15 @@ async def test_list_where_odd_field_names_are_just_field_names(store: EntityStor
 
 async def test_list_created_at_before_a_relative_time(store: EntityStore) -> None:
     now = now_ms()
-    await seed(store, "Order", [
-        {"id": "old", "status": "pending", "createdAt": now - 48 * HOUR},
-        {"id": "new", "status": "pending"},
-        {"id": "old_paid", "status": "paid", "createdAt": format_iso(now - 30 * HOUR)},
-    ])
+    await seed(
+        store,
+        "Order",
+        [
+            {"id": "old", "status": "pending", "createdAt": now - 48 * HOUR},
+            {"id": "new", "status": "pending"},
+            {"id": "old_paid", "status": "paid", "createdAt": format_iso(now - 30 * HOUR)},
+        ],
+    )
     where = {"status": "pending", "createdAt": {"before": "24 hours ago"}}
     assert await ids(store, "Order", where=where) == ["old"]
     assert await ids(store, "Order", where={"createdAt": {"after": "24 hours ago"}}) == ["new"]
@@ -448,12 +474,16 @@ async def test_list_created_at_before_a_relative_time(store: EntityStore) -> Non
 
 
 async def test_list_date_fields_compare_as_instants_whatever_form_each_side_has(store: EntityStore) -> None:
-    await seed(store, "Event", [
-        {"id": "iso", "at": "2026-01-01T10:00:00.000Z"},
-        {"id": "zoned", "at": "2026-01-01T13:00:00+02:00"},
-        {"id": "ms", "at": 1767261600000},  # 2026-01-01T10:00:00Z
-        {"id": "date", "at": "2026-01-02"},
-    ])
+    await seed(
+        store,
+        "Event",
+        [
+            {"id": "iso", "at": "2026-01-01T10:00:00.000Z"},
+            {"id": "zoned", "at": "2026-01-01T13:00:00+02:00"},
+            {"id": "ms", "at": 1767261600000},  # 2026-01-01T10:00:00Z
+            {"id": "date", "at": "2026-01-02"},
+        ],
+    )
     later = {"at": {"after": "2026-01-01T10:30:00Z"}}
     assert sorted(await ids(store, "Event", where=later)) == ["date", "zoned"]
     assert sorted(await ids(store, "Event", where={"at": {"lt": 1767263400000}})) == ["iso", "ms"]
@@ -487,12 +517,16 @@ async def test_list_where_id_and_version_use_the_metadata(store: EntityStore) ->
 
 
 async def test_list_sorts_by_fields_in_order_with_creation_order_for_ties(store: EntityStore) -> None:
-    await seed(store, "Order", [
-        {"id": "a", "status": "paid", "total": 10},
-        {"id": "b", "status": "pending", "total": 30},
-        {"id": "c", "status": "paid", "total": 20},
-        {"id": "d", "status": "pending", "total": 30},
-    ])
+    await seed(
+        store,
+        "Order",
+        [
+            {"id": "a", "status": "paid", "total": 10},
+            {"id": "b", "status": "pending", "total": 30},
+            {"id": "c", "status": "paid", "total": 20},
+            {"id": "d", "status": "pending", "total": 30},
+        ],
+    )
     assert await ids(store, "Order", sort={"total": "asc"}) == ["a", "c", "b", "d"]
     assert await ids(store, "Order", sort={"total": "desc"}) == ["b", "d", "c", "a"]
     assert await ids(store, "Order", sort={"status": "desc", "total": "asc"}) == ["b", "d", "a", "c"]
@@ -517,8 +551,17 @@ async def test_paging_through_250_records_by_offset_has_no_duplicates_or_gaps(st
     assert sorted(seen) == list(range(250)) and len(seen) == 250
 
 
-@pytest.mark.parametrize("sort", [None, {"group": "asc"}, {"group": "desc"}, {"maybe": "desc"},
-                                  {"createdAt": "desc"}, {"maybe": "asc", "group": "desc"}])
+@pytest.mark.parametrize(
+    "sort",
+    [
+        None,
+        {"group": "asc"},
+        {"group": "desc"},
+        {"maybe": "desc"},
+        {"createdAt": "desc"},
+        {"maybe": "asc", "group": "desc"},
+    ],
+)
 async def test_paging_through_250_records_by_cursor_has_no_duplicates_or_gaps(
     store: EntityStore, sort: dict[str, str] | None
 ) -> None:

@@ -31,15 +31,29 @@ pytestmark = pytest.mark.anyio
 LEASE = 30.0
 
 
-def event(type: str = "Order.created", data: Any = None, tenant: str = "acme", id: str | None = None,
-          depth: int = 0) -> Event:
+def event(
+    type: str = "Order.created", data: Any = None, tenant: str = "acme", id: str | None = None, depth: int = 0
+) -> Event:
     event_id = id or new_id("Event")
-    return Event(id=event_id, type=type, data={"n": 1} if data is None else data, source="test",
-                 time="2026-01-01T00:00:00.000Z", tenant=tenant, correlation_id=event_id, depth=depth)
+    return Event(
+        id=event_id,
+        type=type,
+        data={"n": 1} if data is None else data,
+        source="test",
+        time="2026-01-01T00:00:00.000Z",
+        tenant=tenant,
+        correlation_id=event_id,
+        depth=depth,
+    )
 
 
-async def live(backend: EventsBackend, *patterns: str, tenant: str = "acme",
-               module_id: str = "https://acme.test/orders", version: int = 1) -> list[HandlerRef]:
+async def live(
+    backend: EventsBackend,
+    *patterns: str,
+    tenant: str = "acme",
+    module_id: str = "https://acme.test/orders",
+    version: int = 1,
+) -> list[HandlerRef]:
     """Register a module version subscribing handler i to patterns[i]; returns the handler refs."""
     mod = module(module_id, version, tenant=tenant)
     subs = [subscription(mod, index, pattern) for index, pattern in enumerate(patterns)]
@@ -55,8 +69,9 @@ def targets(deliveries: list[Delivery]) -> list[tuple[str, str]]:
 
 
 async def test_a_published_event_is_delivered_to_every_matching_subscription(backend: EventsBackend) -> None:
-    exact, namespace, verb, _, everything = await live(backend, "Order.created", "Order.*", "*.created",
-                                                       "Order.paid", "*")
+    exact, namespace, verb, _, everything = await live(
+        backend, "Order.created", "Order.*", "*.created", "Order.paid", "*"
+    )
     sent = event("Order.created", {"total": 10})
     await backend.bus.publish(sent)
     claimed = await backend.bus.claim_due(10, LEASE)
@@ -71,8 +86,7 @@ async def test_an_event_reaches_only_its_own_tenants_subscriptions(backend: Even
     assert await backend.bus.claim_due(10, LEASE) == []
     mine = event(tenant="globex")
     await backend.bus.publish(mine)
-    assert [(d.event.id, d.handler.tenant) for d in await backend.bus.claim_due(10, LEASE)] == [
-        (mine.id, "globex")]
+    assert [(d.event.id, d.handler.tenant) for d in await backend.bus.claim_due(10, LEASE)] == [(mine.id, "globex")]
 
 
 async def test_an_event_nobody_subscribes_to_is_kept_but_delivered_to_no_one(backend: EventsBackend) -> None:
@@ -99,8 +113,14 @@ async def test_publishing_the_same_event_id_twice_delivers_it_once(backend: Even
 
 async def test_event_data_round_trips_as_json(backend: EventsBackend) -> None:
     await live(backend, "Order.created")
-    data = {"id": "ord_1", "items": [{"sku": "a", "qty": 2}], "note": "héllo ✓", "paid": False, "x": None,
-            "total": 12.5}
+    data = {
+        "id": "ord_1",
+        "items": [{"sku": "a", "qty": 2}],
+        "note": "héllo ✓",
+        "paid": False,
+        "x": None,
+        "total": 12.5,
+    }
     await backend.bus.publish(event(data=data))
     [delivery] = await backend.bus.claim_due(10, LEASE)
     assert delivery.event.data == data
@@ -120,8 +140,9 @@ async def test_a_malformed_event_is_refused(backend: EventsBackend) -> None:
 # -- claiming, completing, leases --------------------------------------------------------------------
 
 
-async def test_a_claimed_delivery_is_not_handed_out_again_while_its_lease_runs(backend: EventsBackend,
-                                                                                clock: FakeClock) -> None:
+async def test_a_claimed_delivery_is_not_handed_out_again_while_its_lease_runs(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created")
     await backend.bus.publish(event())
     assert len(await backend.bus.claim_due(10, LEASE)) == 1
@@ -129,8 +150,9 @@ async def test_a_claimed_delivery_is_not_handed_out_again_while_its_lease_runs(b
     assert await backend.bus.claim_due(10, LEASE) == []
 
 
-async def test_claim_due_hands_out_at_most_limit_deliveries_oldest_first(backend: EventsBackend,
-                                                                        clock: FakeClock) -> None:
+async def test_claim_due_hands_out_at_most_limit_deliveries_oldest_first(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created")
     sent = []
     for _ in range(5):
@@ -157,8 +179,9 @@ async def test_a_completed_delivery_is_never_handed_out_again(backend: EventsBac
     assert done.status == "done" and done.attempts == 1
 
 
-async def test_a_running_delivery_whose_lease_expired_is_handed_out_again(backend: EventsBackend,
-                                                                          clock: FakeClock) -> None:
+async def test_a_running_delivery_whose_lease_expired_is_handed_out_again(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created")
     await backend.bus.publish(event())
     [first] = await backend.bus.claim_due(10, LEASE)
@@ -177,8 +200,9 @@ async def test_requeue_running_makes_in_flight_deliveries_due_at_once(backend: E
     assert len(await backend.bus.claim_due(10, LEASE)) == 2
 
 
-async def test_a_failure_reported_on_a_claim_that_was_taken_over_is_ignored(backend: EventsBackend,
-                                                                            clock: FakeClock) -> None:
+async def test_a_failure_reported_on_a_claim_that_was_taken_over_is_ignored(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created")
     sent = event()
     await backend.bus.publish(sent)
@@ -196,8 +220,9 @@ async def test_a_failure_reported_on_a_claim_that_was_taken_over_is_ignored(back
 # -- retries, dead letters, replay -------------------------------------------------------------------
 
 
-async def test_failures_retry_three_times_with_exponential_back_off_then_dead_letter(backend: EventsBackend,
-                                                                                      clock: FakeClock) -> None:
+async def test_failures_retry_three_times_with_exponential_back_off_then_dead_letter(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     [handler] = await live(backend, "Order.created")
     sent = event()
     await backend.bus.publish(sent)
@@ -218,8 +243,9 @@ async def test_failures_retry_three_times_with_exponential_back_off_then_dead_le
     assert dead.attempts == 4 and dead.last_error == "boom 4"
 
 
-async def test_a_replayed_dead_letter_is_delivered_again_with_fresh_retries(backend: EventsBackend,
-                                                                             clock: FakeClock) -> None:
+async def test_a_replayed_dead_letter_is_delivered_again_with_fresh_retries(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created")
     await backend.bus.publish(event())
     for _ in range(4):
@@ -249,8 +275,7 @@ async def test_a_failure_that_no_retry_can_fix_is_dead_lettered_on_its_first_att
     assert (dead.id, dead.attempts, dead.last_error) == (delivery.id, 1, "owner revoked")
 
 
-async def test_a_dead_letter_replayed_to_another_version_is_delivered_to_that_version(
-        backend: EventsBackend) -> None:
+async def test_a_dead_letter_replayed_to_another_version_is_delivered_to_that_version(backend: EventsBackend) -> None:
     [handler] = await live(backend, "Order.created")
     await backend.bus.publish(event())
     [delivery] = await backend.bus.claim_due(10, LEASE)
@@ -262,8 +287,9 @@ async def test_a_dead_letter_replayed_to_another_version_is_delivered_to_that_ve
     assert (again.handler.module_id, again.handler.index) == (handler.module_id, handler.index)
 
 
-async def test_a_delivery_interrupted_on_its_last_attempt_is_dead_lettered(backend: EventsBackend,
-                                                                          clock: FakeClock) -> None:
+async def test_a_delivery_interrupted_on_its_last_attempt_is_dead_lettered(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created")
     await backend.bus.publish(event())
     for _ in range(3):
@@ -338,8 +364,7 @@ async def test_email_send_without_a_user_handler_goes_to_the_builtin_mailer(back
 
 
 @pytest.mark.parametrize("pattern", ["Email.send", "Email.*"])
-async def test_a_user_handler_for_email_send_replaces_the_builtin_mailer(backend: EventsBackend,
-                                                                          pattern: str) -> None:
+async def test_a_user_handler_for_email_send_replaces_the_builtin_mailer(backend: EventsBackend, pattern: str) -> None:
     [mine] = await live(backend, pattern)
     mail = event("Email.send", {"to": "a@example.com"})
     await backend.bus.publish(mail)
@@ -351,7 +376,9 @@ async def test_a_user_handler_for_email_send_replaces_the_builtin_mailer(backend
 
 
 async def test_an_event_published_during_re_registration_reaches_old_or_new_handlers_never_both_or_neither(
-    backend_factory: Callable[[Path, Callable[[], int]], EventsBackend], tmp_path: Path, clock: FakeClock,
+    backend_factory: Callable[[Path, Callable[[], int]], EventsBackend],
+    tmp_path: Path,
+    clock: FakeClock,
     anyio_backend: str,
 ) -> None:
     registrar = backend_factory(tmp_path, clock)
@@ -396,11 +423,14 @@ async def test_an_event_published_during_re_registration_reaches_old_or_new_hand
 
 
 def run(tenant: str = "acme", status: str = "ok", **extra: Any) -> Run:
-    fields: dict[str, Any] = {"started_at": "2026-01-01T00:00:00.000Z", "duration_ms": 12, "event_id": "evt_1",
-                              "event_type": "Order.created"}
+    fields: dict[str, Any] = {
+        "started_at": "2026-01-01T00:00:00.000Z",
+        "duration_ms": 12,
+        "event_id": "evt_1",
+        "event_type": "Order.created",
+    }
     fields.update(extra)
-    return Run(id=new_id("Run"), handler=HandlerRef(tenant, "https://acme.test/orders", 1, 0),
-               status=status, **fields)  # type: ignore[arg-type]
+    return Run(id=new_id("Run"), handler=HandlerRef(tenant, "https://acme.test/orders", 1, 0), status=status, **fields)  # type: ignore[arg-type]
 
 
 async def test_runs_are_listed_newest_first_with_their_logs(backend: EventsBackend) -> None:
@@ -428,8 +458,13 @@ async def test_runs_are_listed_per_tenant_or_all_and_recording_twice_keeps_one(b
 
 
 async def test_the_mailer_keeps_one_message_per_idempotency_key(backend: EventsBackend) -> None:
-    message = {"to": "alice@example.com", "from": "shop@example.com", "subject": "Order shipped", "body": "Hi",
-               "eventId": "evt_1"}
+    message = {
+        "to": "alice@example.com",
+        "from": "shop@example.com",
+        "subject": "Order shipped",
+        "body": "Hi",
+        "eventId": "evt_1",
+    }
     await backend.mailer.send(message, "evt_1")
     await backend.mailer.send(message, "evt_1")
     await backend.mailer.send({**message, "to": ["bob@example.com"]}, "evt_2")
@@ -439,17 +474,20 @@ async def test_the_mailer_keeps_one_message_per_idempotency_key(backend: EventsB
     assert len(await backend.mailer.list(limit=1)) == 1
 
 
-@pytest.mark.parametrize("message", [{"subject": "no recipient"}, {"to": ""}, {"to": []}, {"to": 42},
-                                     {"to": "not-an-address"}])
-async def test_the_mailer_refuses_a_message_without_a_recipient(backend: EventsBackend,
-                                                                message: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "message", [{"subject": "no recipient"}, {"to": ""}, {"to": []}, {"to": 42}, {"to": "not-an-address"}]
+)
+async def test_the_mailer_refuses_a_message_without_a_recipient(
+    backend: EventsBackend, message: dict[str, Any]
+) -> None:
     with pytest.raises(InputError, match="'to'"):
         await backend.mailer.send(message, "k1")
     assert await backend.mailer.list() == []
 
 
 async def test_purge_forgets_old_completed_deliveries_but_keeps_dead_letters_and_recent_work(
-        backend: EventsBackend, clock: FakeClock) -> None:
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created", "Order.paid")
     done_event, dead_event = event("Order.created"), event("Order.paid")
     await backend.bus.publish(done_event)
@@ -490,7 +528,8 @@ async def backlog(backend: EventsBackend, clock: FakeClock, tenant: str, count: 
 
 
 async def test_a_claim_includes_another_tenants_delivery_queued_behind_a_fifty_delivery_backlog(
-        backend: EventsBackend, clock: FakeClock) -> None:
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created", tenant="acme")
     await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
     storm = await backlog(backend, clock, "acme", 50)
@@ -509,8 +548,9 @@ async def test_a_tenant_alone_still_gets_the_whole_claim_limit(backend: EventsBa
     assert [d.event.id for d in claimed] == [e.id for e in storm[:4]]
 
 
-async def test_claims_of_one_delivery_take_turns_between_tenants_with_due_work(backend: EventsBackend,
-                                                                              clock: FakeClock) -> None:
+async def test_claims_of_one_delivery_take_turns_between_tenants_with_due_work(
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created", tenant="acme")
     await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
     await backlog(backend, clock, "acme", 10)
@@ -524,7 +564,8 @@ async def test_claims_of_one_delivery_take_turns_between_tenants_with_due_work(b
 
 
 async def test_a_tenant_holding_in_flight_deliveries_yields_the_next_slot_to_a_tenant_with_none(
-        backend: EventsBackend, clock: FakeClock) -> None:
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     await live(backend, "Order.created", tenant="acme")
     await live(backend, "Order.created", tenant="globex", module_id="https://globex.test/orders")
     await backlog(backend, clock, "acme", 10)
@@ -549,7 +590,8 @@ async def test_an_event_within_the_hop_limit_is_delivered_with_its_depth(backend
 
 
 async def test_an_event_past_the_hop_limit_is_stored_and_dead_lettered_at_once_naming_the_limit(
-        backend: EventsBackend, clock: FakeClock) -> None:
+    backend: EventsBackend, clock: FakeClock
+) -> None:
     first, second = await live(backend, "Order.created", "Order.*")
     sent = event(depth=HOP_LIMIT + 1)
     await backend.bus.publish(sent)
@@ -562,7 +604,8 @@ async def test_an_event_past_the_hop_limit_is_stored_and_dead_lettered_at_once_n
         assert letter.event == sent and letter.status == "dead" and letter.attempts == 0
         assert letter.last_error == (
             f"Event chain too deep: Order.created reached depth {HOP_LIMIT + 1}, past the hop limit of "
-            f"{HOP_LIMIT} (MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here")
+            f"{HOP_LIMIT} (MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here"
+        )
     assert {d.status for d in await backend.bus.deliveries(sent.id)} == {"dead"}
 
 
@@ -579,7 +622,8 @@ async def test_a_replayed_hop_limit_dead_letter_runs_that_hop_once(backend: Even
 
 
 async def test_a_schedule_fire_past_the_hop_limit_is_dead_lettered_like_a_published_event(
-        backend: EventsBackend) -> None:
+    backend: EventsBackend,
+) -> None:
     target = HandlerRef("acme", "https://acme.test/cron", 1, 0)
     fire = event("Schedule.fired", {"schedule": "5m"}, depth=HOP_LIMIT + 1)
     await backend.bus.enqueue(fire, target)
@@ -589,14 +633,16 @@ async def test_a_schedule_fire_past_the_hop_limit_is_dead_lettered_like_a_publis
 
 
 async def test_a_send_matching_more_subscriptions_than_the_cap_is_refused_and_leaves_nothing_behind(
-        backend: EventsBackend) -> None:
+    backend: EventsBackend,
+) -> None:
     await live(backend, *["Order.created"] * (MAX_DELIVERIES_PER_SEND + 1))
     sent = event()
     with pytest.raises(LimitExceeded) as refused:
         await backend.bus.publish(sent)
     assert refused.value.message.startswith(
         f"send(Order.created) would make {MAX_DELIVERIES_PER_SEND + 1} deliveries, past the limit of "
-        f"{MAX_DELIVERIES_PER_SEND} per send (MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published")
+        f"{MAX_DELIVERIES_PER_SEND} per send (MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published"
+    )
     assert await backend.bus.deliveries(sent.id) == []
     assert await backend.bus.claim_due(10, LEASE) == []
     # The event itself was not kept either: once the fan-out fits, the same id publishes as new.

@@ -76,17 +76,21 @@ async def test_subscriptions_and_schedules_of_the_saved_version_are_live(backend
 
 async def test_a_new_version_replaces_the_previous_subscriptions_and_schedules(backend: EventsBackend) -> None:
     v1 = module(version=1)
-    await backend.modules.save(v1, [subscription(v1, 0, "Order.created"), subscription(v1, 1, "Order.paid")],
-                               [schedule(v1, 2, "1h")])
+    await backend.modules.save(
+        v1, [subscription(v1, 0, "Order.created"), subscription(v1, 1, "Order.paid")], [schedule(v1, 2, "1h")]
+    )
     other = module("https://acme.test/other")
     await backend.modules.save(other, [subscription(other, 0, "Order.created")], [schedule(other, 1, "daily")])
     v2 = module(version=2)
     await backend.modules.save(v2, [subscription(v2, 0, "Order.shipped")], [])
     subs = await backend.modules.subscriptions("acme")
     assert sorted((s.handler.module_id, s.handler.version, s.pattern) for s in subs) == [
-        ("https://acme.test/orders", 2, "Order.shipped"), ("https://acme.test/other", 1, "Order.created")]
+        ("https://acme.test/orders", 2, "Order.shipped"),
+        ("https://acme.test/other", 1, "Order.created"),
+    ]
     assert [(e.handler.module_id, e.schedule) for e in await backend.modules.schedules("acme")] == [
-        ("https://acme.test/other", "daily")]
+        ("https://acme.test/other", "daily")
+    ]
 
 
 async def test_schedules_of_every_tenant_are_listed_when_no_tenant_is_given(backend: EventsBackend) -> None:
@@ -98,8 +102,7 @@ async def test_schedules_of_every_tenant_are_listed_when_no_tenant_is_given(back
 
 
 @pytest.mark.parametrize("bad", ["Order..created", "Order.*.x", ""])
-async def test_a_bad_pattern_is_refused_and_the_previous_version_stays_live(backend: EventsBackend,
-                                                                            bad: str) -> None:
+async def test_a_bad_pattern_is_refused_and_the_previous_version_stays_live(backend: EventsBackend, bad: str) -> None:
     v1 = module(version=1)
     await backend.modules.save(v1, [subscription(v1, 0, "Order.created")], [])
     v2 = module(version=2)

@@ -25,8 +25,13 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-async def register(backend: EventsBackend, *texts: str, version: int = 1, tenant: str = "acme",
-                   module_id: str = "https://acme.test/cron") -> None:
+async def register(
+    backend: EventsBackend,
+    *texts: str,
+    version: int = 1,
+    tenant: str = "acme",
+    module_id: str = "https://acme.test/cron",
+) -> None:
     mod = module(module_id, version, tenant=tenant)
     await backend.modules.save(mod, [], [schedule(mod, index, text) for index, text in enumerate(texts)])
 
@@ -73,7 +78,9 @@ async def test_after_downtime_a_schedule_that_missed_several_slots_fires_once_fo
     later = at("2026-01-05T12:07:00Z")
     due = await fire_all(backend, later)
     assert sorted((d.entry.schedule, d.scheduled_time) for d in due) == [
-        ("5m", at("2026-01-05T12:05:00Z")), ("hourly", at("2026-01-05T12:00:00Z"))]
+        ("5m", at("2026-01-05T12:05:00Z")),
+        ("hourly", at("2026-01-05T12:00:00Z")),
+    ]
     assert await backend.scheduler.due(later) == []
     [nxt] = await fire_all(backend, at("2026-01-05T12:10:00Z"))
     assert (nxt.entry.schedule, nxt.scheduled_time) == ("5m", at("2026-01-05T12:10:00Z"))

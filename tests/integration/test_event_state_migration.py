@@ -44,8 +44,7 @@ def old_state_file(tmp_path: Path) -> Path:
     return path
 
 
-async def test_an_old_state_file_gains_the_depth_column_and_its_queued_events_are_depth_zero(
-        tmp_path: Path) -> None:
+async def test_an_old_state_file_gains_the_depth_column_and_its_queued_events_are_depth_zero(tmp_path: Path) -> None:
     path = old_state_file(tmp_path)
     modules = SqliteModuleStore(path)  # another adapter opening the file first migrates it too
     bus = LocalEventBus(path)
@@ -53,8 +52,16 @@ async def test_an_old_state_file_gains_the_depth_column_and_its_queued_events_ar
     try:
         [queued] = await bus.claim_due(10, 30)
         assert (queued.id, queued.event.id, queued.event.depth) == ("del_old", "evt_old", 0)
-        deep = Event(id="evt_deep", type="Order.created", data={}, source="test", time="2026-01-01T00:00:00.000Z",
-                     tenant="acme", correlation_id="evt_old", depth=9)
+        deep = Event(
+            id="evt_deep",
+            type="Order.created",
+            data={},
+            source="test",
+            time="2026-01-01T00:00:00.000Z",
+            tenant="acme",
+            correlation_id="evt_old",
+            depth=9,
+        )
         await second.publish(deep)
         [dead] = await bus.dead_letters()
         assert dead.event == deep and dead.last_error is not None and "hop limit of 8" in dead.last_error

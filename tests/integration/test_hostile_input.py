@@ -20,9 +20,11 @@ HOSTILE = [
     ("memory bomb", "const a = []\nwhile (true) a.push('x'.repeat(16_000_000) + a.length)", "Memory limit"),
     ("unbounded recursion", "function f(n) { return f(n + 1) + 1 }\nf(0)", "tack"),
     ("50 MB result", "'x'.repeat(50 * 1024 * 1024)", "imit"),
-    ("10,000 SDK calls",
-     "await Promise.all(Array.from({ length: 10000 }, (_, i) => db.get('Order', 'ord_' + i)))",
-     "SDK call limit exceeded"),
+    (
+        "10,000 SDK calls",
+        "await Promise.all(Array.from({ length: 10000 }, (_, i) => db.get('Order', 'ord_' + i)))",
+        "SDK call limit exceeded",
+    ),
     ("constructor escape", "this.constructor.constructor('return process')().env", "Error: "),
     ("bigint result", "10n", "BigInt"),
 ]
@@ -30,7 +32,8 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("name", "script", "expected"), HOSTILE, ids=[case[0] for case in HOSTILE])
 async def test_hostile_script_gets_a_clear_error_and_the_server_keeps_serving_with_data_intact(
-        server: RunningServer, name: str, script: str, expected: str) -> None:
+    server: RunningServer, name: str, script: str, expected: str
+) -> None:
     async with connect(server.url, key=server.admin_key) as client:
         marker = value_of(await client.call_tool("do", {"script": "await db.create('Marker', { n: 1 })"}))
         started = time.monotonic()
@@ -46,7 +49,8 @@ async def test_hostile_script_gets_a_clear_error_and_the_server_keeps_serving_wi
 
 
 async def test_a_loop_inside_json_parse_of_a_huge_string_is_stopped_within_its_budget_plus_a_second(
-        server: RunningServer) -> None:
+    server: RunningServer,
+) -> None:
     # 0.4-0.7 s inside each JSON.parse call, where the engine's interrupt check never runs: the budget of the
     # test server (500 ms) runs out inside one of them, and the watchdog or the check after it stops the script.
     script = "const s = '[' + '1,'.repeat(5_000_000) + '1]'\nJSON.parse(s).length + JSON.parse(s).length"
@@ -76,8 +80,7 @@ async def test_an_anonymous_infinite_loop_stops_at_the_anonymous_budget(server: 
     assert text_of(result) == "Execution timeout after 500ms"
 
 
-async def test_a_runtime_error_points_at_the_line_and_column_of_the_callers_typescript(
-        server: RunningServer) -> None:
+async def test_a_runtime_error_points_at_the_line_and_column_of_the_callers_typescript(server: RunningServer) -> None:
     script = "interface O { name: string }\nconst o: O | undefined = undefined as any\nconst n: string = o!.name"
     async with connect(server.url) as client:
         result = await client.call_tool("do", {"script": script})

@@ -18,15 +18,24 @@ async def test_the_server_lists_exactly_one_tool_named_do_with_sdk_signatures(se
         tools = (await client.list_tools()).tools
     assert [tool.name for tool in tools] == ["do"]
     description = tools[0].description or ""
-    for signature in ("db: {", "ai: {", "api: {", "on: <Event>", "send: <Event>", "every: (schedule",
-                      "user: {", "$: Proxy"):
+    for signature in (
+        "db: {",
+        "ai: {",
+        "api: {",
+        "on: <Event>",
+        "send: <Event>",
+        "every: (schedule",
+        "user: {",
+        "$: Proxy",
+    ):
         assert signature in description
     assert set(tools[0].input_schema["properties"]) == {"script", "module"}
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_script_returns_its_final_expression_in_both_protocol_generations(
-        server: RunningServer, mode: str) -> None:
+    server: RunningServer, mode: str
+) -> None:
     async with connect(server.url, mode=mode) as client:
         result = await client.call_tool("do", {"script": "const x = 10\nconst y = 32\nx + y"})
     assert value_of(result) == 42
@@ -36,15 +45,16 @@ async def test_a_script_returns_its_final_expression_in_both_protocol_generation
     assert result.structured_content["durationMs"] >= 0
 
 
-async def test_console_output_comes_back_as_a_second_text_item_and_in_structured_logs(
-        server: RunningServer) -> None:
+async def test_console_output_comes_back_as_a_second_text_item_and_in_structured_logs(server: RunningServer) -> None:
     async with connect(server.url) as client:
         result = await client.call_tool("do", {"script": "console.log('hello', 1)\nconsole.warn('careful')\n7"})
     assert value_of(result) == 7
     assert [item.text for item in result.content[1:]] == ["hello 1\n[warn] careful"]  # type: ignore[union-attr]
     assert result.structured_content is not None
     assert [(log["level"], log["message"]) for log in result.structured_content["logs"]] == [
-        ("log", "hello 1"), ("warn", "careful")]
+        ("log", "hello 1"),
+        ("warn", "careful"),
+    ]
 
 
 async def test_a_call_without_arguments_is_an_error_result_with_the_exact_text(server: RunningServer) -> None:
@@ -61,8 +71,9 @@ async def test_a_script_of_the_wrong_type_is_an_error_naming_the_argument(server
     assert text_of(result) == "'script' must be a string, got a number"
 
 
-@pytest.mark.parametrize("name", ["$.md", "db.md", "ai.md", "api.md", "on.md", "send.md", "every.md",
-                                  "user.md", "do.md"])
+@pytest.mark.parametrize(
+    "name", ["$.md", "db.md", "ai.md", "api.md", "on.md", "send.md", "every.md", "user.md", "do.md"]
+)
 async def test_every_documentation_request_returns_markdown(server: RunningServer, name: str) -> None:
     async with connect(server.url) as client:
         result = await client.call_tool("do", {"script": name})
@@ -78,8 +89,7 @@ async def test_an_unknown_documentation_request_lists_the_valid_names(server: Ru
     assert text_of(result).startswith("Unknown documentation 'nope.md'. Available: $.md, db.md")
 
 
-async def test_anonymous_write_is_refused_before_running_with_every_write_call_and_line(
-        server: RunningServer) -> None:
+async def test_anonymous_write_is_refused_before_running_with_every_write_call_and_line(server: RunningServer) -> None:
     script = "const a = await db.list('Order')\n\n\n\nawait db.create('Order', {})\n\n\nawait send($.Email.send, {})"
     async with connect(server.url) as client:
         result = await client.call_tool("do", {"script": script})
@@ -99,8 +109,10 @@ async def test_anonymous_write_through_an_alias_is_refused_at_run_time(server: R
 
 async def test_a_refused_write_can_be_caught_by_the_script_by_its_name(server: RunningServer) -> None:
     reader = server.new_key("catcher", "--role", "reader")
-    script = ("let seen\ntry { await db.delete('Order', 'ord_1') }\n"
-              "catch (error) { seen = [error.name, error.message] }\nseen")
+    script = (
+        "let seen\ntry { await db.delete('Order', 'ord_1') }\n"
+        "catch (error) { seen = [error.name, error.message] }\nseen"
+    )
     async with connect(server.url, key=reader) as client:
         named = value_of(await client.call_tool("do", {"script": script}))
     assert named == ["PermissionError", "Permission denied: delete Order"]
@@ -108,10 +120,18 @@ async def test_a_refused_write_can_be_caught_by_the_script_by_its_name(server: R
 
 async def test_an_authenticated_caller_creates_and_reads_records(server: RunningServer) -> None:
     async with connect(server.url, key=server.admin_key) as client:
-        created = value_of(await client.call_tool("do", {"script": (
-            "const c = await db.create('Person', { name: 'Alice', email: 'alice@example.com' })\n"
-            "const o = await db.create('Order', { customer: c, total: 29.99, status: 'pending' })\n"
-            "o")}))
+        created = value_of(
+            await client.call_tool(
+                "do",
+                {
+                    "script": (
+                        "const c = await db.create('Person', { name: 'Alice', email: 'alice@example.com' })\n"
+                        "const o = await db.create('Order', { customer: c, total: 29.99, status: 'pending' })\n"
+                        "o"
+                    )
+                },
+            )
+        )
         fetched = value_of(await client.call_tool("do", {"script": f"await db.get('Order', '{created['id']}')"}))
     assert created["id"].startswith("ord_")
     assert created["$type"] == "Order"
@@ -130,14 +150,19 @@ async def test_user_current_answers_from_the_identity(server: RunningServer) -> 
     assert known["me"]["tenant"] == "default"
     assert known["session"]["authType"] == "apiKey"
     assert known["admin"] is True
-    assert anonymous == {"me": None, "session": {"id": "anonymous", "authType": "anonymous", "scopes": []},
-                         "admin": False}
+    assert anonymous == {
+        "me": None,
+        "session": {"id": "anonymous", "authType": "anonymous", "scopes": []},
+        "admin": False,
+    }
 
 
 def test_an_invalid_key_is_a_401_with_a_bearer_challenge_not_anonymous(server: RunningServer) -> None:
-    response = httpx.post(server.url, headers={"Authorization": "Bearer sk_not_a_real_key",
-                                               "Accept": "application/json, text/event-stream"},
-                          json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    response = httpx.post(
+        server.url,
+        headers={"Authorization": "Bearer sk_not_a_real_key", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    )
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
     metadata_url = response.headers["WWW-Authenticate"].split('resource_metadata="')[1].rstrip('"')
@@ -191,7 +216,9 @@ async def test_a_revoked_key_is_refused(server: RunningServer) -> None:
     key_id = next(k["id"] for k in keys if k["name"] == "temporary")
     assert key not in listing.stdout
     assert server.mcpdo("keys", "revoke", key_id).returncode == 0
-    response = httpx.post(server.url, headers={"Authorization": f"Bearer {key}",
-                                               "Accept": "application/json, text/event-stream"},
-                          json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    response = httpx.post(
+        server.url,
+        headers={"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    )
     assert response.status_code == 401

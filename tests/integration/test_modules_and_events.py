@@ -45,7 +45,8 @@ ORDER_FULFILLMENT = module_after("MDXLD Module Structure", until="Module Paramet
 
 
 async def test_the_reference_order_fulfillment_module_registers_and_its_handlers_fire(
-        events_server: RunningServer) -> None:
+    events_server: RunningServer,
+) -> None:
     result = await do(events_server, module=ORDER_FULFILLMENT)
     summary = value_of(result)
     assert summary["id"] == "https://platform.do/workflows/order-fulfillment"
@@ -56,10 +57,13 @@ async def test_the_reference_order_fulfillment_module_registers_and_its_handlers
     assert summary["schedules"][0]["next"].endswith("Z")
     assert summary["exports"] == ["config"]
 
-    order = await value(events_server, """const order = await db.create('Order', {
+    order = await value(
+        events_server,
+        """const order = await db.create('Order', {
   customer: $.Person({ name: 'Ann', email: 'ann@example.com' }), status: 'pending', total: 10 })
 await send($.Order.created, order)
-order""")
+order""",
+    )
     mail = wait_for(lambda: [m for m in outbox(events_server) if m["to"] == "ann@example.com"])
     assert mail[0]["subject"] == "Order Confirmation"
     await value(events_server, f"await send($.Payment.completed, {{ orderId: '{order['id']}' }})")
@@ -86,18 +90,27 @@ $context: https://platform.do
 
 
 async def test_ecommerce_handlers_registered_by_an_exported_setup_function_fire_on_events(
-        events_server: RunningServer) -> None:
+    events_server: RunningServer,
+) -> None:
     summary = value_of(await do(events_server, module=ECOMMERCE))
     assert summary["exports"] == ["setupEcommerceHandlers"]
     assert [h["event"] for h in summary["handlers"]] == [
-        "Order.created", "Order.paid", "Order.shipped", "Product.lowStock", "Customer.inactive"]
-    ids = await value(events_server, """const customer = await db.create('Person', {
+        "Order.created",
+        "Order.paid",
+        "Order.shipped",
+        "Product.lowStock",
+        "Customer.inactive",
+    ]
+    ids = await value(
+        events_server,
+        """const customer = await db.create('Person', {
   name: 'Bo', email: 'bo@example.com' })
 const order = await db.create('Order', {
   orderNumber: 'A-1', customerId: customer.id, total: 650, status: 'new' })
 await send($.Order.created, order)
 await send($.Order.paid, { orderId: order.id, amount: order.total })
-;({ order: order.id })""")
+;({ order: order.id })""",
+    )
     mail = wait_for(lambda: [m for m in outbox(events_server) if m["to"] == "bo@example.com"])
     assert mail[0]["subject"] == "Order Confirmation #A-1"
     assert "Total: $650" in mail[0]["body"]
@@ -105,12 +118,14 @@ await send($.Order.paid, { orderId: order.id, amount: order.total })
     assert order["processingStartedAt"].endswith("Z")
 
 
-async def test_analytics_schedules_register_with_their_crons_and_fire_on_demand(
-        events_server: RunningServer) -> None:
+async def test_analytics_schedules_register_with_their_crons_and_fire_on_demand(events_server: RunningServer) -> None:
     summary = value_of(await do(events_server, module=ANALYTICS))
     assert [s["cron"] for s in summary["schedules"]] == ["0 9 * * *", "0 8 * * MON", "0 * * * *"]
-    stale = await value(events_server, """await db.create('Order', { status: 'pending', total: 5,
-  createdAt: new Date(Date.now() - 2 * 24 * 60 * 60 * 1000) })""")
+    stale = await value(
+        events_server,
+        """await db.create('Order', { status: 'pending', total: 5,
+  createdAt: new Date(Date.now() - 2 * 24 * 60 * 60 * 1000) })""",
+    )
     listed = cli_json(events_server, "schedules", "list")
     hourly = next(s for s in listed if s["module"] == summary["id"] and s["schedule"] == "0 * * * *")
     daily = next(s for s in listed if s["module"] == summary["id"] and s["schedule"] == "0 9 * * *")
@@ -143,8 +158,11 @@ on($.Swap.tested, async (data) => {{
 
 
 async def test_a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_it(
-        events_server: RunningServer) -> None:
-    await do(events_server, module="""---
+    events_server: RunningServer,
+) -> None:
+    await do(
+        events_server,
+        module="""---
 $id: /workflows/flaky
 ---
 on($.Flaky.happened, async (data, event) => {
@@ -153,10 +171,12 @@ on($.Flaky.happened, async (data, event) => {
   if (!flag) throw new Error('kaput')
   await db.create('FlakyDone', { n: data.n })
 })
-""")
+""",
+    )
     sent = await value(events_server, "await send($.Flaky.happened, { n: 7 })")
-    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
-                             if d["eventId"] == sent["id"]])
+    dead = wait_for(
+        lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list") if d["eventId"] == sent["id"]]
+    )
     assert dead[0]["attempts"] == 4
     assert "kaput" in dead[0]["lastError"]
     runs = [r for r in cli_json(events_server, "runs", "list", "--limit", "200") if r["eventId"] == sent["id"]]
@@ -169,7 +189,8 @@ on($.Flaky.happened, async (data, event) => {
 
 
 async def test_a_script_runs_its_own_handlers_before_send_resolves_and_warns_they_were_not_persisted(
-        events_server: RunningServer) -> None:
+    events_server: RunningServer,
+) -> None:
     result = await do(events_server, script=section("// Register persistent event handlers", until="Use Case:"))
     assert not result.is_error, text_of(result)
     order = json.loads(text_of(result))
@@ -179,24 +200,31 @@ async def test_a_script_runs_its_own_handlers_before_send_resolves_and_warns_the
 
 
 async def test_combined_execution_effects_are_visible_on_the_next_line(events_server: RunningServer) -> None:
-    result = await value(events_server, """on($.Counter.bumped, async (data) => {
+    result = await value(
+        events_server,
+        """on($.Counter.bumped, async (data) => {
   await db.update('Counter', data.id, { n: { $inc: 1 } })
 })
 const counter = await db.create('Counter', { n: 0 })
 await send($.Counter.bumped, { id: counter.id })
 await send($.Counter.bumped, { id: counter.id })
-;(await db.get('Counter', counter.id)).n""")
+;(await db.get('Counter', counter.id)).n""",
+    )
     assert result == 2
 
 
 async def test_a_module_and_a_script_in_one_call_share_the_modules_exports(events_server: RunningServer) -> None:
-    result = await do(events_server, module="""---
+    result = await do(
+        events_server,
+        module="""---
 $id: /lib/pricing
 ---
 export function withTax(amount: number) {
   return Math.round(amount * 1.2 * 100) / 100
 }
-""", script="withTax(10)")
+""",
+        script="withTax(10)",
+    )
     assert value_of(result) == 12
     assert result.structured_content is not None
     assert result.structured_content["module"]["exports"] == ["withTax"]
@@ -204,18 +232,25 @@ export function withTax(amount: number) {
     assert imported == 120
 
 
-@pytest.mark.parametrize(("module", "error"), [
-    ("on($.A.b, () => {})", "frontmatter"),
-    ("---\n$id: [unclosed\n---\n", "YAML"),
-    ("---\n$type: Workflow\n---\non($.A.b, () => {})", "$id"),
-    ("---\n$id: /bad/syntax\n---\non($.A.b, async () => {\n  const = 1\n})", "SyntaxError"),
-    ("---\n$id: /bad/cron\n---\nevery('61 * * * *', async () => {})", "Invalid schedule"),
-    ("---\n$id: /bad/fast\n---\nevery('30s', async () => {})", "Invalid schedule"),
-    ("---\n$id: /bad/both-days\n---\nevery('0 9 1 * MON', async () => {})", "Invalid schedule"),
-    ("---\n$id: /bad/import\n---\nimport { nope } from '/does/not/exist'\non($.A.b, () => nope())", "Cannot import"),
-])
+@pytest.mark.parametrize(
+    ("module", "error"),
+    [
+        ("on($.A.b, () => {})", "frontmatter"),
+        ("---\n$id: [unclosed\n---\n", "YAML"),
+        ("---\n$type: Workflow\n---\non($.A.b, () => {})", "$id"),
+        ("---\n$id: /bad/syntax\n---\non($.A.b, async () => {\n  const = 1\n})", "SyntaxError"),
+        ("---\n$id: /bad/cron\n---\nevery('61 * * * *', async () => {})", "Invalid schedule"),
+        ("---\n$id: /bad/fast\n---\nevery('30s', async () => {})", "Invalid schedule"),
+        ("---\n$id: /bad/both-days\n---\nevery('0 9 1 * MON', async () => {})", "Invalid schedule"),
+        (
+            "---\n$id: /bad/import\n---\nimport { nope } from '/does/not/exist'\non($.A.b, () => nope())",
+            "Cannot import",
+        ),
+    ],
+)
 async def test_a_bad_module_gets_a_clear_error_and_changes_nothing(
-        events_server: RunningServer, module: str, error: str) -> None:
+    events_server: RunningServer, module: str, error: str
+) -> None:
     before = cli_json(events_server, "schedules", "list")
     result = await do(events_server, module=module)
     assert result.is_error
@@ -259,8 +294,9 @@ on($.Job.queued, async (job) => {
     restarted = start_server(server.data_dir, MCPDO_RETRY_BASE_MS="50")
     restarted.admin_key = server.admin_key  # the key was created on the first start; a restart makes none
     try:
-        audits = wait_for(lambda: (lambda rows: rows if len(rows) == 12 else None)(_list(restarted, "Audit")),
-                          timeout=40)
+        audits = wait_for(
+            lambda: (lambda rows: rows if len(rows) == 12 else None)(_list(restarted, "Audit")), timeout=40
+        )
         assert sorted(a["n"] for a in audits) == list(range(12))
         time.sleep(1.0)
         mails = [m for m in outbox(restarted) if m["to"] == "ops@example.com"]
@@ -281,18 +317,23 @@ def _record(server: RunningServer, kind: str, record_id: str, check: Callable[[d
 
 async def test_revoking_the_key_that_registered_a_module_stops_its_handlers(events_server: RunningServer) -> None:
     owner = events_server.new_key("module-owner")
-    await do(events_server, owner, module="""---
+    await do(
+        events_server,
+        owner,
+        module="""---
 $id: /workflows/owned
 ---
 on($.Owned.happened, async (data) => { await db.create('OwnedEffect', { n: data.n }) })
-""")
+""",
+    )
     await value(events_server, "await send($.Owned.happened, { n: 1 })")
     wait_for(lambda: _list(events_server, "OwnedEffect"))
     key_id = next(k["id"] for k in cli_json(events_server, "keys", "list") if k["name"] == "module-owner")
     assert events_server.mcpdo("keys", "revoke", key_id).returncode == 0
     sent = await value(events_server, "await send($.Owned.happened, { n: 2 })")
-    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
-                             if d["eventId"] == sent["id"]])
+    dead = wait_for(
+        lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list") if d["eventId"] == sent["id"]]
+    )
     assert "which has been revoked" in dead[0]["lastError"]
     assert [e["n"] for e in _list(events_server, "OwnedEffect")] == [1]
 
@@ -323,8 +364,9 @@ broken.field = 1
     fixed = value_of(await do(events_server, module=module.replace("broken.field = 1", "")))
     assert fixed["version"] == 1  # the failed registration stored nothing
     sent = await value(events_server, "await send($.Lines.checked, { fail: true })")
-    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
-                             if d["eventId"] == sent["id"]])
+    dead = wait_for(
+        lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list") if d["eventId"] == sent["id"]]
+    )
     assert dead[0]["lastError"].startswith("Error: handler broke\n    at line 14:")
 
 
@@ -336,14 +378,16 @@ on($.Replay.asked, async (data) => { await db.create('ReplayEffect', { n: data.n
 
 
 async def test_a_revoked_owner_dead_letters_at_once_and_a_replay_runs_the_module_registered_since(
-        events_server: RunningServer) -> None:
+    events_server: RunningServer,
+) -> None:
     first = events_server.new_key("replay-owner-1")
     await do(events_server, first, module=OWNED_V % "v1")
     key_id = next(k["id"] for k in cli_json(events_server, "keys", "list") if k["name"] == "replay-owner-1")
     assert events_server.mcpdo("keys", "revoke", key_id).returncode == 0
     sent = await value(events_server, "await send($.Replay.asked, { n: 7 })")
-    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
-                             if d["eventId"] == sent["id"]])
+    dead = wait_for(
+        lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list") if d["eventId"] == sent["id"]]
+    )
     # Another attempt could not succeed: no retries were spent on it.
     assert dead[0]["attempts"] == 1
     assert "which has been revoked" in dead[0]["lastError"]
@@ -358,30 +402,38 @@ async def test_a_revoked_owner_dead_letters_at_once_and_a_replay_runs_the_module
 
 
 async def test_a_replay_is_refused_when_the_module_was_registered_again_without_that_handler(
-        events_server: RunningServer) -> None:
+    events_server: RunningServer,
+) -> None:
     owner = events_server.new_key("replay-gone")
     module = "---\n$id: /workflows/replay-gone\n---\non($.Gone.asked, async () => { throw new Error('no') })\n"
     await do(events_server, owner, module=module)
     sent = await value(events_server, "await send($.Gone.asked, {})")
-    dead = wait_for(lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list")
-                             if d["eventId"] == sent["id"]], timeout=30)
+    dead = wait_for(
+        lambda: [d for d in cli_json(events_server, "events", "dead-letters", "list") if d["eventId"] == sent["id"]],
+        timeout=30,
+    )
     await do(events_server, owner, module="---\n$id: /workflows/replay-gone\n---\nexport const nothing = 1\n")
     done = events_server.mcpdo("events", "dead-letters", "replay", dead[0]["id"])
     assert done.returncode != 0
     assert "has no handler #0 for Gone.asked" in done.stderr
-    assert [d["id"] for d in cli_json(events_server, "events", "dead-letters", "list")
-            if d["eventId"] == sent["id"]] == [dead[0]["id"]]
+    assert [
+        d["id"] for d in cli_json(events_server, "events", "dead-letters", "list") if d["eventId"] == sent["id"]
+    ] == [dead[0]["id"]]
 
 
 async def test_a_schedule_id_shared_by_two_tenants_is_fired_only_with_its_tenant_named(
-        events_server: RunningServer) -> None:
+    events_server: RunningServer,
+) -> None:
     module = "---\n$id: /jobs/nightly\n---\nevery('0 3 * * *', async () => { await db.create('Nightly', {}) })\n"
     alpha = events_server.new_key("alpha-admin", "--tenant", "alpha")
     beta = events_server.new_key("beta-admin", "--tenant", "beta")
     await do(events_server, alpha, module=module)
     await do(events_server, beta, module=module)
-    ids = {s["tenant"]: s["id"] for s in cli_json(events_server, "schedules", "list")
-           if s["module"].endswith("/jobs/nightly")}
+    ids = {
+        s["tenant"]: s["id"]
+        for s in cli_json(events_server, "schedules", "list")
+        if s["module"].endswith("/jobs/nightly")
+    }
     assert ids["alpha"] == ids["beta"]
     ambiguous = events_server.mcpdo("schedules", "fire", ids["alpha"])
     assert ambiguous.returncode != 0

@@ -14,8 +14,9 @@ HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Versio
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("limited"), MCPDO_RATE_LIMIT_ANONYMOUS="3",
-                           MCPDO_RATE_LIMIT_AUTHENTICATED="5")
+    running = start_server(
+        tmp_path_factory.mktemp("limited"), MCPDO_RATE_LIMIT_ANONYMOUS="3", MCPDO_RATE_LIMIT_AUTHENTICATED="5"
+    )
     yield running
     stop_server(running)
 
@@ -23,8 +24,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
 def call(server: RunningServer, key: str | None = None, method: str = "tools/call") -> httpx.Response:
     headers = dict(HEADERS, **({"Authorization": f"Bearer {key}"} if key else {}))
     params = {"name": "do", "arguments": {"script": "1"}} if method == "tools/call" else {}
-    return httpx.post(server.url, headers=headers, json={"jsonrpc": "2.0", "id": 7, "method": method,
-                                                         "params": params})
+    return httpx.post(server.url, headers=headers, json={"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
 
 
 def test_anonymous_tool_calls_past_the_quota_get_429_with_retry_after(limited: RunningServer) -> None:
@@ -34,7 +34,8 @@ def test_anonymous_tool_calls_past_the_quota_get_429_with_retry_after(limited: R
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.json()["id"] == 7
     assert refused.json()["error"]["message"].startswith(
-        "Rate limit exceeded: 3 tool calls per minute for anonymous callers from this address")
+        "Rate limit exceeded: 3 tool calls per minute for anonymous callers from this address"
+    )
     assert call(limited, method="tools/list").status_code == 200
 
 

@@ -44,8 +44,9 @@ async def test_stdio_without_a_key_is_anonymous_and_read_only(server: RunningSer
 
 def test_mcpdo_run_prints_the_result_of_a_typescript_file(server: RunningServer, tmp_path: Path) -> None:
     script = tmp_path / "report.ts"
-    script.write_text("const total: number = [1, 2, 3].reduce((a, b) => a + b, 0)\n"
-                      "console.log('summing')\n({ total })\n")
+    script.write_text(
+        "const total: number = [1, 2, 3].reduce((a, b) => a + b, 0)\nconsole.log('summing')\n({ total })\n"
+    )
     done = server.mcpdo("run", str(script), "--key", server.admin_key)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"total": 6}
@@ -73,7 +74,8 @@ def test_mcpdo_keys_create_prints_a_key_and_list_never_shows_secrets(server: Run
 
 def test_mcpdo_stdio_with_an_invalid_key_exits_with_a_clear_error(tmp_path: Path) -> None:
     env = {"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_API_KEY": "sk_wrong", "PATH": os.environ.get("PATH", "")}
-    done = subprocess.run([str(BIN / "mcpdo"), "stdio"], env=env, capture_output=True, text=True, timeout=60,
-                          input="", check=False)
+    done = subprocess.run(
+        [str(BIN / "mcpdo"), "stdio"], env=env, capture_output=True, text=True, timeout=60, input="", check=False
+    )
     assert done.returncode == 1
     assert "Invalid or revoked API key" in done.stderr

@@ -41,8 +41,7 @@ pytestmark = pytest.mark.anyio
 BASE = 0.05  # back-off base, seconds
 TENANT = "acme"
 MODULE = "https://acme.test/orders"
-FAST = {"poll_interval": 0.05, "cron_interval": 0.05, "lease_ttl": 0.6, "renew_interval": 0.1,
-        "stop_grace": 1.0}
+FAST = {"poll_interval": 0.05, "cron_interval": 0.05, "lease_ttl": 0.6, "renew_interval": 0.1, "stop_grace": 1.0}
 
 
 @dataclass
@@ -56,8 +55,9 @@ class Handlers:
         self.calls.append((ref, event, time.monotonic()))
         if self.behave is not None:
             await self.behave(ref, event, len(self.calls))
-        return HandlerOutcome(logs=({"level": "info", "message": f"handled {event.id}",
-                                     "timestamp": format_iso(utc_now())},))
+        return HandlerOutcome(
+            logs=({"level": "info", "message": f"handled {event.id}", "timestamp": format_iso(utc_now())},)
+        )
 
     def event_ids(self) -> list[str]:
         return [event.id for _, event, _ in self.calls]
@@ -78,12 +78,26 @@ class Folder:
     @classmethod
     def open(cls, path: Path) -> Folder:
         db = path / "state.db"
-        return cls(path=db, modules=SqliteModuleStore(db), bus=LocalEventBus(db, backoff_base=BASE),
-                   runs=SqliteRunLog(db), scheduler=LocalScheduler(db), outbox=LocalOutbox(db))
+        return cls(
+            path=db,
+            modules=SqliteModuleStore(db),
+            bus=LocalEventBus(db, backoff_base=BASE),
+            runs=SqliteRunLog(db),
+            scheduler=LocalScheduler(db),
+            outbox=LocalOutbox(db),
+        )
 
     def worker(self, invoke: Handlers, clock: Callable[[], datetime] = utc_now, **options: Any) -> Worker:
-        worker = Worker(self.bus, self.scheduler, self.path, invoke, runs=self.runs, mailer=self.outbox,
-                        clock=clock, **{**FAST, **options})
+        worker = Worker(
+            self.bus,
+            self.scheduler,
+            self.path,
+            invoke,
+            runs=self.runs,
+            mailer=self.outbox,
+            clock=clock,
+            **{**FAST, **options},
+        )
         self.workers.append(worker)
         return worker
 
@@ -104,12 +118,27 @@ async def folder(tmp_path: Path, anyio_backend: str) -> AsyncIterator[Folder]:
 
 
 def stored(version: int = 1, module_id: str = MODULE) -> StoredModule:
-    return StoredModule(tenant=TENANT, id=module_id, version=version, type="Workflow", source="", code="",
-                        owner={"id": "usr_1"}, exports=(), metadata={}, created_at=format_iso(utc_now()))
+    return StoredModule(
+        tenant=TENANT,
+        id=module_id,
+        version=version,
+        type="Workflow",
+        source="",
+        code="",
+        owner={"id": "usr_1"},
+        exports=(),
+        metadata={},
+        created_at=format_iso(utc_now()),
+    )
 
 
-async def register(folder: Folder, patterns: list[str] | None = None, schedules: list[str] | None = None,
-                   version: int = 1, first_index: int = 0) -> list[HandlerRef]:
+async def register(
+    folder: Folder,
+    patterns: list[str] | None = None,
+    schedules: list[str] | None = None,
+    version: int = 1,
+    first_index: int = 0,
+) -> list[HandlerRef]:
     mod = stored(version)
     refs: list[HandlerRef] = []
     subs, entries = [], []
@@ -127,8 +156,15 @@ async def register(folder: Folder, patterns: list[str] | None = None, schedules:
 
 def event(type: str = "Order.created", data: Any = None, id: str | None = None) -> Event:
     event_id = id or new_id("Event")
-    return Event(id=event_id, type=type, data={"total": 10} if data is None else data, source="test",
-                 time=format_iso(utc_now()), tenant=TENANT, correlation_id=event_id)
+    return Event(
+        id=event_id,
+        type=type,
+        data={"total": 10} if data is None else data,
+        source="test",
+        time=format_iso(utc_now()),
+        tenant=TENANT,
+        correlation_id=event_id,
+    )
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -140,6 +176,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
 async def leader_of(workers: list[Worker]) -> Worker:
     async def one_leads() -> bool:
         return sum(worker.is_leader for worker in workers) == 1
+
     await eventually(one_leads)
     return next(worker for worker in workers if worker.is_leader)
 
@@ -160,12 +197,18 @@ async def test_a_published_event_is_delivered_as_handler_data_and_event_and_its_
 
     async def delivered() -> bool:
         return [d.status for d in await folder.bus.deliveries(sent.id)] == ["done"]
+
     await eventually(delivered)
     [(called_ref, called_event, _)] = handlers.calls
     assert called_ref == ref and called_event == sent
     [run] = await folder.runs.runs(TENANT)
-    assert (run.status, run.event_id, run.event_type, run.handler, run.attempt) == ("ok", sent.id,
-                                                                                     "Order.created", ref, 1)
+    assert (run.status, run.event_id, run.event_type, run.handler, run.attempt) == (
+        "ok",
+        sent.id,
+        "Order.created",
+        ref,
+        1,
+    )
     assert run.logs[0]["message"] == f"handled {sent.id}"
 
 
@@ -182,6 +225,7 @@ async def test_notify_wakes_the_dispatcher_without_waiting_for_the_poll(folder: 
 
     async def handled() -> bool:
         return len(handlers.calls) == 1
+
     await eventually(handled, timeout=2.0)
     assert time.monotonic() - started < 1.0
 
@@ -206,6 +250,7 @@ async def test_handlers_run_concurrently_up_to_the_bound(folder: Folder) -> None
 
     async def all_done() -> bool:
         return len(await folder.runs.runs(TENANT)) == 7
+
     await eventually(all_done)
     assert peak == 3
 
@@ -219,8 +264,9 @@ async def test_a_failing_handler_is_retried_with_back_off_then_dead_lettered_the
 
     async def flaky(ref: HandlerRef, ev: Event, n: int) -> None:
         if not healthy:
-            raise HandlerFailed(f"boom {n}", logs=({"level": "error", "message": f"attempt {n}",
-                                                    "timestamp": format_iso(utc_now())},))
+            raise HandlerFailed(
+                f"boom {n}", logs=({"level": "error", "message": f"attempt {n}", "timestamp": format_iso(utc_now())},)
+            )
 
     handlers = Handlers(behave=flaky)
     worker = folder.worker(handlers)
@@ -231,6 +277,7 @@ async def test_a_failing_handler_is_retried_with_back_off_then_dead_lettered_the
 
     async def dead() -> bool:
         return len(await folder.bus.dead_letters(TENANT)) == 1
+
     await eventually(dead)
     assert len(handlers.calls) == 4  # 1 attempt + 3 retries
     times = [at for _, _, at in handlers.calls]
@@ -250,6 +297,7 @@ async def test_a_failing_handler_is_retried_with_back_off_then_dead_lettered_the
 
     async def done() -> bool:
         return [d.status for d in await folder.bus.deliveries(sent.id)] == ["done"]
+
     await eventually(done)
     assert len(handlers.calls) == 5
     assert await folder.bus.dead_letters() == []
@@ -259,7 +307,8 @@ async def test_a_failing_handler_is_retried_with_back_off_then_dead_lettered_the
 
 
 async def test_a_completed_delivery_is_never_run_again_even_if_the_event_is_published_again(
-    folder: Folder, tmp_path: Path,
+    folder: Folder,
+    tmp_path: Path,
 ) -> None:
     await register(folder, ["Order.created"])
     handlers = Handlers()
@@ -272,6 +321,7 @@ async def test_a_completed_delivery_is_never_run_again_even_if_the_event_is_publ
 
     async def handled() -> bool:
         return len(handlers.calls) >= 1
+
     await eventually(handled)
     await folder.bus.publish(sent)
     worker.notify()
@@ -291,8 +341,9 @@ async def test_a_completed_delivery_is_never_run_again_even_if_the_event_is_publ
 # -- the lease ---------------------------------------------------------------------------------------
 
 
-async def test_only_the_lease_holder_dispatches_and_another_takes_over_when_it_stops(tmp_path: Path,
-                                                                                     anyio_backend: str) -> None:
+async def test_only_the_lease_holder_dispatches_and_another_takes_over_when_it_stops(
+    tmp_path: Path, anyio_backend: str
+) -> None:
     first, second = Folder.open(tmp_path), Folder.open(tmp_path)
     try:
         await register(first, ["Order.created"])
@@ -313,6 +364,7 @@ async def test_only_the_lease_holder_dispatches_and_another_takes_over_when_it_s
 
         async def all_handled() -> bool:
             return sum(len(h.calls) for h in handlers.values()) == len(sent)
+
         await eventually(all_handled)
         # Nothing is left for anyone: the follower may not dispatch, and the leader finds nothing due.
         assert await follower.run_once() == Step(leader=False)
@@ -330,6 +382,7 @@ async def test_only_the_lease_holder_dispatches_and_another_takes_over_when_it_s
 
         async def taken_over() -> bool:
             return more.id in by_follower.event_ids()
+
         await eventually(taken_over)
         assert more.id not in by_leader.event_ids()
     finally:
@@ -364,6 +417,7 @@ async def test_a_delivery_left_running_by_a_dead_process_is_run_again_once_its_l
 
     async def recovered() -> bool:
         return [d.status for d in await folder.bus.deliveries(crashed.id)] == ["done"]
+
     await eventually(recovered, timeout=3.0)
     assert handlers.event_ids() == [crashed.id]
     [delivery] = await folder.bus.deliveries(crashed.id)
@@ -399,7 +453,8 @@ _CHILD = textwrap.dedent("""
 
 
 async def test_after_kill_9_every_accepted_event_is_delivered_and_completed_ones_are_not_rerun(
-    folder: Folder, tmp_path: Path,
+    folder: Folder,
+    tmp_path: Path,
 ) -> None:
     await register(folder, ["Order.created"])
     fast = [event(data={"slow": False}) for _ in range(3)]
@@ -408,13 +463,18 @@ async def test_after_kill_9_every_accepted_event_is_delivered_and_completed_ones
         await folder.bus.publish(item)
     log = tmp_path / "child.log"
     log.touch()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder.path), str(log)],
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(folder.path), str(log)], env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     try:
+
         async def busy() -> bool:
             lines = log.read_text().splitlines()
-            return (sum(line.startswith("done") for line in lines) == 3
-                    and sum(line.startswith("start") for line in lines) == 5)
+            return (
+                sum(line.startswith("done") for line in lines) == 3
+                and sum(line.startswith("start") for line in lines) == 5
+            )
+
         await eventually(busy, timeout=10.0)
         # Accepted while both of the child's slots are busy: it cannot have started it.
         await folder.bus.publish(queued := event(data={"slow": False}))
@@ -432,6 +492,7 @@ async def test_after_kill_9_every_accepted_event_is_delivered_and_completed_ones
     async def all_delivered() -> bool:
         statuses = [d.status for e in fast + slow + [queued] for d in await folder.bus.deliveries(e.id)]
         return statuses == ["done"] * 6
+
     await eventually(all_delivered, timeout=5.0)
     assert sorted(handlers.event_ids()) == sorted(expected)
 
@@ -459,6 +520,7 @@ async def test_a_schedule_fires_within_one_second_of_its_slot(folder: Folder) ->
 
     async def fired() -> bool:
         return len(handlers.calls) == 1
+
     await eventually(fired, timeout=3.0)
     [(called, fire, _)] = handlers.calls
     assert called == ref
@@ -503,8 +565,9 @@ async def test_a_scheduled_slot_queued_twice_is_delivered_once(folder: Folder) -
 # -- re-registration ---------------------------------------------------------------------------------
 
 
-async def test_events_published_while_a_module_is_re_registered_run_exactly_once(folder: Folder,
-                                                                                 tmp_path: Path) -> None:
+async def test_events_published_while_a_module_is_re_registered_run_exactly_once(
+    folder: Folder, tmp_path: Path
+) -> None:
     await register(folder, ["Order.created"], version=1, first_index=1)
     handlers = Handlers()
     worker = folder.worker(handlers, concurrency=8)
@@ -519,6 +582,7 @@ async def test_events_published_while_a_module_is_re_registered_run_exactly_once
                 item = event()
                 await publisher.bus.publish(item)
                 sent.append(item.id)
+
         asyncio.run(run())
 
     try:
@@ -532,6 +596,7 @@ async def test_events_published_while_a_module_is_re_registered_run_exactly_once
 
         async def all_ran() -> bool:
             return len(handlers.calls) >= len(sent)
+
         await eventually(all_ran, timeout=10.0)
         assert (await worker.run_once()).delivered == 0  # nothing left over to run a second time
         assert sorted(handlers.event_ids()) == sorted(sent)
@@ -552,6 +617,7 @@ async def test_email_send_without_a_user_handler_lands_in_the_outbox_once(folder
 
     async def sent() -> bool:
         return len(await folder.outbox.list()) == 1
+
     await eventually(sent)
     [message] = await folder.outbox.list()
     assert message["to"] == "alice@example.com" and message["eventId"] == mail.id
@@ -568,6 +634,7 @@ async def test_an_email_without_a_recipient_is_dead_lettered_with_the_reason(fol
 
     async def dead() -> bool:
         return len(await folder.bus.dead_letters()) == 1
+
     await eventually(dead)
     [letter] = await folder.bus.dead_letters()
     assert letter.last_error is not None and "'to'" in letter.last_error

@@ -62,8 +62,10 @@ async def timed(sb: Sandbox, code: str, caller: Caller) -> tuple[float, Any]:
 async def test_anonymous_spinners_leave_a_runner_for_a_key_and_get_their_timeout_or_the_busy_error() -> None:
     async with Sandbox(size=2, caps=Caps(anonymous_runners=1), wait_ms=1000) as sb:
         sources = [Caller.anonymous(f"203.0.113.{n}") for n in range(4)]
-        spinners = [asyncio.create_task(sb.execute(req("while (true) {}", timeout_ms=3000), RecordingHost(),
-                                                   caller=source)) for source in sources]
+        spinners = [
+            asyncio.create_task(sb.execute(req("while (true) {}", timeout_ms=3000), RecordingHost(), caller=source))
+            for source in sources
+        ]
         await until(lambda: sb.admission.anonymous_running == 1 and len(sb.admission.waiting) == 3)
         elapsed, value = await timed(sb, "1 + 1", ALICE)
         assert value == 2
@@ -97,7 +99,8 @@ async def test_a_request_that_gets_no_runner_in_time_gets_the_busy_error_and_the
         with anyio.fail_after(5), pytest.raises(SandboxBusy) as refused:
             await sb.execute(req("1 + 1"), RecordingHost(), caller=BOB)
         assert refused.value.text == (
-            "The sandbox is busy: no runner became free within 300 ms (MCPDO_SANDBOX_WAIT_MS); try again")
+            "The sandbox is busy: no runner became free within 300 ms (MCPDO_SANDBOX_WAIT_MS); try again"
+        )
         assert sb.admission.waiting == ()
         gate.opened.set()
         with anyio.fail_after(10):
@@ -114,7 +117,8 @@ async def test_an_anonymous_address_past_its_cap_gets_its_own_error_naming_the_s
         assert refused.value.reason == "source"
         assert refused.value.text.startswith(
             "Too many concurrent executions for anonymous callers from this address: at most 1 at a time "
-            "(MCPDO_CONCURRENCY_PER_ANONYMOUS), and none finished within 300 ms")
+            "(MCPDO_CONCURRENCY_PER_ANONYMOUS), and none finished within 300 ms"
+        )
         assert (await timed(sb, "1 + 1", Caller.anonymous("192.0.2.1")))[1] == 2
         gate.opened.set()
         with anyio.fail_after(10):

@@ -29,10 +29,23 @@ def store_host(modules: dict[str, str], **answers: Any) -> RecordingHost:
     return RecordingHost({"import": do_import, **answers})
 
 
-async def run(sandbox: Sandbox, code: str, host: RecordingHost | None = None, *, kind: str = "script",
-              preload: tuple[ModuleSource, ...] = (), invoke: Invocation | None = None) -> ExecutionResult:
-    request = ExecutionRequest(code=code, limits=Limits(), readonly=False, kind=kind,  # type: ignore[arg-type]
-                               preload=preload, invoke=invoke)
+async def run(
+    sandbox: Sandbox,
+    code: str,
+    host: RecordingHost | None = None,
+    *,
+    kind: str = "script",
+    preload: tuple[ModuleSource, ...] = (),
+    invoke: Invocation | None = None,
+) -> ExecutionResult:
+    request = ExecutionRequest(
+        code=code,
+        limits=Limits(),
+        readonly=False,
+        kind=kind,  # type: ignore[arg-type]
+        preload=preload,
+        invoke=invoke,
+    )
     with anyio.fail_after(15):
         return await sandbox.execute(request, host or RecordingHost())
 
@@ -47,8 +60,10 @@ export { hidden as five }
 
 
 async def test_a_module_reports_its_exports_in_declaration_order_and_no_value(sandbox: Sandbox) -> None:
-    code = "\n\nexport const a = 1\nexport let b = 2, c = 3\nexport async function d() {}\nexport class E {}\n" \
-           "const f = 6\nexport { f, f as g }\nexport default { a }\n"
+    code = (
+        "\n\nexport const a = 1\nexport let b = 2, c = 3\nexport async function d() {}\nexport class E {}\n"
+        "const f = 6\nexport { f, f as g }\nexport default { a }\n"
+    )
     result = await run(sandbox, code, kind="module")
     assert result.exports == ("a", "b", "c", "d", "E", "f", "g", "default")
     assert result.is_undefined is True
@@ -63,17 +78,18 @@ async def test_named_aliased_default_and_namespace_imports(sandbox: Sandbox) -> 
         "({ sum: add(one, 2), doubled: twice(4), five: m.five, ns: Object.keys(m).sort(), same: m.add === add })"
     )
     result = await run(sandbox, code, host)
-    assert result.value == {"sum": 3, "doubled": 8, "five": 5, "same": True,
-                            "ns": ["ONE", "add", "default", "five"]}
+    assert result.value == {"sum": 3, "doubled": 8, "five": 5, "same": True, "ns": ["ONE", "add", "default", "five"]}
     # Loaded once per execution, cached by id.
     assert [c for c in host.calls if c[0] == "import"] == [("import", [f"{BASE}math"]), ("import", [f"{BASE}math"])]
 
 
 async def test_an_imported_module_can_import_and_its_top_level_runs_once(sandbox: Sandbox) -> None:
-    host = store_host({
-        "a": "import { add } from './math'\nconsole.log('a loaded')\nexport const three = add(1, 2)",
-        "math": MATH,
-    })
+    host = store_host(
+        {
+            "a": "import { add } from './math'\nconsole.log('a loaded')\nexport const three = add(1, 2)",
+            "math": MATH,
+        }
+    )
     code = "import { three } from './a'\nimport { add } from './math'\nimport { three as t } from './a'\nadd(three, t)"
     result = await run(sandbox, code, host)
     assert result.value == 6
@@ -81,8 +97,9 @@ async def test_an_imported_module_can_import_and_its_top_level_runs_once(sandbox
 
 
 async def test_an_import_cycle_is_a_clear_error(sandbox: Sandbox) -> None:
-    host = store_host({"a": "import { b } from './b'\nexport const a = 1",
-                       "b": "import { a } from './a'\nexport const b = 2"})
+    host = store_host(
+        {"a": "import { b } from './b'\nexport const a = 1", "b": "import { a } from './a'\nexport const b = 2"}
+    )
     with pytest.raises(ScriptRuntimeError) as info:
         await run(sandbox, "const x = 1\nimport { a } from './a'\na", host)
     assert "Import cycle" in info.value.message
@@ -146,15 +163,15 @@ on('Order.failed', (order) => {
 
 async def test_invoke_calls_the_registered_handler_with_its_arguments(sandbox: Sandbox) -> None:
     host = store_host({"helper": "export const helper = (x: number) => x * 10\non('Ignored.event', () => 1)"})
-    first = await run(sandbox, HANDLERS, host, kind="module",
-                      invoke=Invocation(0, ({"total": 4}, {"type": "Order.created"})))
+    first = await run(
+        sandbox, HANDLERS, host, kind="module", invoke=Invocation(0, ({"total": 4}, {"type": "Order.created"}))
+    )
     assert first.value == {"total": 40, "type": "Order.created"}
     second = await run(sandbox, HANDLERS, host, kind="module", invoke=Invocation(1, ({"at": "09:00"},)))
     assert second.value == {"tick": "09:00"}
     # Registrations keep one index across on and every; the imported module's own on() registered nothing.
     registrations = [c for c in host.calls if c[0] in ("on", "every")]
-    assert registrations[:3] == [("on", ["Order.created", 0]), ("every", ["0 9 * * *", 1]),
-                                 ("on", ["Order.failed", 2])]
+    assert registrations[:3] == [("on", ["Order.created", 0]), ("every", ["0 9 * * *", 1]), ("on", ["Order.failed", 2])]
 
 
 async def test_invoke_of_an_unknown_handler_is_a_clear_error(sandbox: Sandbox) -> None:

@@ -30,7 +30,8 @@ async def one(anyio_backend: str) -> AsyncIterator[Sandbox]:
 async def run(sandbox: Sandbox, code: str, key: str | None, **limits: Any) -> ExecutionResult:
     with anyio.fail_after(15):
         return await sandbox.execute(
-            ExecutionRequest(code=code, limits=Limits(**limits), readonly=False, reuse_key=key), RecordingHost())
+            ExecutionRequest(code=code, limits=Limits(**limits), readonly=False, reuse_key=key), RecordingHost()
+        )
 
 
 async def instance(sandbox: Sandbox, key: str | None) -> str:
@@ -40,9 +41,11 @@ async def instance(sandbox: Sandbox, key: str | None) -> str:
 
 
 async def test_the_same_caller_reuses_the_instance_with_a_fresh_runtime_each_time(one: Sandbox) -> None:
-    first = await run(one, "globalThis.leak = 1\nvar hoisted = 2\nconsole.log('x')\n"
-                            "const seen = [typeof leak, typeof hoisted]\nseen",
-                      ALICE)
+    first = await run(
+        one,
+        "globalThis.leak = 1\nvar hoisted = 2\nconsole.log('x')\nconst seen = [typeof leak, typeof hoisted]\nseen",
+        ALICE,
+    )
     assert first.value == ["number", "number"]
     second = await run(one, "[typeof leak, typeof hoisted, typeof globalThis.leak]", ALICE)
     assert second.instance == first.instance
@@ -53,8 +56,9 @@ async def test_the_same_caller_reuses_the_instance_with_a_fresh_runtime_each_tim
 async def test_a_changed_builtin_does_not_survive_into_the_next_execution(one: Sandbox) -> None:
     first = await run(one, "Array.prototype.push = () => 0\nObject.prototype.evil = 1\nconst n = [].push(1)\nn", ALICE)
     assert first.value == 0
-    second = await run(one, "const a: number[] = []\na.push(1, 2)\n"
-                            "const out = [a.length, ({} as any).evil ?? null]\nout", ALICE)
+    second = await run(
+        one, "const a: number[] = []\na.push(1, 2)\nconst out = [a.length, ({} as any).evil ?? null]\nout", ALICE
+    )
     assert second.instance == first.instance
     assert second.value == [2, None]
 
@@ -75,14 +79,18 @@ async def test_a_request_without_a_key_never_reuses(one: Sandbox) -> None:
     assert one.processes[0].warm_key is None
 
 
-@pytest.mark.parametrize("code, error, limits", [
-    ("throw new Error('boom')", ScriptRuntimeError, {}),
-    ("const a: string[] = []\nwhile (true) a.push('x'.repeat(1000))", LimitExceeded, {"memory_bytes": 16 << 20}),
-    ("const f = (n: number): number => f(n + 1) + 1\nf(0)", LimitExceeded, {}),
-    ("Promise.reject(new Error('late'))", ScriptRuntimeError, {}),
-])
-async def test_an_execution_that_fails_discards_its_instance(one: Sandbox, code: str, error: type[Exception],
-                                                             limits: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    "code, error, limits",
+    [
+        ("throw new Error('boom')", ScriptRuntimeError, {}),
+        ("const a: string[] = []\nwhile (true) a.push('x'.repeat(1000))", LimitExceeded, {"memory_bytes": 16 << 20}),
+        ("const f = (n: number): number => f(n + 1) + 1\nf(0)", LimitExceeded, {}),
+        ("Promise.reject(new Error('late'))", ScriptRuntimeError, {}),
+    ],
+)
+async def test_an_execution_that_fails_discards_its_instance(
+    one: Sandbox, code: str, error: type[Exception], limits: dict[str, int]
+) -> None:
     before = (await run(one, "1", ALICE, **limits)).instance
     assert (await run(one, "2", ALICE, **limits)).instance == before
     with pytest.raises(error):

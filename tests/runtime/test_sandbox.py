@@ -112,7 +112,11 @@ async def test_console_output_at_every_level_is_captured(sandbox: Sandbox) -> No
     )
     result = await run(sandbox, code)
     assert [(e.level, e.message) for e in result.logs] == [
-        ("log", 'a 1 {"b":2}'), ("info", "i"), ("warn", "w"), ("error", "TypeError: boom"), ("debug", "[1,2]"),
+        ("log", 'a 1 {"b":2}'),
+        ("info", "i"),
+        ("warn", "w"),
+        ("error", "TypeError: boom"),
+        ("debug", "[1,2]"),
     ]
     assert all(e.timestamp.endswith("Z") for e in result.logs)
 
@@ -129,11 +133,14 @@ async def test_dates_become_iso_strings_and_undefined_properties_are_dropped(san
     assert result.value == {"at": "2026-11-25T00:00:00.000Z"}
 
 
-@pytest.mark.parametrize(("code", "fragment"), [
-    ("({ total: 10n })", "Cannot return a BigInt: values must be JSON (at result.total)"),
-    ("({ f: () => 1 })", "Cannot return a function: values must be JSON (at result.f)"),
-    ("const a: any = { b: {} }\na.b.c = a\na", "Cannot return a circular structure"),
-])
+@pytest.mark.parametrize(
+    ("code", "fragment"),
+    [
+        ("({ total: 10n })", "Cannot return a BigInt: values must be JSON (at result.total)"),
+        ("({ f: () => 1 })", "Cannot return a function: values must be JSON (at result.f)"),
+        ("const a: any = { b: {} }\na.b.c = a\na", "Cannot return a circular structure"),
+    ],
+)
 async def test_values_json_cannot_carry_are_clear_errors(sandbox: Sandbox, code: str, fragment: str) -> None:
     with pytest.raises(LimitExceeded) as info:
         await run(sandbox, code)
@@ -223,8 +230,7 @@ async def test_a_killed_process_is_reported_as_crashed_and_replaced() -> None:
         with anyio.fail_after(10):
             killer = asyncio.create_task(kill_soon())
             with pytest.raises(SandboxCrashed) as info:
-                await sb.execute(req("await new Promise(r => setTimeout(r, 5000))", timeout_ms=8000),
-                                 RecordingHost())
+                await sb.execute(req("await new Promise(r => setTimeout(r, 5000))", timeout_ms=8000), RecordingHost())
             await killer
         assert info.value.message == "The sandbox runtime crashed and was restarted; the execution was lost"
         with anyio.fail_after(10):
@@ -300,11 +306,13 @@ async def test_sdk_arguments_are_json_with_dates_and_schema_types_as_strings(san
 
 async def test_dollar_builds_typed_objects_and_event_tokens(sandbox: Sandbox) -> None:
     code = (
-        "[$.Person({ name: 'Alice' }), String($.Order.created), `${$.Order.created}`,"
-        " JSON.stringify($.Order.created)]"
+        "[$.Person({ name: 'Alice' }), String($.Order.created), `${$.Order.created}`, JSON.stringify($.Order.created)]"
     )
     assert (await run(sandbox, code)).value == [
-        {"$type": "Person", "name": "Alice"}, "Order.created", "Order.created", '"Order.created"',
+        {"$type": "Person", "name": "Alice"},
+        "Order.created",
+        "Order.created",
+        '"Order.created"',
     ]
 
 
@@ -336,10 +344,16 @@ async def test_readonly_scripts_with_write_calls_are_refused_with_names_and_line
     with pytest.raises(ReadonlyViolation) as info:
         await run(sandbox, code, host, readonly=True)
     assert info.value.violations == [
-        ("db.create", 3), ("api.fetch", 4), ("on", 5), ("send", 6), ("ai.generate", 7),
+        ("db.create", 3),
+        ("api.fetch", 4),
+        ("on", 5),
+        ("send", 6),
+        ("ai.generate", 7),
     ]
-    assert info.value.message.endswith("- db.create() at line 3\n- api.fetch() at line 4\n- on() at line 5"
-                                       "\n- send() at line 6\n- ai.generate() at line 7")
+    assert info.value.message.endswith(
+        "- db.create() at line 3\n- api.fetch() at line 4\n- on() at line 5"
+        "\n- send() at line 6\n- ai.generate() at line 7"
+    )
     assert host.calls == []
     assert (await run(sandbox, "await db.list('Order')\n1", readonly=True)).value == 1
 
@@ -392,8 +406,12 @@ async def test_standard_globals_work(sandbox: Sandbox) -> None:
         " short: d.toLocaleDateString('en-US'), uuid: /^[0-9a-f-]{36}$/.test(uuid), c, ticked: ticks > 2 })"
     )
     assert (await run(sandbox, code)).value == {
-        "href": "https://ex.com/a/b?x=1&y=two+words#h", "month": "November 2026", "short": "11/25/2026",
-        "uuid": True, "c": {"a": [1, {"b": 2}]}, "ticked": True,
+        "href": "https://ex.com/a/b?x=1&y=two+words#h",
+        "month": "November 2026",
+        "short": "11/25/2026",
+        "uuid": True,
+        "c": {"a": [1, {"b": 2}]},
+        "ticked": True,
     }
 
 
@@ -407,14 +425,15 @@ async def test_sdk_and_event_globals_are_there_before_first_use_and_can_be_repla
     )
     assert (await run(sandbox, code)).value == {
         "kinds": ["object", "function", "function", "function", "function", "function", "function"],
-        "hidden": [], "send": 5,
+        "hidden": [],
+        "send": 5,
     }
 
 
 async def test_malformed_input_on_stdin_does_not_kill_the_runner() -> None:
     async with Sandbox(size=1) as sb:
         (proc,) = sb.processes
-        proc._write(b"\x00\xff garbage\n{not json}\n[1,2]\n{\"type\":\"reply\",\"id\":\"x\"}\n")
+        proc._write(b'\x00\xff garbage\n{not json}\n[1,2]\n{"type":"reply","id":"x"}\n')
         with anyio.fail_after(10):
             assert (await sb.execute(req("'still alive'"), RecordingHost())).value == "still alive"
         assert sb.processes[0].pid == proc.pid

@@ -47,11 +47,13 @@ async def sandbox(anyio_backend: str) -> AsyncIterator[Sandbox]:
     await sb.close()
 
 
-async def run(sandbox: Sandbox, code: str, host: Host | None = None, key: str | None = ATTACKER,
-              **limits: Any) -> ExecutionResult:
+async def run(
+    sandbox: Sandbox, code: str, host: Host | None = None, key: str | None = ATTACKER, **limits: Any
+) -> ExecutionResult:
     with anyio.fail_after(30):
         return await sandbox.execute(
-            ExecutionRequest(code=code, limits=Limits(**limits), readonly=False, reuse_key=key), host or Host())
+            ExecutionRequest(code=code, limits=Limits(**limits), readonly=False, reuse_key=key), host or Host()
+        )
 
 
 async def failure(sandbox: Sandbox, code: str, **limits: Any) -> McpdoError:
@@ -70,17 +72,20 @@ async def assert_bystander_served(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize("text", PROTOCOL_TEXTS)
 async def test_protocol_looking_text_in_every_guest_string_reaches_the_host_exactly(
-        sandbox: Sandbox, text: str) -> None:
+    sandbox: Sandbox, text: str
+) -> None:
     pid = sandbox.processes[0].pid
     host = Host()
-    script = (f"const t = {json.dumps(text)}\n"
-              "await db.create(t, { [t]: t })\n"
-              "await send(t, { t })\n"
-              "console.log(t)\n"
-              f"import {{ x }} from {json.dumps(text)}\n"
-              "let thrown = null\n"
-              "try { throw new Error(t) } catch (e) { thrown = e.message }\n"
-              "({ t, thrown, typeName: $[t]({}).$type, x })")
+    script = (
+        f"const t = {json.dumps(text)}\n"
+        "await db.create(t, { [t]: t })\n"
+        "await send(t, { t })\n"
+        "console.log(t)\n"
+        f"import {{ x }} from {json.dumps(text)}\n"
+        "let thrown = null\n"
+        "try { throw new Error(t) } catch (e) { thrown = e.message }\n"
+        "({ t, thrown, typeName: $[t]({}).$type, x })"
+    )
     result = await run(sandbox, script, host)
     assert result.value == {"t": text, "thrown": text, "typeName": text, "x": 1}
     assert [log.message for log in result.logs] == [text]
@@ -101,33 +106,51 @@ async def test_an_uncaught_error_with_protocol_text_is_reported_as_that_text(san
 
 DEEP = "let a = 1\nfor (let i = 0; i < 3000; i++) a = [a]\n"
 CLEAR_ERRORS = [
-    ("a 3,000-deep argument", DEEP + "await db.get('Deep', a)",
-     "db.get() arguments: nested more than 64 levels deep"),
+    ("a 3,000-deep argument", DEEP + "await db.get('Deep', a)", "db.get() arguments: nested more than 64 levels deep"),
     ("a 3,000-deep result", DEEP + "a", "Result: nested more than 64 levels deep"),
-    ("a 2,000-deep $or", "let w = { n: 1 }\nfor (let i = 0; i < 2000; i++) w = { $or: [w] }\n"
-                         "await db.list('Order', { where: w })", "db.list() arguments: nested more than 64"),
+    (
+        "a 2,000-deep $or",
+        "let w = { n: 1 }\nfor (let i = 0; i < 2000; i++) w = { $or: [w] }\nawait db.list('Order', { where: w })",
+        "db.list() arguments: nested more than 64",
+    ),
     ("3,000-deep record data", DEEP + "await db.create('Deep', { a })", "db.create() arguments: nested more than 64"),
-    ("a lone surrogate in a result", "({ name: 'a\\ud800b' })",
-     "Result: a string that is not valid Unicode (a lone surrogate) at result.name"),
+    (
+        "a lone surrogate in a result",
+        "({ name: 'a\\ud800b' })",
+        "Result: a string that is not valid Unicode (a lone surrogate) at result.name",
+    ),
     ("a lone surrogate in a key", "({ ['k\\udc00']: 1 })", "Result: a key that is not valid Unicode"),
-    ("a lone surrogate in an argument", "await db.create('X', { name: 'a\\udc00' })",
-     "db.create() arguments: a string that is not valid Unicode (a lone surrogate) at arguments[1].name"),
-    ("split and join of a 20 MB string", "const s = 'x'.repeat(20 * 1024 * 1024)\ns.split('').join('-').length",
-     "Memory limit exceeded"),
+    (
+        "a lone surrogate in an argument",
+        "await db.create('X', { name: 'a\\udc00' })",
+        "db.create() arguments: a string that is not valid Unicode (a lone surrogate) at arguments[1].name",
+    ),
+    (
+        "split and join of a 20 MB string",
+        "const s = 'x'.repeat(20 * 1024 * 1024)\ns.split('').join('-').length",
+        "Memory limit exceeded",
+    ),
     ("replace in a 20 MB string", "'ab'.repeat(10 * 1024 * 1024).replace(/a/g, 'xyz').length", "Memory limit exceeded"),
     ("an endless promise chain", "let p = Promise.resolve()\nfor (;;) p = p.then(() => {})", "Memory limit exceeded"),
-    ("9 MB of call arguments", "await db.create('Big', { s: 'x'.repeat(9 * 1024 * 1024) })",
-     "db.create(): arguments too large (more than 8388608 bytes)"),
+    (
+        "9 MB of call arguments",
+        "await db.create('Big', { s: 'x'.repeat(9 * 1024 * 1024) })",
+        "db.create(): arguments too large (more than 8388608 bytes)",
+    ),
     ("a million timers", "for (let i = 0; i < 1e6; i++) setTimeout(() => {}, 60000)", "Too many timers"),
-    ("native recursion in JSON.stringify", "let a = 1\nfor (let i = 0; i < 20000; i++) a = [a]\nJSON.stringify(a)",
-     "Stack overflow"),
+    (
+        "native recursion in JSON.stringify",
+        "let a = 1\nfor (let i = 0; i < 20000; i++) a = [a]\nJSON.stringify(a)",
+        "Stack overflow",
+    ),
     ("native recursion in String()", "let a = 1\nfor (let i = 0; i < 20000; i++) a = [a]\nString(a)", "Stack overflow"),
 ]
 
 
 @pytest.mark.parametrize(("name", "script", "expected"), CLEAR_ERRORS, ids=[case[0] for case in CLEAR_ERRORS])
 async def test_a_hostile_value_gets_a_clear_error_naming_the_limit_and_the_runner_keeps_serving(
-        sandbox: Sandbox, name: str, script: str, expected: str) -> None:
+    sandbox: Sandbox, name: str, script: str, expected: str
+) -> None:
     error = await failure(sandbox, script, timeout_ms=20_000)
     assert expected in error.message, error.message
     for python_text in ("RecursionError", "Traceback", "Internal error", "engine failed"):
@@ -156,9 +179,15 @@ async def test_math_random_is_never_shared_between_concurrent_executions(anyio_b
 
         async def one(n: int) -> None:
             key = None if n % 4 == 0 else f"t\x1fapiKey\x1fcaller{n % 3}"
-            result = await pool.execute(ExecutionRequest(
-                code="[Math.random(), Math.random(), Math.random(), ...crypto.getRandomValues(new Uint32Array(2))]",
-                limits=Limits(), readonly=False, reuse_key=key), Host())
+            result = await pool.execute(
+                ExecutionRequest(
+                    code="[Math.random(), Math.random(), Math.random(), ...crypto.getRandomValues(new Uint32Array(2))]",
+                    limits=Limits(),
+                    readonly=False,
+                    reuse_key=key,
+                ),
+                Host(),
+            )
             results.append(result.value)
 
         with anyio.fail_after(60):
@@ -188,8 +217,10 @@ typeof globalThis.stolen
 async def test_after_an_attack_the_next_execution_on_the_same_instance_starts_clean(sandbox: Sandbox) -> None:
     attack = await run(sandbox, ATTACK)
     assert attack.value == "undefined"
-    probe = ("[typeof globalThis.planted, typeof globalThis.stolen, Object.getOwnPropertyDescriptor(Object.prototype,"
-             " 'track') === undefined, Math.random() !== 0.5, typeof (await db.get('X', 'y'))]")
+    probe = (
+        "[typeof globalThis.planted, typeof globalThis.stolen, Object.getOwnPropertyDescriptor(Object.prototype,"
+        " 'track') === undefined, Math.random() !== 0.5, typeof (await db.get('X', 'y'))]"
+    )
     again = await run(sandbox, probe)
     assert again.instance == attack.instance
     assert again.value == ["undefined", "undefined", True, True, "object"]
@@ -211,8 +242,9 @@ async def test_a_30_mb_error_message_is_clipped_to_a_bounded_text(sandbox: Sandb
 
 
 async def test_empty_console_lines_count_against_the_log_limit(sandbox: Sandbox) -> None:
-    result = await run(sandbox, "const t = Date.now()\nwhile (Date.now() - t < 1500) console.log('')\n1",
-                       timeout_ms=5000)
+    result = await run(
+        sandbox, "const t = Date.now()\nwhile (Date.now() - t < 1500) console.log('')\n1", timeout_ms=5000
+    )
     assert len(result.logs) < 5000
     assert result.logs[-1].message.startswith("Log output truncated")
     await assert_bystander_served(sandbox)
@@ -225,7 +257,8 @@ async def test_timers_still_fire_after_an_execution_that_exhausted_the_native_st
 
 
 async def test_tojson_getters_and_to_primitive_on_values_crossing_the_bridge_only_shape_the_callers_own_call(
-        sandbox: Sandbox) -> None:
+    sandbox: Sandbox,
+) -> None:
     host = Host()
     script = """
 const sneaky = { toJSON() { return { forged: '\\n{"type":"result"}' } } }

@@ -49,8 +49,12 @@ WIDE = "---\n$id: /fan/wide\n---\n" + "on($.Fan.out, async () => {})\n" * (CAP +
 
 @pytest.fixture(scope="module")
 def storm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("storm"), MCPDO_EVENT_HOP_LIMIT=str(HOP_LIMIT),
-                           MCPDO_MAX_DELIVERIES_PER_SEND=str(CAP), MCPDO_RETRY_BASE_MS="50")
+    running = start_server(
+        tmp_path_factory.mktemp("storm"),
+        MCPDO_EVENT_HOP_LIMIT=str(HOP_LIMIT),
+        MCPDO_MAX_DELIVERIES_PER_SEND=str(CAP),
+        MCPDO_RETRY_BASE_MS="50",
+    )
     yield running
     stop_server(running)
 
@@ -79,8 +83,12 @@ def query(server: RunningServer, sql: str, *params: Any) -> list[tuple[Any, ...]
 
 def chain(server: RunningServer, root: str) -> dict[str, int]:
     """Deliveries of every event in the chain started by event `root` (they share its correlation id), by status."""
-    rows = query(server, "SELECT d.status, COUNT(*) FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
-                         "WHERE e.correlation_id = ? GROUP BY d.status", root)
+    rows = query(
+        server,
+        "SELECT d.status, COUNT(*) FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+        "WHERE e.correlation_id = ? GROUP BY d.status",
+        root,
+    )
     return {status: count for status, count in rows}
 
 
@@ -91,13 +99,19 @@ def chain_over(server: RunningServer, root: str) -> dict[str, int] | None:
 
 
 def chain_event_ids(server: RunningServer, root: str, status: str) -> set[str]:
-    rows = query(server, "SELECT d.event_id FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
-                         "WHERE e.correlation_id = ? AND d.status = ?", root, status)
+    rows = query(
+        server,
+        "SELECT d.event_id FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+        "WHERE e.correlation_id = ? AND d.status = ?",
+        root,
+        status,
+    )
     return {row[0] for row in rows}
 
 
 async def test_a_handler_that_sends_two_events_per_event_stops_at_the_hop_limit_without_starving_another_tenant(
-        storm_server: RunningServer) -> None:
+    storm_server: RunningServer,
+) -> None:
     admin = storm_server.admin_key
     other = storm_server.new_key("other-tenant", "--tenant", OTHER)
     tenant = await value(storm_server, admin, "user.current().tenant")
@@ -124,17 +138,24 @@ async def test_a_handler_that_sends_two_events_per_event_stops_at_the_hop_limit_
     assert len(records(storm_server, admin, "Tick")) - ticks_before == counts["done"]
 
     dead_ids = chain_event_ids(storm_server, root, "dead")
-    dead = [d for d in cli_json(storm_server, "events", "dead-letters", "list", "--tenant", tenant)
-            if d["eventId"] in dead_ids]
+    dead = [
+        d
+        for d in cli_json(storm_server, "events", "dead-letters", "list", "--tenant", tenant)
+        if d["eventId"] in dead_ids
+    ]
     assert len(dead) == 2 ** (HOP_LIMIT + 1)
     for letter in dead:
         assert (letter["eventType"], letter["eventDepth"], letter["attempts"]) == ("Storm.tick", HOP_LIMIT + 1, 0)
         assert letter["lastError"] == (
             f"Event chain too deep: Storm.tick reached depth {HOP_LIMIT + 1}, past the hop limit of {HOP_LIMIT} "
-            "(MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here")
+            "(MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here"
+        )
     done_ids = chain_event_ids(storm_server, root, "done")
-    storm_runs = [r for r in cli_json(storm_server, "runs", "list", "--tenant", tenant, "--limit", "500")
-                  if r["eventId"] in done_ids]
+    storm_runs = [
+        r
+        for r in cli_json(storm_server, "runs", "list", "--tenant", tenant, "--limit", "500")
+        if r["eventId"] in done_ids
+    ]
     assert len(storm_runs) == counts["done"] and all(r["status"] == "ok" for r in storm_runs)
 
     # The other tenant: served during the storm, not after it, and nothing of its own was touched.
@@ -143,8 +164,14 @@ async def test_a_handler_that_sends_two_events_per_event_stops_at_the_hop_limit_
     assert ping_run["startedAt"] < max(r["startedAt"] for r in storm_runs), "the ping waited out the storm"
     # Taking turns, not first come first served: the ping overtook storm deliveries queued before it.
     [(ping_queued,)] = query(storm_server, "SELECT created_at FROM deliveries WHERE event_id = ?", ping)
-    queued = dict(query(storm_server, "SELECT d.event_id, d.created_at FROM deliveries AS d JOIN events AS e "
-                                      "ON e.id = d.event_id WHERE e.correlation_id = ?", root))
+    queued = dict(
+        query(
+            storm_server,
+            "SELECT d.event_id, d.created_at FROM deliveries AS d JOIN events AS e "
+            "ON e.id = d.event_id WHERE e.correlation_id = ?",
+            root,
+        )
+    )
     overtaken = [r for r in storm_runs if queued[r["eventId"]] < ping_queued and r["startedAt"] > ping_run["startedAt"]]
     assert overtaken, "the ping ran only after every storm delivery queued before it"
     assert ping_latency < 15
@@ -156,7 +183,8 @@ async def test_a_handler_that_sends_two_events_per_event_stops_at_the_hop_limit_
 
 
 async def test_a_replayed_hop_limit_dead_letter_runs_once_and_its_own_sends_are_dead_letters_again(
-        storm_server: RunningServer) -> None:
+    storm_server: RunningServer,
+) -> None:
     admin = storm_server.admin_key
     assert not (await do(storm_server, admin, module=STORM)).is_error
     root = (await value(storm_server, admin, "await send($.Storm.tick, { n: 0 })"))["id"]
@@ -165,26 +193,37 @@ async def test_a_replayed_hop_limit_dead_letter_runs_once_and_its_own_sends_are_
     dead_ids = chain_event_ids(storm_server, root, "dead")
     letter = next(d for d in cli_json(storm_server, "events", "dead-letters", "list") if d["eventId"] in dead_ids)
     assert storm_server.mcpdo("events", "dead-letters", "replay", letter["id"]).returncode == 0
-    after = wait_for(lambda: (lambda now: now if now and now.get("done") == before["done"] + 1 else None)(
-        chain_over(storm_server, root)), timeout=30)
+    after = wait_for(
+        lambda: (lambda now: now if now and now.get("done") == before["done"] + 1 else None)(
+            chain_over(storm_server, root)
+        ),
+        timeout=30,
+    )
     # The replayed hop ran once; the two events it sent are past the limit: two new dead letters, not a storm.
     assert after == {"done": before["done"] + 1, "dead": before["dead"] - 1 + 2}
     assert query(storm_server, "SELECT MAX(depth) FROM events WHERE correlation_id = ?", root) == [(HOP_LIMIT + 2,)]
 
 
 async def test_a_send_to_more_handlers_than_the_cap_throws_naming_the_limit_and_publishes_nothing(
-        storm_server: RunningServer) -> None:
+    storm_server: RunningServer,
+) -> None:
     admin = storm_server.admin_key
     assert not (await do(storm_server, admin, module=WIDE)).is_error
-    message = (f"send(Fan.out) would make {CAP + 1} deliveries, past the limit of {CAP} per send "
-               "(MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published. Narrow the on() patterns that match Fan.out")
-    caught = await value(storm_server, admin, """let outcome = 'sent'
+    message = (
+        f"send(Fan.out) would make {CAP + 1} deliveries, past the limit of {CAP} per send "
+        "(MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published. Narrow the on() patterns that match Fan.out"
+    )
+    caught = await value(
+        storm_server,
+        admin,
+        """let outcome = 'sent'
 try {
   await send($.Fan.out, { n: 1 })
 } catch (error) {
   outcome = error.message
 }
-outcome""")
+outcome""",
+    )
     assert caught == message
     result = await do(storm_server, admin, script="await send($.Fan.out, { n: 2 })\n'sent'")
     assert result.is_error
@@ -195,11 +234,22 @@ outcome""")
 
 def records(server: RunningServer, key: str, kind: str) -> list[dict[str, Any]]:
     """Records of one type in the key's tenant, synchronously (for `wait_for` polling)."""
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "do", "arguments": {"script": f"await db.list('{kind}', {{ limit: 1000 }})"}}}
-    response = httpx.post(server.url, json=body, timeout=30, headers={
-        "Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2025-11-25"})
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "do", "arguments": {"script": f"await db.list('{kind}', {{ limit: 1000 }})"}},
+    }
+    response = httpx.post(
+        server.url,
+        json=body,
+        timeout=30,
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        },
+    )
     result = response.json()["result"]
     assert not result.get("isError"), result["content"][0]["text"]
     return list(json.loads(result["content"][0]["text"]))

@@ -26,31 +26,45 @@ SPIN_MS = 5000
 WAIT_MS = 2000
 HOP_LIMIT = 4
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
-BUSY = ("Too many concurrent executions for anonymous callers from this address: at most 1 at a time",
-        "The sandbox is busy with anonymous executions: at most 1 at a time for all anonymous callers",
-        "The sandbox is busy: no runner became free within 2000 ms")
+BUSY = (
+    "Too many concurrent executions for anonymous callers from this address: at most 1 at a time",
+    "The sandbox is busy with anonymous executions: at most 1 at a time for all anonymous callers",
+    "The sandbox is busy: no runner became free within 2000 ms",
+)
 
 
 @pytest.fixture(scope="module")
 def fair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("fair"), MCPDO_SANDBOX_POOL_SIZE=str(POOL),
-                           MCPDO_ANONYMOUS_TIMEOUT_MS=str(SPIN_MS), MCPDO_SANDBOX_WAIT_MS=str(WAIT_MS),
-                           MCPDO_EVENT_HOP_LIMIT=str(HOP_LIMIT))
+    running = start_server(
+        tmp_path_factory.mktemp("fair"),
+        MCPDO_SANDBOX_POOL_SIZE=str(POOL),
+        MCPDO_ANONYMOUS_TIMEOUT_MS=str(SPIN_MS),
+        MCPDO_SANDBOX_WAIT_MS=str(WAIT_MS),
+        MCPDO_EVENT_HOP_LIMIT=str(HOP_LIMIT),
+    )
     yield running
     stop_server(running)
 
 
-async def call(http: httpx.AsyncClient, server: RunningServer, script: str, *, key: str | None = None,
-               source: str | None = None) -> dict[str, Any]:
+async def call(
+    http: httpx.AsyncClient, server: RunningServer, script: str, *, key: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     """One `tools/call` of `do`; `source` poses as another address (the server trusts its loopback proxy)."""
     headers = dict(HEADERS)
     if key:
         headers["Authorization"] = f"Bearer {key}"
     if source:
         headers["X-Forwarded-For"] = source
-    response = await http.post(server.url, headers=headers, json={
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "do", "arguments": {"script": script}}})
+    response = await http.post(
+        server.url,
+        headers=headers,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "do", "arguments": {"script": script}},
+        },
+    )
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()["result"]
     return result
@@ -60,12 +74,14 @@ def text(result: dict[str, Any]) -> str:
     return str(result["content"][0]["text"])
 
 
-async def spin_while_a_key_calls(server: RunningServer, key: str, sources: list[str | None]) -> tuple[
-        list[float], list[dict[str, Any]]]:
+async def spin_while_a_key_calls(
+    server: RunningServer, key: str, sources: list[str | None]
+) -> tuple[list[float], list[dict[str, Any]]]:
     """Start the spinners, then call `1 + 1` as the key until every spinner has answered."""
     spinners: list[dict[str, Any]] = []
     latencies: list[float] = []
     async with httpx.AsyncClient(timeout=30) as http:
+
         async def spin(source: str | None) -> None:
             spinners.append(await call(http, server, "while (true) {}", source=source))
 
@@ -100,7 +116,8 @@ async def assert_serves_normally(server: RunningServer, key: str) -> None:
 
 
 async def test_a_key_is_answered_within_a_second_while_anonymous_spinners_from_one_address_are_in_flight(
-        fair: RunningServer) -> None:
+    fair: RunningServer,
+) -> None:
     key = fair.new_key("patient-one")
     latencies, spinners = await spin_while_a_key_calls(fair, key, [None] * SPINNERS)
     assert len(latencies) >= 5
@@ -113,7 +130,8 @@ async def test_a_key_is_answered_within_a_second_while_anonymous_spinners_from_o
 
 
 async def test_a_key_is_answered_within_a_second_while_spinners_from_many_addresses_are_in_flight(
-        fair: RunningServer) -> None:
+    fair: RunningServer,
+) -> None:
     key = fair.new_key("patient-many")
     sources: list[str | None] = [f"203.0.113.{n}" for n in range(1, SPINNERS + 1)]
     latencies, spinners = await spin_while_a_key_calls(fair, key, sources)
@@ -127,21 +145,33 @@ async def test_a_key_is_answered_within_a_second_while_spinners_from_many_addres
 
 
 async def test_a_key_is_answered_within_a_second_while_spinners_and_an_event_storm_run_and_the_storm_ends(
-        fair: RunningServer) -> None:
+    fair: RunningServer,
+) -> None:
     key = fair.new_key("patient-storm")
     stormer = fair.new_key("stormer", "--tenant", "stormy")
     async with httpx.AsyncClient(timeout=30) as http:
-        started = await http.post(fair.url, headers={**HEADERS, "Authorization": f"Bearer {stormer}"}, json={
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "do", "arguments": {"module": STORM, "script": "await send($.Storm.tick, { n: 0 })"}}})
+        started = await http.post(
+            fair.url,
+            headers={**HEADERS, "Authorization": f"Bearer {stormer}"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {
+                    "name": "do",
+                    "arguments": {"module": STORM, "script": "await send($.Storm.tick, { n: 0 })"},
+                },
+            },
+        )
         assert not started.json()["result"].get("isError"), started.text
     latencies, spinners = await spin_while_a_key_calls(fair, key, [None] * SPINNERS)
     assert max(latencies) < 1.0, latencies
     assert_timed_out_or_busy(spinners)
 
     def storm_over() -> bool:
-        rows = query(fair, "SELECT COUNT(*) FROM deliveries WHERE tenant = 'stormy' AND status IN "
-                           "('pending', 'running')")
+        rows = query(
+            fair, "SELECT COUNT(*) FROM deliveries WHERE tenant = 'stormy' AND status IN ('pending', 'running')"
+        )
         return rows[0][0] == 0
 
     wait_for(storm_over, timeout=60)

@@ -17,8 +17,23 @@ from tests.support.sync import wait_for
 from tests.support.victim import Victim, call_as, call_tool, make_victim
 
 RUNTIME = Path(__file__).resolve().parents[2] / "layers" / "runtime"
-PRIVATE_NAMES = ["hostCall", "hostSync", "prim", "inner", "pending", "drained", "registrationError", "importing",
-                 "handlers", "intrinsics", "outstanding", "registrations", "loaded", "settle", "fire"]
+PRIVATE_NAMES = [
+    "hostCall",
+    "hostSync",
+    "prim",
+    "inner",
+    "pending",
+    "drained",
+    "registrationError",
+    "importing",
+    "handlers",
+    "intrinsics",
+    "outstanding",
+    "registrations",
+    "loaded",
+    "settle",
+    "fire",
+]
 
 
 def touched_property_names() -> list[str]:
@@ -166,7 +181,8 @@ def victim(hostile_server: RunningServer) -> Victim:
 
 
 def test_traps_on_every_prototype_and_global_the_prelude_touches_see_nothing_private(
-        hostile_server: RunningServer, victim: Victim) -> None:
+    hostile_server: RunningServer, victim: Victim
+) -> None:
     is_error, text = call_as(hostile_server, hostile_server.admin_key, probe_script(touched_property_names()))
     assert not is_error, text
     report = json.loads(text)
@@ -176,10 +192,12 @@ def test_traps_on_every_prototype_and_global_the_prelude_touches_see_nothing_pri
 
 
 def test_an_anonymous_script_with_the_traps_sees_nothing_private_either(
-        hostile_server: RunningServer, victim: Victim) -> None:
+    hostile_server: RunningServer, victim: Victim
+) -> None:
     writes = ("db.update(", "ai.generate(", "on('Probe", "send('Probe")
-    script = "\n".join(line for line in probe_script(touched_property_names()).split("\n")
-                       if not any(call in line for call in writes))
+    script = "\n".join(
+        line for line in probe_script(touched_property_names()).split("\n") if not any(call in line for call in writes)
+    )
     is_error, text = call_as(hostile_server, None, script)
     assert not is_error, text
     report = json.loads(text)
@@ -189,7 +207,8 @@ def test_an_anonymous_script_with_the_traps_sees_nothing_private_either(
 
 
 def test_an_import_and_module_registration_under_the_traps_leak_nothing(
-        hostile_server: RunningServer, victim: Victim) -> None:
+    hostile_server: RunningServer, victim: Victim
+) -> None:
     library = "---\n$id: /lib/probe-helper\n---\nexport const helper = (x) => x * 2\n"
     assert call_tool(hostile_server, hostile_server.admin_key, {"module": library})[0] is False
     importer = "import { helper } from '/lib/probe-helper'\nif (helper(2) !== 4) throw new Error('import failed')"
@@ -200,17 +219,21 @@ def test_an_import_and_module_registration_under_the_traps_leak_nothing(
 
 
 def test_a_handler_run_by_the_worker_under_the_traps_leaks_nothing(
-        hostile_server: RunningServer, victim: Victim) -> None:
+    hostile_server: RunningServer, victim: Victim
+) -> None:
     traps = TRAPS % {"private": json.dumps(PRIVATE_NAMES)}
-    module = (f"---\n$id: /workflows/prelude-probe\n---\n{traps}\n{EXERCISE}\n"
-              f"const leaks = installTraps({json.dumps(touched_property_names())})\n"
-              "on($.Probe.run, async (data) => {\n"
-              "  await exercise()\n"
-              "  const report = leaks()\n"
-              "  await db.create('ProbeReport', { run: data.run, leaks: report.leaks, observed: report.observed })\n"
-              "})\n")
-    is_error, text = call_tool(hostile_server, hostile_server.admin_key,
-                               {"module": module, "script": "await send($.Probe.run, { run: 1 })"})
+    module = (
+        f"---\n$id: /workflows/prelude-probe\n---\n{traps}\n{EXERCISE}\n"
+        f"const leaks = installTraps({json.dumps(touched_property_names())})\n"
+        "on($.Probe.run, async (data) => {\n"
+        "  await exercise()\n"
+        "  const report = leaks()\n"
+        "  await db.create('ProbeReport', { run: data.run, leaks: report.leaks, observed: report.observed })\n"
+        "})\n"
+    )
+    is_error, text = call_tool(
+        hostile_server, hostile_server.admin_key, {"module": module, "script": "await send($.Probe.run, { run: 1 })"}
+    )
     assert not is_error, text
 
     def report() -> list[dict[str, object]] | None:

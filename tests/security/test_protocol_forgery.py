@@ -29,6 +29,8 @@ def fake_node(tmp_path_factory: pytest.TempPathFactory) -> str:
     path.write_text(f'#!/bin/sh\nwhile [ "${{1#--}}" != "$1" ]; do shift; done\nexec {sys.executable} "$@"\n')
     path.chmod(0o755)
     return str(path)
+
+
 OWN_RESULT = '{"type":"result","exec":{exec},"nonce":{nonce},"ok":true,"undefined":false,"value":"own","logs":[]}'
 OWN_CALL = '{"type":"call","exec":{exec},"nonce":{nonce},"id":7,"name":"db.list","args":["Order"]}'
 
@@ -55,8 +57,10 @@ async def fake_process(fake_node: str) -> RunnerProcess:
 FORGERIES = [
     ("another execution's result", ['{"type":"result","exec":999,"nonce":{nonce},"ok":true,"value":"forged"}']),
     ("a result without the nonce", ['{"type":"result","exec":{exec},"nonce":"guess","ok":true,"value":"forged"}']),
-    ("a planted result for a later execution",
-     ['{"type":"result","exec":2,"nonce":{nonce},"ok":true,"value":"forged"}', OWN_RESULT]),
+    (
+        "a planted result for a later execution",
+        ['{"type":"result","exec":2,"nonce":{nonce},"ok":true,"value":"forged"}', OWN_RESULT],
+    ),
     ("a call addressed elsewhere", ['{"type":"call","exec":5,"nonce":{nonce},"id":1,"name":"db.create","args":[]}']),
     ("a repeated call id", [OWN_CALL, OWN_CALL]),
     ("an unknown message type", ['{"type":"pwn","exec":{exec},"nonce":{nonce}}']),
@@ -68,7 +72,8 @@ FORGERIES = [
 
 @pytest.mark.parametrize(("name", "lines"), FORGERIES, ids=[name for name, _ in FORGERIES])
 async def test_a_runner_that_forges_a_message_is_killed_and_only_its_execution_fails(
-        name: str, lines: list[Any], fake_node: str) -> None:
+    name: str, lines: list[Any], fake_node: str
+) -> None:
     proc = await fake_process(fake_node)
     host = Host()
     with anyio.fail_after(10):
@@ -105,10 +110,11 @@ async def test_the_pool_replaces_a_compromised_runner_and_serves_the_next_execut
 # -- property tests ---------------------------------------------------------------------------------------
 
 EXEC_ID, NONCE = 3, "a" * 32
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                         max_size=3),
-                           max_leaves=10)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=10,
+)
 messages = st.fixed_dictionaries(
     {},
     optional={
@@ -149,17 +155,21 @@ def _line_for(message: dict[str, Any], own: bool) -> str:
     return json.dumps(message).replace('"{exec}"', "{exec}").replace('"{nonce}"', "{nonce}")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.tuples(messages, st.booleans()) | st.binary(min_size=1, max_size=40), max_size=4))
 def test_a_runner_writing_anything_never_crashes_the_pool_nor_reaches_another_execution(
-        fake_node: str, noise: list[Any]) -> None:
-    lines: list[Any] = [[*item.replace(b"\n", b" "), 10] if isinstance(item, bytes) else
-                        _line_for(*item) for item in noise]
+    fake_node: str, noise: list[Any]
+) -> None:
+    lines: list[Any] = [
+        [*item.replace(b"\n", b" "), 10] if isinstance(item, bytes) else _line_for(*item) for item in noise
+    ]
 
     # Only a result that carried this execution's id and nonce may be taken.
-    addressed = [m.get("value") for m, own in (i for i in noise if isinstance(i, tuple))
-                 if own and m.get("type") == "result"]
+    addressed = [
+        m.get("value") for m, own in (i for i in noise if isinstance(i, tuple)) if own and m.get("type") == "result"
+    ]
     starts_foreign = bool(noise) and (isinstance(noise[0], bytes) or not noise[0][1])
 
     async def scenario() -> None:

@@ -48,16 +48,24 @@ async def test_simple_query_lists_businesses(server: RunningServer, tenant_key: 
 
 
 async def test_semantic_types_build_plain_typed_objects(server: RunningServer) -> None:
-    order = await run(server, """const person = $.Person({ name: 'Alice' })
+    order = await run(
+        server,
+        """const person = $.Person({ name: 'Alice' })
 const org = $.Organization({ name: 'Acme Corp' })
 const order = $.Order({ customer: person, seller: org })
-order""")
-    assert order == {"$type": "Order", "customer": {"$type": "Person", "name": "Alice"},
-                     "seller": {"$type": "Organization", "name": "Acme Corp"}}
+order""",
+    )
+    assert order == {
+        "$type": "Order",
+        "customer": {"$type": "Person", "name": "Alice"},
+        "seller": {"$type": "Organization", "name": "Acme Corp"},
+    }
 
 
 async def test_creating_records_with_a_relationship(server: RunningServer, tenant_key: str) -> None:
-    order = await run(server, """// Create customer
+    order = await run(
+        server,
+        """// Create customer
 const customer = await db.create('Person', {
 name: 'Alice',
 email: 'alice@example.com',
@@ -69,7 +77,9 @@ items: [$.Product({ name: 'Widget', price: 29.99 })],
 total: 29.99,
 status: 'pending',
 })
-order""", key=tenant_key)
+order""",
+        key=tenant_key,
+    )
     assert order["id"].startswith("ord_")
     assert order["customer"]["id"].startswith("per_")
     assert order["items"] == [{"$type": "Product", "name": "Widget", "price": 29.99}]
@@ -77,50 +87,73 @@ order""", key=tenant_key)
 
 
 async def test_filter_and_sort_returns_pending_orders_newest_first(server: RunningServer, tenant_key: str) -> None:
-    await run(server, """for (const [i, status] of ['pending', 'paid', 'pending', 'pending'].entries()) {
+    await run(
+        server,
+        """for (const [i, status] of ['pending', 'paid', 'pending', 'pending'].entries()) {
   await db.create('Order', { n: i, status, total: 10 * (i + 1) })
-}""", key=tenant_key)
-    orders = await run(server, """// Filter and sort
+}""",
+        key=tenant_key,
+    )
+    orders = await run(
+        server,
+        """// Filter and sort
 await db.list('Order', {
 where: { status: 'pending' },
 sort: { createdAt: 'desc' },
 limit: 10,
-})""", key=tenant_key)
+})""",
+        key=tenant_key,
+    )
     assert [o["n"] for o in orders] == [3, 2, 0]
-    mapped = await run(server, "const orders = await db.list('Order')\norders.map(o => ({ id: o.id, total: o.total }))",
-                       key=tenant_key)
+    mapped = await run(
+        server, "const orders = await db.list('Order')\norders.map(o => ({ id: o.id, total: o.total }))", key=tenant_key
+    )
     assert [m["total"] for m in mapped] == [10, 20, 30, 40]
 
 
 async def test_data_analysis_returns_totals(server: RunningServer, tenant_key: str) -> None:
-    await run(server, "await db.create('Order', { total: 5 })\nawait db.create('Order', { total: 7.5 })", key=tenant_key)
-    result = await run(server, """// ✅ Script - process and return results
+    await run(
+        server, "await db.create('Order', { total: 5 })\nawait db.create('Order', { total: 7.5 })", key=tenant_key
+    )
+    result = await run(
+        server,
+        """// ✅ Script - process and return results
 const orders = await db.list('Order')
 const revenue = orders.reduce((sum, o) => sum + o.total, 0)
-({ totalOrders: orders.length, revenue })""", key=tenant_key)
+({ totalOrders: orders.length, revenue })""",
+        key=tenant_key,
+    )
     assert result == {"totalOrders": 2, "revenue": 12.5}
 
 
 async def test_ad_hoc_bulk_update_returns_the_count(server: RunningServer, tenant_key: str) -> None:
     await run(server, "for (let i = 0; i < 3; i++) await db.create('Product', { category: 'old', i })", key=tenant_key)
-    result = await run(server, """// ✅ Script - one-time bulk update
+    result = await run(
+        server,
+        """// ✅ Script - one-time bulk update
 const products = await db.list('Product', { where: { category: 'old' } })
 for (const product of products) {
 await db.update('Product', product.id, { category: 'updated' })
 }
-;({ updated: products.length })""", key=tenant_key)
+;({ updated: products.length })""",
+        key=tenant_key,
+    )
     assert result == {"updated": 3}
-    assert await run(server, "(await db.list('Product', { where: { category: 'updated' } })).length",
-                     key=tenant_key) == 3
+    assert (
+        await run(server, "(await db.list('Product', { where: { category: 'updated' } })).length", key=tenant_key) == 3
+    )
 
 
 async def test_user_context_logs_the_current_user(server: RunningServer) -> None:
-    result = await run_raw(server, """// Current user
+    result = await run_raw(
+        server,
+        """// Current user
 const currentUser = user.current()
 if (currentUser) {
 console.log('User ID:', currentUser.id)
 console.log('Email:', currentUser.email)
-}""")
+}""",
+    )
     assert not result.is_error
     assert text_of(result) == "undefined"
     assert result.structured_content is not None
@@ -130,7 +163,9 @@ console.log('Email:', currentUser.email)
 
 
 async def test_permission_checks_guard_writes(server: RunningServer, tenant_key: str) -> None:
-    result = await run(server, """// Check permissions before operations
+    result = await run(
+        server,
+        """// Check permissions before operations
 if (user.can('create', 'Order')) {
 await db.create('Order', { total: 1 })
 } else {
@@ -144,7 +179,9 @@ await db.delete('Order', orderId)
 if (user.can('admin', '*')) {
 console.log('admin')
 }
-await db.list('Order')""", key=tenant_key)
+await db.list('Order')""",
+        key=tenant_key,
+    )
     assert result == []
 
 
@@ -164,11 +201,15 @@ await db.list('Order')"""
 
 async def test_debugging_logs_variables(server: RunningServer, tenant_key: str) -> None:
     await run(server, "await db.create('Person', { id: 'per_123', name: 'Dana' })", key=tenant_key)
-    result = await run_raw_with(server, tenant_key, """const customer = await db.get('Person', 'per_123')
+    result = await run_raw_with(
+        server,
+        tenant_key,
+        """const customer = await db.get('Person', 'per_123')
 console.log('Customer:', JSON.stringify(customer, null, 2))
 const order = await db.create('Order', { customer, total: 1 })
 console.log('Created order:', order)
-order.customer.name""")
+order.customer.name""",
+    )
     assert value_of(result) == "Dana"
     assert result.structured_content is not None
     logs = result.structured_content["logs"]
@@ -177,13 +218,17 @@ order.customer.name""")
 
 
 async def test_error_handling_logs_and_rethrows(server: RunningServer, tenant_key: str) -> None:
-    result = await run_raw_with(server, tenant_key, """try {
+    result = await run_raw_with(
+        server,
+        tenant_key,
+        """try {
 const result = await db.update('Order', 'ord_missing', { total: 1 })
 console.log('Success:', result)
 } catch (error) {
 console.error('Failed:', error.message)
 throw error
-}""")
+}""",
+    )
     assert result.is_error
     assert text_of(result).startswith("Error: Order ord_missing not found\n    at line 2:")
     assert result.structured_content is not None
@@ -240,8 +285,12 @@ await transferInventory('prod_123', 'prod_456', QUANTITY)"""
 
 
 async def test_transaction_pattern_transfers_and_rolls_back(server: RunningServer, tenant_key: str) -> None:
-    await run(server, "await db.create('Product', { id: 'prod_123', stock: 25 })\n"
-                      "await db.create('Product', { id: 'prod_456', stock: 5 })", key=tenant_key)
+    await run(
+        server,
+        "await db.create('Product', { id: 'prod_123', stock: 25 })\n"
+        "await db.create('Product', { id: 'prod_456', stock: 5 })",
+        key=tenant_key,
+    )
     moved = await run(server, TRANSFER.replace("QUANTITY", "10"), key=tenant_key)
     assert moved["success"] is True and moved["transferId"].startswith("inv_")
     refused = await run_raw_with(server, tenant_key, TRANSFER.replace("QUANTITY", "100"))
@@ -252,9 +301,16 @@ async def test_transaction_pattern_transfers_and_rolls_back(server: RunningServe
 
 
 async def test_batch_processing_reports_progress_and_totals(server: RunningServer, tenant_key: str) -> None:
-    await run(server, "await db.create('Product', { id: 'prod_1', price: 1 })\n"
-                      "await db.create('Product', { id: 'prod_2', price: 2 })", key=tenant_key)
-    result = await run_raw_with(server, tenant_key, """async function batchUpdateProducts(updates: Array<{ id: string; data: any }>) {
+    await run(
+        server,
+        "await db.create('Product', { id: 'prod_1', price: 1 })\n"
+        "await db.create('Product', { id: 'prod_2', price: 2 })",
+        key=tenant_key,
+    )
+    result = await run_raw_with(
+        server,
+        tenant_key,
+        """async function batchUpdateProducts(updates: Array<{ id: string; data: any }>) {
 const batchSize = 10
 const results = []
 for (let i = 0; i < updates.length; i += batchSize) {
@@ -292,21 +348,32 @@ const updates = [
 { id: 'prod_2', data: { price: 39.99 } },
 { id: 'prod_3', data: { price: 49.99 } },
 ]
-await batchUpdateProducts(updates)""")
-    assert value_of(result) == {"total": 3, "successful": 2, "failed": 1,
-                                "errors": [{"id": "prod_3", "error": "Product prod_3 not found"}]}
+await batchUpdateProducts(updates)""",
+    )
+    assert value_of(result) == {
+        "total": 3,
+        "successful": 2,
+        "failed": 1,
+        "errors": [{"id": "prod_3", "error": "Product prod_3 not found"}],
+    }
     assert result.structured_content is not None
     assert result.structured_content["logs"][0]["message"] == "Processing batch 1 of 1"
 
 
 async def test_parallel_dashboard_loads_everything_at_once(server: RunningServer, tenant_key: str) -> None:
-    await run(server, """await db.create('Order', { status: 'paid', total: 100 })
+    await run(
+        server,
+        """await db.create('Order', { status: 'paid', total: 100 })
 await db.create('Order', { status: 'paid', total: 50 })
 await db.create('Order', { status: 'pending', total: 20 })
 await db.create('Person', { name: 'A' })
 await db.create('Product', { name: 'low', stock: 3 })
-await db.create('Product', { name: 'high', stock: 300 })""", key=tenant_key)
-    dashboard = await run(server, """// Parallel data fetching
+await db.create('Product', { name: 'high', stock: 300 })""",
+        key=tenant_key,
+    )
+    dashboard = await run(
+        server,
+        """// Parallel data fetching
 async function loadDashboardData() {
 const [orders, customers, products, revenue] = await Promise.all([
 db.list('Order', { limit: 100, sort: { createdAt: 'desc' } }),
@@ -333,16 +400,23 @@ average: orders.length > 0 ? orders.reduce((sum, o) => sum + o.total, 0) / order
 }
 // Execute with parallel operations
 const dashboard = await loadDashboardData()
-dashboard""", key=tenant_key)
+dashboard""",
+        key=tenant_key,
+    )
     assert [o["total"] for o in dashboard["recentOrders"]] == [20, 50, 100]
     assert [p["name"] for p in dashboard["lowStockProducts"]] == ["low"]
     assert dashboard["revenueMetrics"] == {"total": 150, "count": 2, "average": 75}
 
 
 async def test_parallel_execution_and_limits_from_best_practices(server: RunningServer, tenant_key: str) -> None:
-    await run(server, "for (let i = 0; i < 12; i++) await db.create('Order', { i, status: i % 2 ? 'active' : 'done' })",
-              key=tenant_key)
-    result = await run(server, """const [orders, customers] = await Promise.all([db.list('Order'), db.list('Customer')])
+    await run(
+        server,
+        "for (let i = 0; i < 12; i++) await db.create('Order', { i, status: i % 2 ? 'active' : 'done' })",
+        key=tenant_key,
+    )
+    result = await run(
+        server,
+        """const [orders, customers] = await Promise.all([db.list('Order'), db.list('Customer')])
 // Fetch only what you need
 const recentOrders = await db.list('Order', {
 limit: 10,
@@ -353,7 +427,8 @@ const activeOrders = await db.list('Order', {
 where: { status: 'active' },
 })
 ;({ all: orders.length, customers: customers.length, recent: recentOrders.map(o => o.i), active: activeOrders.length })""",
-                       key=tenant_key)
+        key=tenant_key,
+    )
     assert result == {"all": 12, "customers": 0, "recent": [11, 10, 9, 8, 7, 6, 5, 4, 3, 2], "active": 6}
 
 
@@ -363,20 +438,27 @@ async def run_raw_with(server: RunningServer, key: str, script: str) -> Any:
 
 
 async def test_script_characteristics_create_records_and_send_the_confirmation(
-        server: RunningServer, tenant_key: str) -> None:
+    server: RunningServer, tenant_key: str
+) -> None:
     order = await run(server, section("// Complex multi-step operation", until="Key Points:"), key=tenant_key)
     assert order["id"].startswith("ord_") and order["total"] == 29.99
     assert order["customer"]["email"] == "team@example.com"
 
 
 async def test_scenario_1_order_processing_runs_its_handlers_when_the_script_sends(
-        server: RunningServer, tenant_key: str) -> None:
-    await run(server, """await db.create('Product', { id: 'prod_widget_001', name: 'Widget', price: 10, stock: 11, weight: 1 })
+    server: RunningServer, tenant_key: str
+) -> None:
+    await run(
+        server,
+        """await db.create('Product', { id: 'prod_widget_001', name: 'Widget', price: 10, stock: 11, weight: 1 })
 await db.create('Product', { id: 'prod_gadget_002', name: 'Gadget', price: 25, stock: 50, weight: 2 })""",
-              key=tenant_key)
-    result = await run_raw_with(server, tenant_key,
-                                section("// Module: Set up event handlers for order lifecycle",
-                                        until="Scenario 2: Content Management"))
+        key=tenant_key,
+    )
+    result = await run_raw_with(
+        server,
+        tenant_key,
+        section("// Module: Set up event handlers for order lifecycle", until="Scenario 2: Content Management"),
+    )
     assert not result.is_error, text_of(result)
     summary = value_of(result)
     assert summary["customer"] == "Bob Smith" and summary["total"] == 45 and summary["items"] == 2

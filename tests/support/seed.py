@@ -57,5 +57,5 @@ def reference_modules() -> dict[str, str]:
     workflow = module_after("MDXLD Module Structure", until="Module Parameter Features")
     text = reference()
     start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
-    agent = text[start:text.index("\n`,\n})", start)].replace("\\`", "`").replace("\\${", "${") + "\n"
+    agent = text[start : text.index("\n`,\n})", start)].replace("\\`", "`").replace("\\${", "${") + "\n"
     return {"workflow": workflow, "agent": agent}

@@ -29,8 +29,9 @@ class RunningServer:
         env = dict(self.env)
         if key:
             env["MCPDO_API_KEY"] = key
-        return subprocess.run([str(BIN / "mcpdo"), *args], env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
+        return subprocess.run(
+            [str(BIN / "mcpdo"), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
 
     def new_key(self, name: str, *extra: str) -> str:
         done = self.mcpdo("keys", "create", "--name", name, *extra)
@@ -47,11 +48,18 @@ def free_port() -> int:
 def start_server(data_dir: Path, **extra_env: str) -> RunningServer:
     port = free_port()
     # Quotas off unless a test sets them: the suites make far more calls than a minute's default quota.
-    env = {**os.environ, "MCPDO_DATA_DIR": str(data_dir), "MCPDO_PORT": str(port),
-           "MCPDO_RATE_LIMIT_ANONYMOUS": "0", "MCPDO_RATE_LIMIT_AUTHENTICATED": "0", **extra_env}
+    env = {
+        **os.environ,
+        "MCPDO_DATA_DIR": str(data_dir),
+        "MCPDO_PORT": str(port),
+        "MCPDO_RATE_LIMIT_ANONYMOUS": "0",
+        "MCPDO_RATE_LIMIT_AUTHENTICATED": "0",
+        **extra_env,
+    }
     env.pop("MCPDO_API_KEY", None)
-    process = subprocess.Popen([str(BIN / "mcpdo"), "serve"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [str(BIN / "mcpdo"), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     url = f"http://127.0.0.1:{port}"
     banner: list[str] = []
     deadline = time.monotonic() + 30
@@ -71,8 +79,9 @@ def start_server(data_dir: Path, **extra_env: str) -> RunningServer:
                 break
         except httpx.HTTPError:
             time.sleep(0.05)
-    return RunningServer(url=url + "/mcp", admin_key=match.group(1) if match else "", data_dir=data_dir,
-                         env=env, process=process)
+    return RunningServer(
+        url=url + "/mcp", admin_key=match.group(1) if match else "", data_dir=data_dir, env=env, process=process
+    )
 
 
 def stop_server(server: RunningServer) -> None:

@@ -26,11 +26,22 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def run_script(server: RunningServer, script: str) -> Any:
     """A script's value through the running server as its admin (None for `undefined`); errors fail."""
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "do", "arguments": {"script": script}}}
-    response = httpx.post(server.url, json=body, timeout=30, headers={
-        "Authorization": f"Bearer {server.admin_key}", "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2025-11-25"})
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "do", "arguments": {"script": script}},
+    }
+    response = httpx.post(
+        server.url,
+        json=body,
+        timeout=30,
+        headers={
+            "Authorization": f"Bearer {server.admin_key}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        },
+    )
     result = response.json()["result"]
     assert not result.get("isError"), result["content"][0]["text"]
     text = result["content"][0]["text"]

@@ -42,8 +42,7 @@ def call_tool(server: RunningServer, key: str | None, arguments: dict[str, str])
     headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "do", "arguments": arguments}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "do", "arguments": arguments}}
     response = httpx.post(server.url, json=body, timeout=60, headers=headers)
     assert response.status_code == 200, response.text
     result = response.json()["result"]
@@ -53,8 +52,10 @@ def call_tool(server: RunningServer, key: str | None, arguments: dict[str, str])
 def make_victim(server: RunningServer, tenant: str = "victim") -> Victim:
     key = server.new_key(f"{tenant}-admin", "--tenant", tenant)
     victim = Victim(server, key, [])
-    is_error, text = victim.call("const a = await db.create('Secret', { n: 1, note: 'payroll' })\n"
-                                 "const b = await db.create('Secret', { n: 2, note: 'keys' })\nreturn [a, b]")
+    is_error, text = victim.call(
+        "const a = await db.create('Secret', { n: 1, note: 'payroll' })\n"
+        "const b = await db.create('Secret', { n: 2, note: 'keys' })\nreturn [a, b]"
+    )
     assert not is_error, text
     victim.records = json.loads(text)
     return victim

@@ -116,41 +116,66 @@ def test_caps_are_clamped_so_that_no_caller_can_hold_every_runner_of_the_grown_p
 
 def test_each_busy_reason_has_its_own_text_naming_the_setting() -> None:
     assert SandboxBusy("runners", 10_000).text == (
-        "The sandbox is busy: no runner became free within 10000 ms (MCPDO_SANDBOX_WAIT_MS); try again")
+        "The sandbox is busy: no runner became free within 10000 ms (MCPDO_SANDBOX_WAIT_MS); try again"
+    )
     assert SandboxBusy("key", 2000, 3).text == (
         "Too many concurrent executions for this key: at most 3 at a time (MCPDO_CONCURRENCY_PER_KEY), "
-        "and none finished within 2000 ms (MCPDO_SANDBOX_WAIT_MS); try again when one has finished")
+        "and none finished within 2000 ms (MCPDO_SANDBOX_WAIT_MS); try again when one has finished"
+    )
     assert SandboxBusy("source", 2000, 1).text.startswith(
         "Too many concurrent executions for anonymous callers from this address: at most 1 at a time "
-        "(MCPDO_CONCURRENCY_PER_ANONYMOUS)")
+        "(MCPDO_CONCURRENCY_PER_ANONYMOUS)"
+    )
     assert SandboxBusy("anonymous", 2000, 1).text.startswith(
         "The sandbox is busy with anonymous executions: at most 1 at a time for all anonymous callers "
-        "together (MCPDO_ANONYMOUS_RUNNERS)")
+        "together (MCPDO_ANONYMOUS_RUNNERS)"
+    )
 
 
 def test_fair_sharing_settings_default_to_room_for_others_on_the_pool(tmp_path: Path) -> None:
     settings = Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_SANDBOX_POOL_SIZE": "2"})
-    assert (settings.sandbox_pool_max, settings.sandbox_wait_ms, settings.concurrency_per_key,
-            settings.concurrency_per_anonymous, settings.anonymous_runners) == (4, 10_000, 4, 1, 1)
+    assert (
+        settings.sandbox_pool_max,
+        settings.sandbox_wait_ms,
+        settings.concurrency_per_key,
+        settings.concurrency_per_anonymous,
+        settings.anonymous_runners,
+    ) == (4, 10_000, 4, 1, 1)
     bigger = Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_SANDBOX_POOL_SIZE": "8"})
     assert (bigger.sandbox_pool_max, bigger.anonymous_runners) == (16, 7)
-    tuned = Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_SANDBOX_POOL_SIZE": "2",
-                               "MCPDO_SANDBOX_POOL_MAX": "6", "MCPDO_SANDBOX_WAIT_MS": "0",
-                               "MCPDO_CONCURRENCY_PER_KEY": "2", "MCPDO_CONCURRENCY_PER_ANONYMOUS": "2",
-                               "MCPDO_ANONYMOUS_RUNNERS": "5"})
-    assert (tuned.sandbox_pool_max, tuned.sandbox_wait_ms, tuned.concurrency_per_key,
-            tuned.concurrency_per_anonymous, tuned.anonymous_runners) == (6, 0, 2, 2, 5)
+    tuned = Settings.from_env(
+        {
+            "MCPDO_DATA_DIR": str(tmp_path),
+            "MCPDO_SANDBOX_POOL_SIZE": "2",
+            "MCPDO_SANDBOX_POOL_MAX": "6",
+            "MCPDO_SANDBOX_WAIT_MS": "0",
+            "MCPDO_CONCURRENCY_PER_KEY": "2",
+            "MCPDO_CONCURRENCY_PER_ANONYMOUS": "2",
+            "MCPDO_ANONYMOUS_RUNNERS": "5",
+        }
+    )
+    assert (
+        tuned.sandbox_pool_max,
+        tuned.sandbox_wait_ms,
+        tuned.concurrency_per_key,
+        tuned.concurrency_per_anonymous,
+        tuned.anonymous_runners,
+    ) == (6, 0, 2, 2, 5)
 
 
-@pytest.mark.parametrize(("name", "raw", "complaint"), [
-    ("MCPDO_SANDBOX_POOL_MAX", "1", "It must be between 2 and 128."),
-    ("MCPDO_SANDBOX_WAIT_MS", "-1", "It must be between 0 and 120000."),
-    ("MCPDO_CONCURRENCY_PER_KEY", "0", "It must be between 1 and 1024."),
-    ("MCPDO_CONCURRENCY_PER_ANONYMOUS", "many", "Not a valid integer."),
-    ("MCPDO_ANONYMOUS_RUNNERS", "4", "It must be between 1 and 3."),
-])
-def test_a_bad_fair_sharing_setting_is_an_error_naming_the_variable(tmp_path: Path, name: str, raw: str,
-                                                                    complaint: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "raw", "complaint"),
+    [
+        ("MCPDO_SANDBOX_POOL_MAX", "1", "It must be between 2 and 128."),
+        ("MCPDO_SANDBOX_WAIT_MS", "-1", "It must be between 0 and 120000."),
+        ("MCPDO_CONCURRENCY_PER_KEY", "0", "It must be between 1 and 1024."),
+        ("MCPDO_CONCURRENCY_PER_ANONYMOUS", "many", "Not a valid integer."),
+        ("MCPDO_ANONYMOUS_RUNNERS", "4", "It must be between 1 and 3."),
+    ],
+)
+def test_a_bad_fair_sharing_setting_is_an_error_naming_the_variable(
+    tmp_path: Path, name: str, raw: str, complaint: str
+) -> None:
     with pytest.raises(InputError) as refused:
         Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_SANDBOX_POOL_SIZE": "2", name: raw})
     assert refused.value.message == f"Setting '{name}' has value '{raw}'. {complaint}"
@@ -162,8 +187,9 @@ class RecordingSandbox:
     def __init__(self) -> None:
         self.callers: list[Caller | None] = []
 
-    async def execute(self, request: ExecutionRequest, host: HostCall, *,
-                      caller: Caller | None = None) -> ExecutionResult:
+    async def execute(
+        self, request: ExecutionRequest, host: HostCall, *, caller: Caller | None = None
+    ) -> ExecutionResult:
         self.callers.append(caller)
         return ExecutionResult(value=None, is_undefined=True, logs=(), duration_ms=0.0)
 
@@ -174,19 +200,42 @@ async def _unused(*args: object) -> Any:
 
 @pytest.mark.anyio
 async def test_the_executor_counts_scripts_against_the_key_or_the_anonymous_address_and_handlers_as_the_owner(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     sandbox = RecordingSandbox()
-    executor = Executor(Settings(data_dir=tmp_path), sandbox, store=None, publish=_unused,  # type: ignore[arg-type]
-                        resolve_import=_unused)
+    executor = Executor(
+        Settings(data_dir=tmp_path),
+        sandbox,
+        store=None,
+        publish=_unused,  # type: ignore[arg-type]
+        resolve_import=_unused,
+    )
     alice = Identity.for_roles(id="key_alice", tenant="t1", auth_type="apiKey", roles=("admin",))
     await executor.run_script("1", alice)
     await executor.run_script("1", replace(Identity.anonymous(), source="203.0.113.7"))
     await executor.run_script("1", Identity.anonymous())
     await executor.evaluate_module("1", alice, module_id="https://mcpdo.local/m")
-    module = StoredModule(tenant="t1", id="https://mcpdo.local/m", version=1, type=None, source="", code="1",
-                          owner=owner_of(alice), exports=(), metadata={}, created_at="2025-01-01T00:00:00Z")
-    event = Event(id="evt_1", type="Order.created", data={}, source="script", time="2025-01-01T00:00:00Z",
-                  tenant="t1", correlation_id="evt_1")
+    module = StoredModule(
+        tenant="t1",
+        id="https://mcpdo.local/m",
+        version=1,
+        type=None,
+        source="",
+        code="1",
+        owner=owner_of(alice),
+        exports=(),
+        metadata={},
+        created_at="2025-01-01T00:00:00Z",
+    )
+    event = Event(
+        id="evt_1",
+        type="Order.created",
+        data={},
+        source="script",
+        time="2025-01-01T00:00:00Z",
+        tenant="t1",
+        correlation_id="evt_1",
+    )
     await executor.invoke_handler(module, identity_of(module.owner), 0, ({}, event.to_json()), parent=event)
     key = Caller.key("t1\x1fapiKey\x1fkey_alice")
     assert sandbox.callers == [key, Caller.anonymous("203.0.113.7"), Caller.anonymous("local"), key, key]

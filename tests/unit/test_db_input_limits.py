@@ -77,8 +77,7 @@ def json_depth(value: Any) -> int:
 
 
 @pytest.mark.anyio
-async def test_an_offset_of_1e20_is_refused_naming_the_option_its_value_and_the_range(
-        store: SqliteEntityStore) -> None:
+async def test_an_offset_of_1e20_is_refused_naming_the_option_its_value_and_the_range(store: SqliteEntityStore) -> None:
     for offset in (10**20, 1e20):
         with pytest.raises(InputError) as error:
             parse_list_options({"offset": offset})
@@ -88,10 +87,21 @@ async def test_an_offset_of_1e20_is_refused_naming_the_option_its_value_and_the_
     assert parse_list_options({"offset": 20.0}).offset == 20
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    (float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity"), (True, "true"),
-    ("5", "'5'"), (1.5, "1.5"), ([1], "an array"), ({"n": 1}, "an object"), (-1, "-1"), (1e300, "1e+300"),
-])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        (float("-inf"), "-Infinity"),
+        (True, "true"),
+        ("5", "'5'"),
+        (1.5, "1.5"),
+        ([1], "an array"),
+        ({"n": 1}, "an object"),
+        (-1, "-1"),
+        (1e300, "1e+300"),
+    ],
+)
 def test_offset_and_limit_refuse_every_non_integer_or_out_of_range_value_showing_it(value: Any, shown: str) -> None:
     with pytest.raises(InputError) as error:
         parse_list_options({"offset": value})
@@ -102,12 +112,21 @@ def test_offset_and_limit_refuse_every_non_integer_or_out_of_range_value_showing
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("version", "shown"), [
-    (10**20, "100000000000000000000"), (0, "0"), (1.5, "1.5"), ("1", "'1'"), (True, "true"),
-    (float("nan"), "NaN"), (MAX_SAFE_INTEGER + 1, "9007199254740992"),
-])
+@pytest.mark.parametrize(
+    ("version", "shown"),
+    [
+        (10**20, "100000000000000000000"),
+        (0, "0"),
+        (1.5, "1.5"),
+        ("1", "'1'"),
+        (True, "true"),
+        (float("nan"), "NaN"),
+        (MAX_SAFE_INTEGER + 1, "9007199254740992"),
+    ],
+)
 async def test_if_version_must_be_a_whole_number_from_1_to_the_safe_integer_limit(
-        db: DbApi, version: Any, shown: str) -> None:
+    db: DbApi, version: Any, shown: str
+) -> None:
     record = await db.create(["Order", {"n": 1}])
     with pytest.raises(InputError) as error:
         await db.update(["Order", record["id"], {"n": 2}, {"ifVersion": version}])
@@ -116,12 +135,22 @@ async def test_if_version_must_be_a_whole_number_from_1_to_the_safe_integer_limi
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("amount", "shown"), [
-    (1e308, "1e+308"), (2**70, "1.1805916207174113e+21"), (-(2**53), "-9007199254740992"),
-    (float("nan"), "NaN"), (float("inf"), "Infinity"), (True, "true"), ("1", "'1'"), (None, "null"),
-])
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        (1e308, "1e+308"),
+        (2**70, "1.1805916207174113e+21"),
+        (-(2**53), "-9007199254740992"),
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        (True, "true"),
+        ("1", "'1'"),
+        (None, "null"),
+    ],
+)
 async def test_inc_amounts_must_be_finite_numbers_within_the_safe_integer_range(
-        store: SqliteEntityStore, amount: Any, shown: str) -> None:
+    store: SqliteEntityStore, amount: Any, shown: str
+) -> None:
     record = await store.create(T, "Product", {"stock": 1e308})
     with pytest.raises(InputError) as error:
         await store.update(T, "Product", record["id"], {"stock": {"$inc": amount}})
@@ -129,22 +158,21 @@ async def test_inc_amounts_must_be_finite_numbers_within_the_safe_integer_range(
         assert message_of(error) == f"db.update(): field 'stock.$inc' must be a finite number, got {shown}"
     else:
         assert message_of(error) == (
-            f"$inc on field 'stock' needs a finite number between -9007199254740991 and 9007199254740991, "
-            f"got {shown}"
+            f"$inc on field 'stock' needs a finite number between -9007199254740991 and 9007199254740991, got {shown}"
         )
     after = await store.update(T, "Product", record["id"], {"stock": {"$inc": MAX_SAFE_INTEGER}})
     assert after["stock"] == 1e308 and after["version"] == 2
 
 
 @pytest.mark.anyio
-async def test_a_created_at_outside_the_years_1_to_9999_is_refused_naming_the_range(
-        store: SqliteEntityStore) -> None:
+async def test_a_created_at_outside_the_years_1_to_9999_is_refused_naming_the_range(store: SqliteEntityStore) -> None:
     with pytest.raises(InputError) as error:
         await store.create(T, "Order", {"createdAt": 8e15})
     assert "createdAt must be a date of the years 0001 to 9999" in message_of(error)
     assert "got 8000000000000000" in message_of(error)
     assert (await store.create(T, "Order", {"createdAt": "9999-12-31T23:59:59.999Z"}))["createdAt"] == (
-        "9999-12-31T23:59:59.999Z")
+        "9999-12-31T23:59:59.999Z"
+    )
 
 
 def test_a_relative_time_too_large_to_be_an_instant_is_refused_not_overflowed() -> None:
@@ -219,8 +247,11 @@ def both_sides_deep(levels: int) -> dict[str, Any]:
     if levels <= 0:
         return {"x": {"contains": "y"}}
     inner = both_sides_deep(levels - 1)
-    return {"$not": {**inner, "$or": [both_sides_deep(levels - 2), {"z": 1}]}} if "$not" in inner else {
-        "$not": {**inner, "q": 1}}
+    return (
+        {"$not": {**inner, "$or": [both_sides_deep(levels - 2), {"z": 1}]}}
+        if "$not" in inner
+        else {"$not": {**inner, "q": 1}}
+    )
 
 
 @pytest.mark.anyio
@@ -255,66 +286,101 @@ async def test_every_where_within_the_limits_compiles_and_runs_in_sqlite(store: 
     assert await keys({"$not": {"$not": {"a": 1}}}) == {"1-1", "1-2"}
     assert await keys({"$not": {"a": {"gt": 1}}}) == {"1-1", "1-2", "None-1", "None-2"}
     assert await keys({"$or": [{"$and": [{"a": 1}, {"b": 2}]}, {"$not": {"a": {"exists": True}}}]}) == {
-        "1-2", "None-1", "None-2"}
+        "1-2",
+        "None-1",
+        "None-2",
+    }
 
 
 # -- names and text ----------------------------------------------------------------------------------
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("call", "expected"), [
-    (lambda db: db.create(["Order", {"a\x00b": 1}]),
-     "db.create(): field name 'a\\x00b' contains a control character (\\x00); names cannot contain control "
-     "characters"),
-    (lambda db: db.create(["Order", {"customer": {"e\x07mail": 1}}]), "db.create(): field name 'e\\x07mail'"),
-    (lambda db: db.get(["Order", "ord_\x00x"]), "db.get(): id 'ord_\\x00x' contains a control character"),
-    (lambda db: db.delete(["Order", "a\x1bb"]), "db.delete(): id 'a\\x1bb' contains a control character"),
-    (lambda db: db.update(["Order", "a\x00b", {"n": 1}]), "db.update(): id 'a\\x00b'"),
-    (lambda db: db.list(["Order", {"where": {"a\x00b": 1}}]), "Field 'a\\x00b' contains a control character"),
-    (lambda db: db.list(["Order", {"where": {"a": {"$e\x00q": 1}}}]), "Field '$e\\x00q' contains a control"),
-    (lambda db: db.list(["Order", {"sort": {"a\x00b": "asc"}}]), "Field 'a\\x00b' contains a control character"),
-    (lambda db: db.list(["Order", {"sort": "-a\x00b"}]), "Field 'a\\x00b' contains a control character"),
-    (lambda db: db.list(["Order", {"cursor": "ord_\x00"}]),
-     "cursor must be the id of the last record of the previous page, got 'ord_\\x00'"),
-    (lambda db: db.list(["Order", {"x\x00y": 1}]), "Unknown db.list option 'x\\x00y'"),
-    (lambda db: db.relate([{"type": "Order", "id": "a"}, "r\x00el", {"type": "Order", "id": "b"}]),
-     "db.relate(): the relation 'r\\x00el' contains a control character"),
-    (lambda db: db.related([{"type": "Order", "id": "a"}, "r\x85"]),
-     "db.related(): the relation 'r\\x85' contains a control character"),
-    (lambda db: db.related([{"type": "Order", "id": "a\x00"}]), "db.related(): from id 'a\\x00' contains a"),
-])
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (
+            lambda db: db.create(["Order", {"a\x00b": 1}]),
+            "db.create(): field name 'a\\x00b' contains a control character (\\x00); names cannot contain control "
+            "characters",
+        ),
+        (lambda db: db.create(["Order", {"customer": {"e\x07mail": 1}}]), "db.create(): field name 'e\\x07mail'"),
+        (lambda db: db.get(["Order", "ord_\x00x"]), "db.get(): id 'ord_\\x00x' contains a control character"),
+        (lambda db: db.delete(["Order", "a\x1bb"]), "db.delete(): id 'a\\x1bb' contains a control character"),
+        (lambda db: db.update(["Order", "a\x00b", {"n": 1}]), "db.update(): id 'a\\x00b'"),
+        (lambda db: db.list(["Order", {"where": {"a\x00b": 1}}]), "Field 'a\\x00b' contains a control character"),
+        (lambda db: db.list(["Order", {"where": {"a": {"$e\x00q": 1}}}]), "Field '$e\\x00q' contains a control"),
+        (lambda db: db.list(["Order", {"sort": {"a\x00b": "asc"}}]), "Field 'a\\x00b' contains a control character"),
+        (lambda db: db.list(["Order", {"sort": "-a\x00b"}]), "Field 'a\\x00b' contains a control character"),
+        (
+            lambda db: db.list(["Order", {"cursor": "ord_\x00"}]),
+            "cursor must be the id of the last record of the previous page, got 'ord_\\x00'",
+        ),
+        (lambda db: db.list(["Order", {"x\x00y": 1}]), "Unknown db.list option 'x\\x00y'"),
+        (
+            lambda db: db.relate([{"type": "Order", "id": "a"}, "r\x00el", {"type": "Order", "id": "b"}]),
+            "db.relate(): the relation 'r\\x00el' contains a control character",
+        ),
+        (
+            lambda db: db.related([{"type": "Order", "id": "a"}, "r\x85"]),
+            "db.related(): the relation 'r\\x85' contains a control character",
+        ),
+        (lambda db: db.related([{"type": "Order", "id": "a\x00"}]), "db.related(): from id 'a\\x00' contains a"),
+    ],
+)
 async def test_a_nul_or_control_character_in_any_name_is_refused_showing_the_name_escaped(
-        db: DbApi, call: Any, expected: str) -> None:
+    db: DbApi, call: Any, expected: str
+) -> None:
     with pytest.raises(InputError) as error:
         await call(db)
     assert message_of(error).startswith(expected)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("call", "expected"), [
-    (lambda db: db.create(["Order", {"name": "\ud800"}]),
-     "db.create(): field 'name' contains a lone surrogate (\\ud800), strings must be valid Unicode"),
-    (lambda db: db.create(["Order", {"customer": {"tags": ["ok", "x\udfffy"]}}]),
-     "db.create(): field 'customer.tags.1' contains a lone surrogate (\\udfff)"),
-    (lambda db: db.create(["Order", {"n\ud800": 1}]),
-     "db.create(): field name 'n\\ud800' contains a lone surrogate (\\ud800)"),
-    (lambda db: db.update(["Order", "ord_1", {"name": "\ud800"}]),
-     "db.update(): field 'name' contains a lone surrogate (\\ud800)"),
-    (lambda db: db.get(["Order", "\ud800"]), "db.get(): id '\\ud800' contains a lone surrogate (\\ud800)"),
-    (lambda db: db.list(["Order", {"where": {"name": "\ud800"}}]),
-     "where.name contains a lone surrogate (\\ud800), strings must be valid Unicode"),
-    (lambda db: db.list(["Order", {"where": {"name": {"startsWith": "\udc00"}}}]),
-     "where.name.startsWith contains a lone surrogate (\\udc00)"),
-    (lambda db: db.list(["Order", {"where": {"$or": [{"a": {"in": ["\ud800"]}}]}}]),
-     "where.$or.0.a.in.0 contains a lone surrogate"),
-    (lambda db: db.list(["Order", {"where": {"\ud800": 1}}]), "Field '\\ud800' contains a lone surrogate"),
-    (lambda db: db.list(["Order", {"sort": {"\ud800": "asc"}}]), "Field '\\ud800' contains a lone surrogate"),
-    (lambda db: db.list(["Order", {"cursor": "\ud800"}]), "cursor must be the id of the last record"),
-    (lambda db: db.relate([{"type": "Order", "id": "a"}, "\ud800", {"type": "Order", "id": "b"}]),
-     "db.relate(): the relation '\\ud800' contains a lone surrogate"),
-])
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (
+            lambda db: db.create(["Order", {"name": "\ud800"}]),
+            "db.create(): field 'name' contains a lone surrogate (\\ud800), strings must be valid Unicode",
+        ),
+        (
+            lambda db: db.create(["Order", {"customer": {"tags": ["ok", "x\udfffy"]}}]),
+            "db.create(): field 'customer.tags.1' contains a lone surrogate (\\udfff)",
+        ),
+        (
+            lambda db: db.create(["Order", {"n\ud800": 1}]),
+            "db.create(): field name 'n\\ud800' contains a lone surrogate (\\ud800)",
+        ),
+        (
+            lambda db: db.update(["Order", "ord_1", {"name": "\ud800"}]),
+            "db.update(): field 'name' contains a lone surrogate (\\ud800)",
+        ),
+        (lambda db: db.get(["Order", "\ud800"]), "db.get(): id '\\ud800' contains a lone surrogate (\\ud800)"),
+        (
+            lambda db: db.list(["Order", {"where": {"name": "\ud800"}}]),
+            "where.name contains a lone surrogate (\\ud800), strings must be valid Unicode",
+        ),
+        (
+            lambda db: db.list(["Order", {"where": {"name": {"startsWith": "\udc00"}}}]),
+            "where.name.startsWith contains a lone surrogate (\\udc00)",
+        ),
+        (
+            lambda db: db.list(["Order", {"where": {"$or": [{"a": {"in": ["\ud800"]}}]}}]),
+            "where.$or.0.a.in.0 contains a lone surrogate",
+        ),
+        (lambda db: db.list(["Order", {"where": {"\ud800": 1}}]), "Field '\\ud800' contains a lone surrogate"),
+        (lambda db: db.list(["Order", {"sort": {"\ud800": "asc"}}]), "Field '\\ud800' contains a lone surrogate"),
+        (lambda db: db.list(["Order", {"cursor": "\ud800"}]), "cursor must be the id of the last record"),
+        (
+            lambda db: db.relate([{"type": "Order", "id": "a"}, "\ud800", {"type": "Order", "id": "b"}]),
+            "db.relate(): the relation '\\ud800' contains a lone surrogate",
+        ),
+    ],
+)
 async def test_a_lone_surrogate_anywhere_is_refused_with_a_clear_encodable_message(
-        db: DbApi, call: Any, expected: str) -> None:
+    db: DbApi, call: Any, expected: str
+) -> None:
     with pytest.raises(InputError) as error:
         await call(db)
     assert message_of(error).startswith(expected)
@@ -328,8 +394,7 @@ def test_a_type_name_with_a_trailing_newline_a_nul_or_a_lone_surrogate_is_refuse
 
 
 @pytest.mark.anyio
-async def test_the_store_refuses_a_trailing_newline_in_a_type_name_or_a_created_id(
-        store: SqliteEntityStore) -> None:
+async def test_the_store_refuses_a_trailing_newline_in_a_type_name_or_a_created_id(store: SqliteEntityStore) -> None:
     with pytest.raises(InputError, match=r"Type names start with a letter.*got 'Order\\n'"):
         await store.get(T, "Order\n", "ord_1")
     with pytest.raises(InputError, match=r"got 'ord_1\\n'"):
@@ -345,8 +410,7 @@ async def test_the_store_refuses_a_trailing_newline_in_a_type_name_or_a_created_
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("levels", [MAX_VALUE_DEPTH, 100, 5000])
-async def test_deeper_record_data_is_refused_naming_the_limit_never_a_recursion_error(
-        db: DbApi, levels: int) -> None:
+async def test_deeper_record_data_is_refused_naming_the_limit_never_a_recursion_error(db: DbApi, levels: int) -> None:
     existing = await db.create(["Order", {"n": 1}])
     for wrap in (lambda inner: {"d": inner}, lambda inner: [inner]):
         data = {"top": nested(levels, 1, wrap)}
@@ -355,8 +419,11 @@ async def test_deeper_record_data_is_refused_naming_the_limit_never_a_recursion_
             with pytest.raises(InputError) as error:
                 await call
             text = message_of(error)
-            assert re.match(r"^db\.(create|update)\(\): field 'top[.d0]*' is nested too deeply "
-                            r"\(more than 64 levels of objects and arrays\)$", text), text
+            assert re.match(
+                r"^db\.(create|update)\(\): field 'top[.d0]*' is nested too deeply "
+                r"\(more than 64 levels of objects and arrays\)$",
+                text,
+            ), text
     assert await db.get(["Order", existing["id"]]) == existing
     at_limit = nested(MAX_VALUE_DEPTH - 1, {"leaf": 1}, lambda inner: {"d": inner})
     assert json_depth(at_limit) == MAX_VALUE_DEPTH

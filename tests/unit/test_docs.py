@@ -142,8 +142,12 @@ def _variants(code: str) -> list[str]:
 def test_typescript_blocks_parse() -> None:
     node = _node()
     assert node is not None, "the virtualenv's node is missing: run make setup"
-    probe = subprocess.run([node, "-e", "require('node:module').stripTypeScriptTypes('let a: number = 1')"],
-                           capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [node, "-e", "require('node:module').stripTypeScriptTypes('let a: number = 1')"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert probe.returncode == 0, f"this node has no stripTypeScriptTypes: {probe.stderr}"
     payload = []
     for name in EXPECTED:
@@ -151,6 +155,12 @@ def test_typescript_blocks_parse() -> None:
             if info.split()[:1] in (["ts"], ["typescript"]):
                 payload.append([f"{name} block {index}", _variants(code)])
     assert len(payload) > 40
-    run = subprocess.run([node, "--no-warnings", "-e", _CHECKER], input=json.dumps(payload),
-                         capture_output=True, text=True, check=True, timeout=60)
+    run = subprocess.run(
+        [node, "--no-warnings", "-e", _CHECKER],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert json.loads(run.stdout) == []

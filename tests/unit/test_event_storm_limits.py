@@ -28,8 +28,16 @@ async def sent_by(context: EventContext) -> Event:
 
 
 def parent(depth: int) -> Event:
-    return Event(id="evt_parent", type="Storm.tick", data={}, source="test", time="2026-01-01T00:00:00.000Z",
-                 tenant="acme", correlation_id="evt_root", depth=depth)
+    return Event(
+        id="evt_parent",
+        type="Storm.tick",
+        data={},
+        source="test",
+        time="2026-01-01T00:00:00.000Z",
+        tenant="acme",
+        correlation_id="evt_root",
+        depth=depth,
+    )
 
 
 async def test_an_event_sent_by_a_script_has_depth_zero() -> None:
@@ -42,8 +50,14 @@ async def test_an_event_sent_while_registering_a_module_has_depth_zero() -> None
 
 @pytest.mark.parametrize("depth", [0, 3, 8])
 async def test_an_event_sent_by_a_handler_is_one_hop_deeper_than_the_event_that_triggered_it(depth: int) -> None:
-    event = await sent_by(EventContext("handler", source="https://acme.test/m", parent=parent(depth),
-                                       delivery_key="evt_parent/https://acme.test/m#0"))
+    event = await sent_by(
+        EventContext(
+            "handler",
+            source="https://acme.test/m",
+            parent=parent(depth),
+            delivery_key="evt_parent/https://acme.test/m#0",
+        )
+    )
     assert event.depth == depth + 1
     assert event.correlation_id == "evt_root"
 
@@ -54,18 +68,23 @@ def test_the_hop_limit_and_the_per_send_cap_default_to_8_and_100(tmp_path: Path)
 
 
 def test_the_hop_limit_and_the_per_send_cap_are_read_from_the_environment(tmp_path: Path) -> None:
-    settings = Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_EVENT_HOP_LIMIT": "0",
-                                  "MCPDO_MAX_DELIVERIES_PER_SEND": "3"})
+    settings = Settings.from_env(
+        {"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_EVENT_HOP_LIMIT": "0", "MCPDO_MAX_DELIVERIES_PER_SEND": "3"}
+    )
     assert (settings.event_hop_limit, settings.max_deliveries_per_send) == (0, 3)
 
 
-@pytest.mark.parametrize(("name", "raw", "complaint"), [
-    ("MCPDO_EVENT_HOP_LIMIT", "many", "Not a valid integer."),
-    ("MCPDO_EVENT_HOP_LIMIT", "-1", "It must be between 0 and 100."),
-    ("MCPDO_MAX_DELIVERIES_PER_SEND", "0", "It must be between 1 and 10000."),
-])
-def test_a_bad_storm_setting_is_an_error_naming_the_variable(tmp_path: Path, name: str, raw: str,
-                                                             complaint: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "raw", "complaint"),
+    [
+        ("MCPDO_EVENT_HOP_LIMIT", "many", "Not a valid integer."),
+        ("MCPDO_EVENT_HOP_LIMIT", "-1", "It must be between 0 and 100."),
+        ("MCPDO_MAX_DELIVERIES_PER_SEND", "0", "It must be between 1 and 10000."),
+    ],
+)
+def test_a_bad_storm_setting_is_an_error_naming_the_variable(
+    tmp_path: Path, name: str, raw: str, complaint: str
+) -> None:
     with pytest.raises(InputError) as refused:
         Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), name: raw})
     assert refused.value.message == f"Setting '{name}' has value '{raw}'. {complaint}"

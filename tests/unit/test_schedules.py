@@ -38,8 +38,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second:
         ("0 9 * * 0-7", "cron", "0 9 * * *", "cron(0 9 * * ? *)", "UTC"),
         ("  0   9 * *   *  ", "cron", "0 9 * * *", "cron(0 9 * * ? *)", "UTC"),
         ("TZ=Europe/Paris 0 9 * * *", "cron", "0 9 * * *", "cron(0 9 * * ? *)", "Europe/Paris"),
-        ("CRON_TZ=America/New_York 30 8 * * MON", "cron", "30 8 * * MON", "cron(30 8 ? * MON *)",
-         "America/New_York"),
+        ("CRON_TZ=America/New_York 30 8 * * MON", "cron", "30 8 * * MON", "cron(30 8 ? * MON *)", "America/New_York"),
         ("hourly", "cron", "0 * * * *", "cron(0 * * * ? *)", "UTC"),
         ("daily", "cron", "0 0 * * *", "cron(0 0 * * ? *)", "UTC"),
         ("weekly", "cron", "0 0 * * 0", "cron(0 0 ? * SUN *)", "UTC"),
@@ -130,8 +129,7 @@ def test_the_canonical_form_parses_back_to_the_same_schedule() -> None:
     for text in ["TZ=Europe/Paris 0 9 * * 1-5", "weekly", "15 minutes", "0 */6 * * *"]:
         schedule = parse_schedule(text)
         again = parse_schedule(schedule.canonical)
-        assert (again.kind, again.cron_text, again.timezone) == (
-            schedule.kind, schedule.cron_text, schedule.timezone)
+        assert (again.kind, again.cron_text, again.timezone) == (schedule.kind, schedule.cron_text, schedule.timezone)
     assert parse_schedule("TZ=Europe/Paris 0 9 * * *").canonical == "TZ=Europe/Paris 0 9 * * *"
     assert parse_schedule("daily").canonical == "0 0 * * *"
 
@@ -239,5 +237,6 @@ def test_naive_datetimes_are_refused() -> None:
 
 
 def test_schedules_compare_by_value() -> None:
-    assert parse_schedule("0 9 * * *") == Schedule(source="0 9 * * *", kind="cron", timezone="UTC",
-                                                   cron_text="0 9 * * *")
+    assert parse_schedule("0 9 * * *") == Schedule(
+        source="0 9 * * *", kind="cron", timezone="UTC", cron_text="0 9 * * *"
+    )

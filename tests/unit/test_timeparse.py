@@ -48,9 +48,7 @@ def test_iso_strings_with_or_without_zone_parse_as_utc_instants(text: str, expec
     assert ms is not None and format_iso(ms) == expected
 
 
-@pytest.mark.parametrize(
-    "text", ["pending", "2026-13-01", "2026-02-30", "20261125", "2026-11-25T25:00", "", "5"]
-)
+@pytest.mark.parametrize("text", ["pending", "2026-13-01", "2026-02-30", "20261125", "2026-11-25T25:00", "", "5"])
 def test_strings_that_are_not_iso_dates_are_not_instants(text: str) -> None:
     assert parse_iso_ms(text) is None
     assert not is_iso_string(text)

@@ -23,13 +23,16 @@ def test_missing_script_and_module_is_the_exact_required_error(arguments: object
     assert caught.value.text == "At least one of 'script' or 'module' is required"
 
 
-@pytest.mark.parametrize(("arguments", "text"), [
-    ({"script": 42}, "'script' must be a string, got a number"),
-    ({"module": ["x"]}, "'module' must be a string, got an array"),
-    ({"script": True}, "'script' must be a string, got a boolean"),
-    ({"script": "1", "code": "2"}, "Unknown argument 'code': the do tool takes 'script' and/or 'module'"),
-    ("1 + 1", "The do tool's arguments must be an object with 'script' and/or 'module'"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "text"),
+    [
+        ({"script": 42}, "'script' must be a string, got a number"),
+        ({"module": ["x"]}, "'module' must be a string, got an array"),
+        ({"script": True}, "'script' must be a string, got a boolean"),
+        ({"script": "1", "code": "2"}, "Unknown argument 'code': the do tool takes 'script' and/or 'module'"),
+        ("1 + 1", "The do tool's arguments must be an object with 'script' and/or 'module'"),
+    ],
+)
 def test_wrong_argument_shapes_name_what_was_wrong(arguments: object, text: str) -> None:
     with pytest.raises(InputError) as caught:
         parse_arguments(arguments)
@@ -44,9 +47,14 @@ def test_a_value_result_is_pretty_json_then_console_output_with_structured_conte
     logs = (LogEntry("log", "hello", "2026-11-25T00:00:00.000Z"), LogEntry("error", "bad", "2026-11-25T00:00:01.000Z"))
     result = value_result({"a": [1, 2]}, logs, 1.23456)
     assert result.texts == [json.dumps({"a": [1, 2]}, indent=2), "hello\n[error] bad"]
-    assert result.structured == {"value": {"a": [1, 2]}, "durationMs": 1.235, "logs": [
-        {"level": "log", "message": "hello", "timestamp": "2026-11-25T00:00:00.000Z"},
-        {"level": "error", "message": "bad", "timestamp": "2026-11-25T00:00:01.000Z"}]}
+    assert result.structured == {
+        "value": {"a": [1, 2]},
+        "durationMs": 1.235,
+        "logs": [
+            {"level": "log", "message": "hello", "timestamp": "2026-11-25T00:00:00.000Z"},
+            {"level": "error", "message": "bad", "timestamp": "2026-11-25T00:00:01.000Z"},
+        ],
+    }
     assert not result.is_error
 
 
@@ -56,15 +64,22 @@ def test_an_undefined_result_renders_as_the_text_undefined_without_a_value() -> 
     assert result.structured is not None and "value" not in result.structured
 
 
-@pytest.mark.parametrize(("error", "text"), [
-    (ScriptRuntimeError("boom", 3, 15), "Error: boom\n    at line 3:15"),
-    (ScriptRuntimeError("x is not a function", 2, 1, name="TypeError"),
-     "Error: TypeError: x is not a function\n    at line 2:1"),
-    (ScriptSyntaxError("Unexpected token", 2, 5), "SyntaxError: Unexpected token\n    at line 2:5"),
-    (ReadonlyViolation([("db.create", 5), ("send", 8)]),
-     "Readonly violations detected:\n- db.create() at line 5\n- send() at line 8"),
-    (ExecutionTimeout(10000), "Execution timeout after 10000ms"),
-])
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (ScriptRuntimeError("boom", 3, 15), "Error: boom\n    at line 3:15"),
+        (
+            ScriptRuntimeError("x is not a function", 2, 1, name="TypeError"),
+            "Error: TypeError: x is not a function\n    at line 2:1",
+        ),
+        (ScriptSyntaxError("Unexpected token", 2, 5), "SyntaxError: Unexpected token\n    at line 2:5"),
+        (
+            ReadonlyViolation([("db.create", 5), ("send", 8)]),
+            "Readonly violations detected:\n- db.create() at line 5\n- send() at line 8",
+        ),
+        (ExecutionTimeout(10000), "Execution timeout after 10000ms"),
+    ],
+)
 def test_error_results_carry_the_exact_texts(error: Exception, text: str) -> None:
     result = error_result(error)  # type: ignore[arg-type]
     assert result.is_error

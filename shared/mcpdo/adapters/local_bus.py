@@ -82,10 +82,17 @@ _DELIVERY_SELECT = (
 class LocalEventBus:
     """EventBus on the state database file (its own connection)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, backoff_base: float = 1.0, max_retries: int = 3,
-                 clock: Callable[[], int] = now_ms, fallbacks: Mapping[str, str] | None = None,
-                 hop_limit: int = DEFAULT_HOP_LIMIT,
-                 max_deliveries_per_send: int = DEFAULT_MAX_DELIVERIES_PER_SEND) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        backoff_base: float = 1.0,
+        max_retries: int = 3,
+        clock: Callable[[], int] = now_ms,
+        fallbacks: Mapping[str, str] | None = None,
+        hop_limit: int = DEFAULT_HOP_LIMIT,
+        max_deliveries_per_send: int = DEFAULT_MAX_DELIVERIES_PER_SEND,
+    ) -> None:
         if backoff_base < 0 or max_retries < 0 or hop_limit < 0:
             raise ValueError("backoff_base, max_retries and hop_limit must not be negative")
         if max_deliveries_per_send < 1:
@@ -124,10 +131,14 @@ class LocalEventBus:
                 targets.append(HandlerRef(event.tenant, fallback, 0, 0))
             if len(targets) > self._max_deliveries:
                 # Raised inside the transaction: the event row goes too, so nothing is half-published.
-                raise LimitExceeded("deliveries", (
-                    f"send({event.type}) would make {len(targets)} deliveries, past the limit of "
-                    f"{self._max_deliveries} per send (MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published. "
-                    f"Narrow the on() patterns that match {event.type}"))
+                raise LimitExceeded(
+                    "deliveries",
+                    (
+                        f"send({event.type}) would make {len(targets)} deliveries, past the limit of "
+                        f"{self._max_deliveries} per send (MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published. "
+                        f"Narrow the on() patterns that match {event.type}"
+                    ),
+                )
             refused = self._too_deep(event)
             for handler in targets:
                 _insert_delivery(conn, event, handler, now, dead_error=refused)
@@ -135,8 +146,9 @@ class LocalEventBus:
     async def enqueue(self, event: Event, handler: HandlerRef) -> None:
         """Append `event` (if new) with one delivery to exactly `handler`; repeating it changes nothing."""
         if handler.tenant != event.tenant:
-            raise InputError(f"Cannot deliver an event of tenant {event.tenant!r} to a handler of tenant "
-                             f"{handler.tenant!r}")
+            raise InputError(
+                f"Cannot deliver an event of tenant {event.tenant!r} to a handler of tenant {handler.tenant!r}"
+            )
         row = _event_row(event)
         now = self._clock()
         with self._db.transaction() as conn:
@@ -147,8 +159,10 @@ class LocalEventBus:
         """The dead-letter reason of an event past the hop limit, or None when it may be delivered."""
         if event.depth <= self._hop_limit:
             return None
-        return (f"Event chain too deep: {event.type} reached depth {event.depth}, past the hop limit of "
-                f"{self._hop_limit} (MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here")
+        return (
+            f"Event chain too deep: {event.type} reached depth {event.depth}, past the hop limit of "
+            f"{self._hop_limit} (MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here"
+        )
 
     async def claim_due(self, limit: int, lease_seconds: float) -> builtins.list[Delivery]:
         """Lease up to `limit` due deliveries (pending and due, or running with an expired lease), taking
@@ -160,10 +174,14 @@ class LocalEventBus:
         claim = secrets.token_hex(8)
         # Polled several times a second: look before taking the write lock the entity store also needs.
         with self._db.transaction(immediate=False) as conn:
-            if conn.execute(
-                "SELECT 1 FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) "
-                "OR (status = 'running' AND lease_until <= ?) LIMIT 1", (now, now),
-            ).fetchone() is None:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) "
+                    "OR (status = 'running' AND lease_until <= ?) LIMIT 1",
+                    (now, now),
+                ).fetchone()
+                is None
+            ):
                 return []
         with self._db.transaction() as conn:
             conn.execute(
@@ -196,8 +214,10 @@ class LocalEventBus:
         """Mark the delivery done (whoever holds it now): it will never be handed out again."""
         now = self._clock()
         with self._db.transaction() as conn:
-            conn.execute("UPDATE deliveries SET status = 'done', lease_until = NULL, claim = NULL, updated_at = ? "
-                         "WHERE id = ?", (now, delivery.id))
+            conn.execute(
+                "UPDATE deliveries SET status = 'done', lease_until = NULL, claim = NULL, updated_at = ? WHERE id = ?",
+                (now, delivery.id),
+            )
 
     async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> None:
         """Record the failure of the claimed attempt: retry after back-off, or dead-letter after the last one
@@ -205,35 +225,45 @@ class LocalEventBus:
         now = self._clock()
         error = error[:MAX_ERROR_LENGTH]
         with self._db.transaction() as conn:
-            row = conn.execute("SELECT attempts FROM deliveries WHERE id = ? AND status = 'running' AND claim = ?",
-                               (delivery.id, delivery.claim)).fetchone()
+            row = conn.execute(
+                "SELECT attempts FROM deliveries WHERE id = ? AND status = 'running' AND claim = ?",
+                (delivery.id, delivery.claim),
+            ).fetchone()
             if row is None:
                 return  # the claim expired and someone else holds (or finished) the delivery now
             attempts = int(row[0])
             if attempts >= self._max_attempts or not retry:
-                conn.execute("UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, "
-                             "last_error = ?, updated_at = ? WHERE id = ?", (error, now, delivery.id))
+                conn.execute(
+                    "UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, "
+                    "last_error = ?, updated_at = ? WHERE id = ?",
+                    (error, now, delivery.id),
+                )
                 return
             wait_ms = int(self._base_ms * 2 ** (attempts - 1))
-            conn.execute("UPDATE deliveries SET status = 'pending', lease_until = NULL, claim = NULL, "
-                         "next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                         (now + wait_ms, error, now, delivery.id))
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', lease_until = NULL, claim = NULL, "
+                "next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                (now + wait_ms, error, now, delivery.id),
+            )
 
     async def requeue_running(self) -> int:
         """Make every running delivery due now; a dispatcher taking over calls this for its predecessor's work."""
         now = self._clock()
         with self._db.transaction() as conn:
-            return int(conn.execute("UPDATE deliveries SET lease_until = ? WHERE status = 'running'",
-                                    (now,)).rowcount)
+            return int(conn.execute("UPDATE deliveries SET lease_until = ? WHERE status = 'running'", (now,)).rowcount)
 
     async def purge(self, older_than: datetime) -> int:
         """Forget completed deliveries older than `older_than`, and events left with no delivery."""
         cut = to_epoch_ms(older_than)
         with self._db.transaction() as conn:
-            removed = int(conn.execute("DELETE FROM deliveries WHERE status = 'done' AND updated_at < ?",
-                                       (cut,)).rowcount)
-            conn.execute("DELETE FROM events WHERE published_at < ? AND NOT EXISTS "
-                         "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id)", (cut,))
+            removed = int(
+                conn.execute("DELETE FROM deliveries WHERE status = 'done' AND updated_at < ?", (cut,)).rowcount
+            )
+            conn.execute(
+                "DELETE FROM events WHERE published_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+                (cut,),
+            )
         return removed
 
     async def dead_letters(self, tenant: str | None = None) -> builtins.list[Delivery]:
@@ -252,12 +282,15 @@ class LocalEventBus:
             if row is None:
                 raise NotFound(f"Dead letter {delivery_id} not found")
             if row[0] != "dead":
-                raise Conflict(f"Delivery {delivery_id} is {row[0]}, not dead-lettered: only dead letters can be "
-                               "replayed")
-            conn.execute("UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-                         "lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ?, "
-                         "version = COALESCE(?, version) WHERE id = ?",
-                         (now, now, version, delivery_id))
+                raise Conflict(
+                    f"Delivery {delivery_id} is {row[0]}, not dead-lettered: only dead letters can be replayed"
+                )
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                "lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ?, "
+                "version = COALESCE(?, version) WHERE id = ?",
+                (now, now, version, delivery_id),
+            )
 
     async def deliveries(self, event_id: str) -> builtins.list[Delivery]:
         """Every delivery of one event."""
@@ -286,9 +319,22 @@ class SqliteRunLog:
                 "INSERT OR IGNORE INTO runs (id, tenant, module_id, version, idx, status, event_id, event_type, "
                 "schedule, attempt, logs, error, started_at, duration_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.id, handler.tenant, handler.module_id, handler.version, handler.index, run.status,
-                 run.event_id, run.event_type, run.schedule, run.attempt, logs, run.error, run.started_at,
-                 run.duration_ms),
+                (
+                    run.id,
+                    handler.tenant,
+                    handler.module_id,
+                    handler.version,
+                    handler.index,
+                    run.status,
+                    run.event_id,
+                    run.event_type,
+                    run.schedule,
+                    run.attempt,
+                    logs,
+                    run.error,
+                    run.started_at,
+                    run.duration_ms,
+                ),
             )
             self._since_prune += 1
             if self._since_prune >= 100:
@@ -308,9 +354,22 @@ class SqliteRunLog:
                 f"logs, error, started_at, duration_ms FROM runs {where}ORDER BY seq DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [Run(id=r[0], handler=HandlerRef(r[1], r[2], r[3], r[4]), status=r[5], event_id=r[6],
-                    event_type=r[7], schedule=r[8], attempt=r[9], logs=tuple(json.loads(r[10])), error=r[11],
-                    started_at=r[12], duration_ms=r[13]) for r in rows]
+        return [
+            Run(
+                id=r[0],
+                handler=HandlerRef(r[1], r[2], r[3], r[4]),
+                status=r[5],
+                event_id=r[6],
+                event_type=r[7],
+                schedule=r[8],
+                attempt=r[9],
+                logs=tuple(json.loads(r[10])),
+                error=r[11],
+                started_at=r[12],
+                duration_ms=r[13],
+            )
+            for r in rows
+        ]
 
     async def close(self) -> None:
         """Release the connection."""
@@ -326,39 +385,85 @@ def _event_row(event: Event) -> tuple[Any, ...]:
         raise InputError(f"Event {event.type} data must be JSON-serializable: {exc}") from exc
     if isinstance(event.depth, bool) or not isinstance(event.depth, int) or event.depth < 0:
         raise InputError(f"Event {event.type} depth must be a non-negative integer, got {event.depth!r}")
-    return (event.id, event.tenant, event.type, data, event.source, event.time, event.correlation_id,
-            event.depth)
+    return (event.id, event.tenant, event.type, data, event.source, event.time, event.correlation_id, event.depth)
 
 
 def _insert_event(conn: Any, row: tuple[Any, ...], now: int) -> bool:
     cursor = conn.execute(
         "INSERT OR IGNORE INTO events (id, tenant, type, data, source, time, correlation_id, depth, published_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, now),
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*row, now),
     )
     return bool(cursor.rowcount)
 
 
-def _insert_delivery(conn: Any, event: Event, handler: HandlerRef, now: int, *,
-                     dead_error: str | None = None) -> None:
+def _insert_delivery(conn: Any, event: Event, handler: HandlerRef, now: int, *, dead_error: str | None = None) -> None:
     """Queue one delivery, or with `dead_error` write it straight to the dead letters (0 attempts)."""
     conn.execute(
         "INSERT OR IGNORE INTO deliveries (event_id, handler_id, id, tenant, module_id, version, idx, status, "
         "attempts, next_attempt_at, last_error, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-        (event.id, handler.handler_id, new_id("Delivery"), handler.tenant, handler.module_id, handler.version,
-         handler.index, "pending" if dead_error is None else "dead", now, dead_error, now, now),
+        (
+            event.id,
+            handler.handler_id,
+            new_id("Delivery"),
+            handler.tenant,
+            handler.module_id,
+            handler.version,
+            handler.index,
+            "pending" if dead_error is None else "dead",
+            now,
+            dead_error,
+            now,
+            now,
+        ),
     )
 
 
 def _select_deliveries(conn: Any, where: str, params: tuple[Any, ...]) -> builtins.list[Delivery]:
     rows = conn.execute(f"{_DELIVERY_SELECT} WHERE {where} ORDER BY d.created_at, d.id", params).fetchall()
     out: builtins.list[Delivery] = []
-    for (delivery_id, tenant, module_id, version, idx, status, attempts, next_at, last_error, claim,
-         event_id, type, data, source, time, event_tenant, correlation_id, depth) in rows:
-        event = Event(id=event_id, type=type, data=json.loads(data), source=source, time=time, tenant=event_tenant,
-                      correlation_id=correlation_id, depth=depth)
+    for (
+        delivery_id,
+        tenant,
+        module_id,
+        version,
+        idx,
+        status,
+        attempts,
+        next_at,
+        last_error,
+        claim,
+        event_id,
+        type,
+        data,
+        source,
+        time,
+        event_tenant,
+        correlation_id,
+        depth,
+    ) in rows:
+        event = Event(
+            id=event_id,
+            type=type,
+            data=json.loads(data),
+            source=source,
+            time=time,
+            tenant=event_tenant,
+            correlation_id=correlation_id,
+            depth=depth,
+        )
         state: DeliveryStatus = status
-        out.append(Delivery(id=delivery_id, event=event, handler=HandlerRef(tenant, module_id, version, idx),
-                            status=state, attempts=attempts, next_attempt_at=format_iso(next_at),
-                            last_error=last_error, claim=claim))
+        out.append(
+            Delivery(
+                id=delivery_id,
+                event=event,
+                handler=HandlerRef(tenant, module_id, version, idx),
+                status=state,
+                attempts=attempts,
+                next_attempt_at=format_iso(next_at),
+                last_error=last_error,
+                claim=claim,
+            )
+        )
     return out

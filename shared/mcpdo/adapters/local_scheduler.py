@@ -40,18 +40,28 @@ class LocalScheduler:
             with self._db.transaction() as conn:
                 out = self._reconcile(conn, now, write=True)
         assert out is not None
-        out.sort(key=lambda item: (item.scheduled_time, item.entry.handler.tenant, item.entry.handler.module_id,
-                                   item.entry.handler.index))
+        out.sort(
+            key=lambda item: (
+                item.scheduled_time,
+                item.entry.handler.tenant,
+                item.entry.handler.module_id,
+                item.entry.handler.index,
+            )
+        )
         return out
 
     def _reconcile(self, conn: sqlite3.Connection, now: datetime, write: bool) -> builtins.list[DueSchedule] | None:
         """Due schedules after syncing the state with the live schedules; None if that needs `write`."""
         now_ms = to_epoch_ms(now)
         out: builtins.list[DueSchedule] = []
-        live = {(r[0], r[1], r[2]): (r[3], r[4]) for r in conn.execute(
-            "SELECT tenant, module_id, idx, version, schedule FROM schedules")}
-        state = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in conn.execute(
-            "SELECT tenant, module_id, idx, version, schedule, next_fire FROM schedule_state")}
+        live = {
+            (r[0], r[1], r[2]): (r[3], r[4])
+            for r in conn.execute("SELECT tenant, module_id, idx, version, schedule FROM schedules")
+        }
+        state = {
+            (r[0], r[1], r[2]): (r[3], r[4], r[5])
+            for r in conn.execute("SELECT tenant, module_id, idx, version, schedule, next_fire FROM schedule_state")
+        }
         for key in state.keys() - live.keys():
             if not write:
                 return None
@@ -66,15 +76,18 @@ class LocalScheduler:
                 if known[0] != version:
                     if not write:
                         return None
-                    conn.execute("UPDATE schedule_state SET version = ? WHERE tenant = ? AND module_id = ? "
-                                 "AND idx = ?", (version, *key))
+                    conn.execute(
+                        "UPDATE schedule_state SET version = ? WHERE tenant = ? AND module_id = ? AND idx = ?",
+                        (version, *key),
+                    )
             else:
                 if not write:
                     return None
                 next_fire = to_epoch_ms(parsed.next_after(now))
                 conn.execute(
                     "INSERT OR REPLACE INTO schedule_state (tenant, module_id, idx, version, schedule, "
-                    "next_fire, last_fired) VALUES (?, ?, ?, ?, ?, ?, NULL)", (*key, version, text, next_fire),
+                    "next_fire, last_fired) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    (*key, version, text, next_fire),
                 )
             if next_fire <= now_ms:
                 slot = parsed.last_at_or_before(now)
@@ -102,8 +115,10 @@ class LocalScheduler:
         """The next fire time the scheduler holds for `entry`, or None before it has seen the entry."""
         ref = entry.handler
         with self._db.transaction(immediate=False) as conn:
-            row = conn.execute("SELECT next_fire FROM schedule_state WHERE tenant = ? AND module_id = ? AND idx = ? "
-                               "AND schedule = ?", (ref.tenant, ref.module_id, ref.index, entry.schedule)).fetchone()
+            row = conn.execute(
+                "SELECT next_fire FROM schedule_state WHERE tenant = ? AND module_id = ? AND idx = ? AND schedule = ?",
+                (ref.tenant, ref.module_id, ref.index, entry.schedule),
+            ).fetchone()
         return None if row is None else from_epoch_ms(row[0])
 
     async def close(self) -> None:

@@ -38,18 +38,23 @@ class LocalOutbox:
         if len(body.encode()) > MAX_MESSAGE_BYTES:
             raise InputError(f"An email message must be at most {MAX_MESSAGE_BYTES} bytes as JSON")
         with self._db.transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO outbox (key, message, sent_at) VALUES (?, ?, ?)",
-                         (idempotency_key, body, self._clock()))
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (key, message, sent_at) VALUES (?, ?, ?)",
+                (idempotency_key, body, self._clock()),
+            )
 
     async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The latest messages, newest first: the message fields plus `sentAt` and `idempotencyKey`."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InputError(f"limit must be a positive integer, got {limit!r}")
         with self._db.transaction(immediate=False) as conn:
-            rows = conn.execute("SELECT key, message, sent_at FROM outbox ORDER BY seq DESC LIMIT ?",
-                                (limit,)).fetchall()
-        return [{**json.loads(message), "sentAt": format_iso(sent_at), "idempotencyKey": key}
-                for key, message, sent_at in rows]
+            rows = conn.execute(
+                "SELECT key, message, sent_at FROM outbox ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [
+            {**json.loads(message), "sentAt": format_iso(sent_at), "idempotencyKey": key}
+            for key, message, sent_at in rows
+        ]
 
     async def close(self) -> None:
         """Release the connection."""

@@ -20,8 +20,15 @@ class SqliteDatabase:
     `what` names the store in error messages ("entity store", "event bus", ...), which never carry data.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, what: str, schema: str,
-                 functions: Sequence[SqlFunction] = (), connection: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        what: str,
+        schema: str,
+        functions: Sequence[SqlFunction] = (),
+        connection: sqlite3.Connection | None = None,
+    ) -> None:
         self.what = what
         self._lock = threading.RLock()
         try:

@@ -120,9 +120,7 @@ CREATE TABLE IF NOT EXISTS leases (
 
 # Columns added after a table first shipped: (table, column, definition). `CREATE TABLE IF NOT EXISTS` leaves
 # an existing file's tables as they were, so each is added when missing; the DEFAULT fills the old rows.
-MIGRATIONS: tuple[tuple[str, str, str], ...] = (
-    ("events", "depth", "INTEGER NOT NULL DEFAULT 0"),
-)
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (("events", "depth", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 class EventsDatabase(SqliteDatabase):

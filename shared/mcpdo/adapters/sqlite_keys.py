@@ -36,8 +36,7 @@ class SqliteKeyStore:
             conn.execute(
                 "INSERT INTO api_keys (id, name, tenant, roles, prefix, secret_hash, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key.id, key.name, key.tenant, json.dumps(list(key.roles)), key.prefix, secret_hash,
-                 key.created_at),
+                (key.id, key.name, key.tenant, json.dumps(list(key.roles)), key.prefix, secret_hash, key.created_at),
             )
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
@@ -54,7 +53,8 @@ class SqliteKeyStore:
     async def revoke(self, key_id: str, when: str) -> bool:
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, key_id))
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, key_id)
+            )
         return cursor.rowcount > 0
 
     def _one(self, column: str, value: str) -> ApiKey | None:
@@ -69,5 +69,12 @@ class SqliteKeyStore:
 
 def _key(row: tuple[str, str, str, str, str, str, str | None]) -> ApiKey:
     key_id, name, tenant, roles, prefix, created_at, revoked_at = row
-    return ApiKey(id=key_id, name=name, tenant=tenant, roles=tuple(json.loads(roles)), prefix=prefix,
-                  created_at=created_at, revoked_at=revoked_at)
+    return ApiKey(
+        id=key_id,
+        name=name,
+        tenant=tenant,
+        roles=tuple(json.loads(roles)),
+        prefix=prefix,
+        created_at=created_at,
+        revoked_at=revoked_at,
+    )

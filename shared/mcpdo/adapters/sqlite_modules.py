@@ -27,8 +27,9 @@ class SqliteModuleStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._db = EventsDatabase(path, "module store")
 
-    async def save(self, module: StoredModule, subscriptions: builtins.list[Subscription],
-                   schedules: builtins.list[ScheduleEntry]) -> None:
+    async def save(
+        self, module: StoredModule, subscriptions: builtins.list[Subscription], schedules: builtins.list[ScheduleEntry]
+    ) -> None:
         """Store a new version and replace the module's live subscriptions and schedules, in one transaction."""
         _check_version(module.version)
         for sub in subscriptions:
@@ -37,22 +38,36 @@ class SqliteModuleStore:
         for entry in schedules:
             _check_handler(module, entry.handler, "schedule")
             parse_schedule(entry.schedule)
-        for what, refs in (("subscription", [s.handler.index for s in subscriptions]),
-                           ("schedule", [e.handler.index for e in schedules])):
+        for what, refs in (
+            ("subscription", [s.handler.index for s in subscriptions]),
+            ("schedule", [e.handler.index for e in schedules]),
+        ):
             if len(set(refs)) != len(refs):
                 raise InputError(f"Module {module.id}: two {what}s share a handler index")
-        row = (module.tenant, module.id, module.version, module.type, module.source, module.code,
-               _dumps(module.owner), _dumps(list(module.exports)), _dumps(module.metadata), module.created_at)
+        row = (
+            module.tenant,
+            module.id,
+            module.version,
+            module.type,
+            module.source,
+            module.code,
+            _dumps(module.owner),
+            _dumps(list(module.exports)),
+            _dumps(module.metadata),
+            module.created_at,
+        )
         with self._db.transaction() as conn:
-            exists = conn.execute("SELECT 1 FROM modules WHERE tenant = ? AND id = ? AND version = ?",
-                                  (module.tenant, module.id, module.version)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM modules WHERE tenant = ? AND id = ? AND version = ?",
+                (module.tenant, module.id, module.version),
+            ).fetchone()
             if exists:
                 raise Conflict(f"Module {module.id} version {module.version} already exists")
-            latest = conn.execute("SELECT MAX(version) FROM modules WHERE tenant = ? AND id = ?",
-                                  (module.tenant, module.id)).fetchone()[0]
+            latest = conn.execute(
+                "SELECT MAX(version) FROM modules WHERE tenant = ? AND id = ?", (module.tenant, module.id)
+            ).fetchone()[0]
             if latest is not None and module.version < latest:
-                raise Conflict(f"Module {module.id} version {module.version} is older than the latest "
-                               f"version {latest}")
+                raise Conflict(f"Module {module.id} version {module.version} is older than the latest version {latest}")
             conn.execute(f"INSERT INTO modules ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             for table in ("subscriptions", "schedules"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND module_id = ?", (module.tenant, module.id))
@@ -69,18 +84,22 @@ class SqliteModuleStore:
         """One version of a module (the latest when `version` is None), or None."""
         with self._db.transaction(immediate=False) as conn:
             if version is None:
-                row = conn.execute(f"SELECT {_COLUMNS} FROM modules WHERE tenant = ? AND id = ? "
-                                   "ORDER BY version DESC LIMIT 1", (tenant, id)).fetchone()
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM modules WHERE tenant = ? AND id = ? ORDER BY version DESC LIMIT 1",
+                    (tenant, id),
+                ).fetchone()
             else:
-                row = conn.execute(f"SELECT {_COLUMNS} FROM modules WHERE tenant = ? AND id = ? AND version = ?",
-                                   (tenant, id, version)).fetchone()
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM modules WHERE tenant = ? AND id = ? AND version = ?", (tenant, id, version)
+                ).fetchone()
         return None if row is None else _module(row)
 
     async def next_version(self, tenant: str, id: str) -> int:
         """The version number the next save of this module should carry (1 for a new module)."""
         with self._db.transaction(immediate=False) as conn:
-            latest = conn.execute("SELECT MAX(version) FROM modules WHERE tenant = ? AND id = ?",
-                                  (tenant, id)).fetchone()[0]
+            latest = conn.execute(
+                "SELECT MAX(version) FROM modules WHERE tenant = ? AND id = ?", (tenant, id)
+            ).fetchone()[0]
         return 1 if latest is None else int(latest) + 1
 
     async def list(self, tenant: str) -> builtins.list[StoredModule]:
@@ -96,8 +115,11 @@ class SqliteModuleStore:
     async def subscriptions(self, tenant: str) -> builtins.list[Subscription]:
         """The live subscriptions of `tenant`, by module and handler index."""
         with self._db.transaction(immediate=False) as conn:
-            rows = conn.execute("SELECT tenant, module_id, version, idx, pattern FROM subscriptions "
-                                "WHERE tenant = ? ORDER BY module_id, idx", (tenant,)).fetchall()
+            rows = conn.execute(
+                "SELECT tenant, module_id, version, idx, pattern FROM subscriptions "
+                "WHERE tenant = ? ORDER BY module_id, idx",
+                (tenant,),
+            ).fetchall()
         return [Subscription(HandlerRef(row[0], row[1], row[2], row[3]), row[4]) for row in rows]
 
     async def schedules(self, tenant: str | None = None) -> builtins.list[ScheduleEntry]:
@@ -137,6 +159,15 @@ def _dumps(value: Any) -> str:
 
 def _module(row: tuple[Any, ...]) -> StoredModule:
     tenant, id, version, type, source, code, owner, exports, metadata, created_at = row
-    return StoredModule(tenant=tenant, id=id, version=version, type=type, source=source, code=code,
-                        owner=json.loads(owner), exports=tuple(json.loads(exports)),
-                        metadata=json.loads(metadata), created_at=created_at)
+    return StoredModule(
+        tenant=tenant,
+        id=id,
+        version=version,
+        type=type,
+        source=source,
+        code=code,
+        owner=json.loads(owner),
+        exports=tuple(json.loads(exports)),
+        metadata=json.loads(metadata),
+        created_at=created_at,
+    )

@@ -72,8 +72,7 @@ CREATE INDEX IF NOT EXISTS relations_by_target ON relations (tenant, to_type, to
 """
 
 _META_KEYS = ("id", "$type", "createdAt", "updatedAt", "version")
-_META_COLUMNS = {"id": "id", "$type": "type", "createdAt": "created", "updatedAt": "updated",
-                 "version": "version"}
+_META_COLUMNS = {"id": "id", "$type": "type", "createdAt": "created", "updatedAt": "updated", "version": "version"}
 _TYPE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _INT64 = (-(2**63), 2**63 - 1)
 _NUMERIC = "('integer', 'real')"
@@ -83,12 +82,21 @@ _COMPARATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 class SqliteEntityStore:
     """Records of any type, partitioned by tenant, in one SQLite file (or `':memory:'`)."""
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:", *,
-                 connection: sqlite3.Connection | None = None,
-                 clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        connection: sqlite3.Connection | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self._clock = clock
-        self._db = SqliteDatabase(path, what="entity store", schema=SCHEMA, connection=connection,
-                                  functions=[("mcpdo_iso_ms", 1, _sql_iso_ms), ("mcpdo_canon", 1, _sql_canon)])
+        self._db = SqliteDatabase(
+            path,
+            what="entity store",
+            schema=SCHEMA,
+            connection=connection,
+            functions=[("mcpdo_iso_ms", 1, _sql_iso_ms), ("mcpdo_canon", 1, _sql_canon)],
+        )
 
     # -- EntityStore ---------------------------------------------------------------------------------
 
@@ -148,8 +156,7 @@ class SqliteEntityStore:
                 raise Conflict(f"{type} {record_id} already exists") from exc
         return _record((type, record_id, body, created, updated, 1))
 
-    async def update(self, tenant: str, type: str, id: str, data: Record,
-                     if_version: int | None = None) -> Record:
+    async def update(self, tenant: str, type: str, id: str, data: Record, if_version: int | None = None) -> Record:
         """Shallow-merge `data` (with `$inc` / `$unset`) into the record, atomically."""
         _check_type(type)
         fields = _check_data(data, "db.update", f"db.update('{type}', {show(id)}) data")
@@ -169,9 +176,7 @@ class SqliteEntityStore:
                 raise NotFound(f"{type} {id} not found")
             _, _, body, created, _, version = row
             if if_version is not None and if_version != version:
-                raise Conflict(
-                    f"Version conflict on {type} {id}: expected version {if_version}, found {version}"
-                )
+                raise Conflict(f"Version conflict on {type} {id}: expected version {if_version}, found {version}")
             merged = _merge(json.loads(body), changes, f"{type} {id}")
             new_body = _dumps(merged)
             updated = max(self._clock(), created)
@@ -227,8 +232,7 @@ class SqliteEntityStore:
             "createdAt": format_iso(created),
         }
 
-    async def related(self, tenant: str, ref: Ref, rel: str | None,
-                      direction: Direction) -> builtins.list[Record]:
+    async def related(self, tenant: str, ref: Ref, rel: str | None, direction: Direction) -> builtins.list[Record]:
         """The records at the other end of `ref`'s edges, in edge creation order."""
         _check_ref(ref)
         if direction not in ("out", "in", "both"):
@@ -246,8 +250,7 @@ class SqliteEntityStore:
                 )
         with self._db.transaction(immediate=False) as conn:
             rows = conn.execute(
-                f"SELECT type, id, data, created, updated, version FROM ({' UNION ALL '.join(selects)}) "
-                f"ORDER BY ord",
+                f"SELECT type, id, data, created, updated, version FROM ({' UNION ALL '.join(selects)}) ORDER BY ord",
                 params,
             ).fetchall()
         seen: set[tuple[str, str]] = set()
@@ -268,8 +271,7 @@ _Row = tuple[str, str, str, int, int, int]
 
 def _select(conn: sqlite3.Connection, tenant: str, type: str, id: str) -> _Row | None:
     row: _Row | None = conn.execute(
-        "SELECT type, id, data, created, updated, version FROM entities "
-        "WHERE tenant = ? AND type = ? AND id = ?",
+        "SELECT type, id, data, created, updated, version FROM entities WHERE tenant = ? AND type = ? AND id = ?",
         (tenant, type, id),
     ).fetchone()
     return row
@@ -288,8 +290,7 @@ def _record(row: tuple[Any, ...]) -> Record:
 def _check_type(type: object) -> None:
     if not isinstance(type, str) or not _TYPE_PATTERN.fullmatch(type):
         raise InputError(
-            f"Type names start with a letter and use letters, digits, '_', '.' or '-' (at most 128), "
-            f"got {show(type)}"
+            f"Type names start with a letter and use letters, digits, '_', '.' or '-' (at most 128), got {show(type)}"
         )
 
 
@@ -321,9 +322,7 @@ def _dumps(value: object) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"Record data must be JSON (finite numbers, strings, arrays, objects): {exc}"
-        ) from exc
+        raise InputError(f"Record data must be JSON (finite numbers, strings, arrays, objects): {exc}") from exc
 
 
 def _merge(current: dict[str, Any], changes: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -336,9 +335,7 @@ def _merge(current: dict[str, Any], changes: Mapping[str, Any], what: str) -> di
             if existing is None:
                 existing = 0
             if isinstance(existing, bool) or not isinstance(existing, int | float):
-                raise InputError(
-                    f"Cannot $inc field '{key}' of {what}: its value {show(existing)} is not a number"
-                )
+                raise InputError(f"Cannot $inc field '{key}' of {what}: its value {show(existing)} is not a number")
             merged[key] = existing + step
         elif operator == "$unset":
             if value["$unset"] is True:
@@ -418,7 +415,7 @@ class _Compiler:
             while len(parts) > _CHAIN:
                 # The neediest operand stays in the outer chain; the others are grouped.
                 rest = parts[1:]
-                groups = [_chain(op, rest[start:start + _CHAIN]) for start in range(0, len(rest), _CHAIN)]
+                groups = [_chain(op, rest[start : start + _CHAIN]) for start in range(0, len(rest), _CHAIN)]
                 parts = sorted([parts[0], *groups], key=lambda part: -part[1])
             return _chain(op, parts)
         if isinstance(cond, Not):
@@ -442,14 +439,15 @@ class _Compiler:
         if isinstance(cond, Exists):
             return f"(COALESCE({kind}, 'null') {'!=' if cond.present else '='} 'null')"
         if isinstance(cond, StartsWith):
-            return (f"({kind} = 'text' AND substr({value}, 1, {self.bind(len(cond.prefix))}) = "
-                    f"{self.bind(cond.prefix)})")
+            return f"({kind} = 'text' AND substr({value}, 1, {self.bind(len(cond.prefix))}) = {self.bind(cond.prefix)})"
         return self._contains(kind, value, cond)
 
     def _as_number(self, kind: str, value: str) -> str:
         # Stored numbers are themselves (epoch ms when they are dates); stored ISO strings become epoch ms.
-        return (f"CASE {kind} WHEN 'integer' THEN {value} WHEN 'real' THEN {value} "
-                f"WHEN 'text' THEN mcpdo_iso_ms({value}) END")
+        return (
+            f"CASE {kind} WHEN 'integer' THEN {value} WHEN 'real' THEN {value} "
+            f"WHEN 'text' THEN mcpdo_iso_ms({value}) END"
+        )
 
     def _eq(self, kind: str, value: str, cond: Eq) -> str:
         operand = cond.value
@@ -542,13 +540,14 @@ def _chain(op: str, parts: builtins.list[tuple[str, int]]) -> tuple[str, int]:
 def _meta_text(meta: str) -> str:
     if meta in ("createdAt", "updatedAt"):
         column = _META_COLUMNS[meta]
-        return (f"(strftime('%Y-%m-%dT%H:%M:%S', {column} / 1000, 'unixepoch') || '.' || "
-                f"printf('%03d', {column} % 1000) || 'Z')")
+        return (
+            f"(strftime('%Y-%m-%dT%H:%M:%S', {column} / 1000, 'unixepoch') || '.' || "
+            f"printf('%03d', {column} % 1000) || 'Z')"
+        )
     return "CAST(version AS TEXT)" if meta == "version" else _META_COLUMNS[meta]
 
 
-def _sort_keys(sql: _Compiler, sort: tuple[tuple[str, Literal["asc", "desc"]], ...]
-               ) -> list[tuple[str, str]]:
+def _sort_keys(sql: _Compiler, sort: tuple[tuple[str, Literal["asc", "desc"]], ...]) -> list[tuple[str, str]]:
     keys: list[tuple[str, str]] = []
     used: dict[str, str] = {}
     for name, direction in sort:
@@ -569,8 +568,7 @@ def _sort_keys(sql: _Compiler, sort: tuple[tuple[str, Literal["asc", "desc"]], .
     return keys
 
 
-def _after_cursor(sql: _Compiler, conn: sqlite3.Connection, keys: list[tuple[str, str]],
-                  type: str, cursor: str) -> str:
+def _after_cursor(sql: _Compiler, conn: sqlite3.Connection, keys: list[tuple[str, str]], type: str, cursor: str) -> str:
     row = conn.execute(
         f"SELECT {', '.join(expr for expr, _ in keys)} FROM entities "
         f"WHERE tenant = :tenant AND type = :type AND id = {sql.bind(cursor)}",

@@ -57,8 +57,11 @@ class Caps:
         """These caps on a pool of at most `runners`: no key and no anonymous crowd may hold every runner
         (unless the pool has only one)."""
         room = max(1, runners - 1)
-        return Caps(per_key=min(self.per_key, room), per_anonymous=min(self.per_anonymous, room),
-                    anonymous_runners=min(self.anonymous_runners, room))
+        return Caps(
+            per_key=min(self.per_key, room),
+            per_anonymous=min(self.per_anonymous, room),
+            anonymous_runners=min(self.anonymous_runners, room),
+        )
 
     def cap(self, caller: Caller) -> int | None:
         """The caller's own cap (None: uncapped)."""

@@ -70,10 +70,20 @@ class Sandbox:
     instance), else to an idle process holding none, else to any idle one.
     """
 
-    def __init__(self, node_path: str | None = None, runner_path: str | Path | None = None, size: int = 2,
-                 *, max_size: int | None = None, caps: Caps | None = None, wait_ms: int = 10_000,
-                 idle_seconds: float = 60.0, ready_timeout: float = 15.0, debug: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        node_path: str | None = None,
+        runner_path: str | Path | None = None,
+        size: int = 2,
+        *,
+        max_size: int | None = None,
+        caps: Caps | None = None,
+        wait_ms: int = 10_000,
+        idle_seconds: float = 60.0,
+        ready_timeout: float = 15.0,
+        debug: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if size < 1:
             raise ValueError(f"Sandbox size {size} is not valid: it must be at least 1")
         max_size = size if max_size is None else max_size
@@ -139,8 +149,9 @@ class Sandbox:
         if failure is not None:
             raise failure
 
-    async def execute(self, request: ExecutionRequest, host: HostCall, *,
-                      caller: Caller | None = None) -> ExecutionResult:
+    async def execute(
+        self, request: ExecutionRequest, host: HostCall, *, caller: Caller | None = None
+    ) -> ExecutionResult:
         """Run one request on a free process as `caller` (None: a trusted local caller, with no cap)."""
         size = len(request.code.encode("utf-8"))
         if size > request.limits.max_script_bytes:
@@ -169,8 +180,10 @@ class Sandbox:
         if extra <= 0:
             return 0
         now = self._clock()
-        stale = sorted((p for p in self._idle if now - self._idle_since.get(p, now) >= self.idle_seconds),
-                       key=lambda p: self._idle_since.get(p, now))[:extra]
+        stale = sorted(
+            (p for p in self._idle if now - self._idle_since.get(p, now) >= self.idle_seconds),
+            key=lambda p: self._idle_since.get(p, now),
+        )[:extra]
         for proc in stale:
             self._forget(proc)
             self._in_background(self._dispose(proc, kill=False))

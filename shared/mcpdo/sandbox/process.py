@@ -45,8 +45,7 @@ def _attach_logs(err: McpdoError, logs: tuple[LogEntry, ...]) -> McpdoError:
 class RunnerProcess:
     """A warm Node runner; `execute` raises McpdoError subclasses, and marks the process dead if it is."""
 
-    def __init__(self, node_path: str, runner_path: Path, *, ready_timeout: float = 15.0,
-                 debug: bool = False) -> None:
+    def __init__(self, node_path: str, runner_path: Path, *, ready_timeout: float = 15.0, debug: bool = False) -> None:
         self.node_path = node_path
         self.runner_path = runner_path
         self.ready_timeout = ready_timeout
@@ -74,7 +73,10 @@ class RunnerProcess:
     async def start(self) -> None:
         """Spawn with an empty environment and wait for the runner's ready line."""
         self._proc = await asyncio.create_subprocess_exec(
-            self.node_path, *NODE_FLAGS, str(self.runner_path), *(("--debug",) if self.debug else ()),
+            self.node_path,
+            *NODE_FLAGS,
+            str(self.runner_path),
+            *(("--debug",) if self.debug else ()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -198,8 +200,9 @@ class RunnerProcess:
                 value=msg.get("value"),
                 is_undefined=msg.get("undefined") is True,
                 logs=logs,
-                duration_ms=float(duration) if isinstance(duration, int | float) else
-                (time.perf_counter() - started) * 1000,
+                duration_ms=float(duration)
+                if isinstance(duration, int | float)
+                else (time.perf_counter() - started) * 1000,
                 exports=parse_exports(msg.get("exports")),
                 instance=instance if isinstance(instance, str) else None,
             )

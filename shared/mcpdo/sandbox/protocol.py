@@ -134,8 +134,9 @@ class ExecutionChannel:
         if msg.get("exec") != self.exec_id or type(msg.get("exec")) is not int:
             raise ProtocolViolation("a message addressed to another execution")
         nonce = msg.get("nonce")
-        if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode("utf-8", "surrogatepass"),
-                                                                  self.nonce.encode("ascii")):
+        if not isinstance(nonce, str) or not hmac.compare_digest(
+            nonce.encode("utf-8", "surrogatepass"), self.nonce.encode("ascii")
+        ):
             raise ProtocolViolation("a message without this execution's nonce")
         kind = msg["type"]
         if kind == "call":
@@ -167,8 +168,13 @@ def parse_logs(raw: Any) -> tuple[LogEntry, ...]:
     out: list[LogEntry] = []
     for item in raw:
         if isinstance(item, dict):
-            out.append(LogEntry(level=str(item.get("level", "log")), message=str(item.get("message", "")),
-                                timestamp=str(item.get("timestamp", ""))))
+            out.append(
+                LogEntry(
+                    level=str(item.get("level", "log")),
+                    message=str(item.get("message", "")),
+                    timestamp=str(item.get("timestamp", "")),
+                )
+            )
     return tuple(out)
 
 
@@ -196,8 +202,9 @@ def error_from_result(error: Any, request: ExecutionRequest) -> McpdoError:
         if policy is not None:
             # An SDK call the host refused, uncaught: the exact policy text, as SPEC §1 gives it.
             return policy
-        return ScriptRuntimeError(message, _opt_int(error.get("line")), _opt_int(error.get("column")),
-                                  str(error.get("name") or "Error"))
+        return ScriptRuntimeError(
+            message, _opt_int(error.get("line")), _opt_int(error.get("column")), str(error.get("name") or "Error")
+        )
     if kind == "readonly":
         violations: list[tuple[str, int]] = []
         for item in error.get("violations") or []:

@@ -49,8 +49,9 @@ class DbApi:
         authorize(self._identity, "update", kind)
         # The store checks ifVersion (a whole number from 1 to 2^53 - 1), like the data.
         if_version = obj("db.update", "options", options, optional=True).get("ifVersion")
-        return await self._store.update(self._tenant, kind, record_id("db.update", key),
-                                        obj("db.update", "data", data), if_version=if_version)
+        return await self._store.update(
+            self._tenant, kind, record_id("db.update", key), obj("db.update", "data", data), if_version=if_version
+        )
 
     async def delete(self, args: Args) -> Any:
         kind, key = arity("db.delete", args, 2, 2)

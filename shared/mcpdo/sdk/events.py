@@ -28,8 +28,10 @@ from mcpdo.timeparse import format_iso, utc_now
 Mode = Literal["script", "register", "handler"]
 _EVENT_TYPE = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+$")
 
-LOCAL_ONLY_WARNING = ("on()/every() in a script apply to this execution only; nothing was persisted. "
-                      "Register them in a module to keep them.")
+LOCAL_ONLY_WARNING = (
+    "on()/every() in a script apply to this execution only; nothing was persisted. "
+    "Register them in a module to keep them."
+)
 
 
 @dataclass
@@ -82,8 +84,9 @@ class EventsApi:
 
     async def on(self, args: list[Any]) -> Any:
         pattern, index = arity("on", args, 2, 2)
-        pattern = validate_pattern(_text("on", "the event must be a $ event like $.Order.created or a pattern",
-                                         pattern))
+        pattern = validate_pattern(
+            _text("on", "the event must be a $ event like $.Order.created or a pattern", pattern)
+        )
         authorize(self._identity, "subscribe", pattern)
         self._register(self.registrations.handlers, pattern, index)
         return None
@@ -117,17 +120,24 @@ class EventsApi:
         else:
             event_id = f"evt_{ulid()}"
         # One hop deeper than the event that triggered the handler: the bus stops chains past the hop limit.
-        return Event(id=event_id, type=event_type, data=data, source=self._context.source,
-                     time=format_iso(utc_now()), tenant=self._identity.tenant,
-                     correlation_id=parent.correlation_id if parent else event_id,
-                     depth=parent.depth + 1 if parent else 0)
+        return Event(
+            id=event_id,
+            type=event_type,
+            data=data,
+            source=self._context.source,
+            time=format_iso(utc_now()),
+            tenant=self._identity.tenant,
+            correlation_id=parent.correlation_id if parent else event_id,
+            depth=parent.depth + 1 if parent else 0,
+        )
 
 
 def event_type_of(call: str, value: Any) -> str:
     """A concrete event type such as 'Order.created' (what `$.Order.created` turns into)."""
     if not isinstance(value, str) or not _EVENT_TYPE.match(value):
-        raise InputError(f"{call}(): the event must be a type like $.Order.created ('Order.created'), "
-                         f"got {describe(value)}")
+        raise InputError(
+            f"{call}(): the event must be a type like $.Order.created ('Order.created'), got {describe(value)}"
+        )
     return value
 
 

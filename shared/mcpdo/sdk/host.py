@@ -14,8 +14,16 @@ from mcpdo.sdk.policy import authorize
 Handler = Callable[[list[Any]], Awaitable[Any]]
 
 # Write-like calls that are checked even before their capability exists, so the rules hold everywhere.
-_ACTIONS = {"ai.generate": "generate", "ai.batch": "batch", "ai.embed": "embed", "api.fetch": "fetch",
-            "api.proxy": "proxy", "send": "send", "on": "subscribe", "every": "schedule"}
+_ACTIONS = {
+    "ai.generate": "generate",
+    "ai.batch": "batch",
+    "ai.embed": "embed",
+    "api.fetch": "fetch",
+    "api.proxy": "proxy",
+    "send": "send",
+    "on": "subscribe",
+    "every": "schedule",
+}
 
 
 class Host:
@@ -25,8 +33,13 @@ class Host:
         self.identity = identity
         db = DbApi(store, identity)
         self._routes: dict[str, Handler] = {
-            "db.list": db.list, "db.get": db.get, "db.create": db.create, "db.update": db.update,
-            "db.delete": db.delete, "db.relate": db.relate, "db.related": db.related,
+            "db.list": db.list,
+            "db.get": db.get,
+            "db.create": db.create,
+            "db.update": db.update,
+            "db.delete": db.delete,
+            "db.relate": db.relate,
+            "db.related": db.related,
         }
 
     def route(self, name: str, handler: Handler) -> None:

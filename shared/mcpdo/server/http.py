@@ -48,8 +48,15 @@ class RateLimits:
         return self.anonymous.per_minute > 0 or self.authenticated.per_minute > 0
 
 
-def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str, limits: RateLimits,
-                   allowed_hosts: list[str] | None = None, with_noop: bool = False) -> Starlette:
+def build_http_app(
+    tool: DoTool,
+    auth: Authenticator,
+    *,
+    public_url: str,
+    limits: RateLimits,
+    allowed_hosts: list[str] | None = None,
+    with_noop: bool = False,
+) -> Starlette:
     """The ASGI app: POST /mcp runs MCP; GET /mcp is 405; bad credentials are 401, never anonymous."""
 
     async def resolve_identity(ctx: ServerRequestContext[Any, Any]) -> Identity:
@@ -67,8 +74,9 @@ def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str, limits
         allowed_hosts=allowed_hosts or [],
         allowed_origins=[f"http://{host}" for host in allowed_hosts or []],
     )
-    manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
-                                           security_settings=security, max_request_body_size=MAX_BODY_BYTES)
+    manager = StreamableHTTPSessionManager(
+        app=server, stateless=True, json_response=True, security_settings=security, max_request_body_size=MAX_BODY_BYTES
+    )
     resource_metadata = f"{public_url.rstrip('/')}/.well-known/oauth-protected-resource/mcp"
 
     endpoint = _McpEndpoint(manager, auth, resource_metadata, limits)
@@ -79,33 +87,48 @@ def build_http_app(tool: DoTool, auth: Authenticator, *, public_url: str, limits
     async def protected_resource(request: Request) -> Response:
         # RFC 9728: what MCP clients read after a 401. No authorization server is listed until OAuth is
         # configured; API keys travel in the Authorization header.
-        return JSONResponse({"resource": f"{public_url.rstrip('/')}/mcp", "resource_name": "mcpdo",
-                             "bearer_methods_supported": ["header"], "authorization_servers": []})
+        return JSONResponse(
+            {
+                "resource": f"{public_url.rstrip('/')}/mcp",
+                "resource_name": "mcpdo",
+                "bearer_methods_supported": ["header"],
+                "authorization_servers": [],
+            }
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with manager.run():
             yield
 
-    return Starlette(routes=[Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]),
-                             Route("/health", health),
-                             Route("/.well-known/oauth-protected-resource", protected_resource),
-                             Route("/.well-known/oauth-protected-resource/mcp", protected_resource)],
-                     lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]),
+            Route("/health", health),
+            Route("/.well-known/oauth-protected-resource", protected_resource),
+            Route("/.well-known/oauth-protected-resource/mcp", protected_resource),
+        ],
+        lifespan=lifespan,
+    )
 
 
 def _unauthorized(exc: Unauthorized, resource_metadata: str) -> Response:
-    challenge = (f'Bearer error="invalid_token", error_description="{exc.message}", '
-                 f'resource_metadata="{resource_metadata}"')
-    return JSONResponse({"error": "invalid_token", "error_description": exc.message}, status_code=401,
-                        headers={"WWW-Authenticate": challenge})
+    challenge = (
+        f'Bearer error="invalid_token", error_description="{exc.message}", resource_metadata="{resource_metadata}"'
+    )
+    return JSONResponse(
+        {"error": "invalid_token", "error_description": exc.message},
+        status_code=401,
+        headers={"WWW-Authenticate": challenge},
+    )
 
 
 class _McpEndpoint:
     """A raw ASGI endpoint: authenticate, then hand the request to the MCP session manager."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager, auth: Authenticator,
-                 resource_metadata: str, limits: RateLimits) -> None:
+    def __init__(
+        self, manager: StreamableHTTPSessionManager, auth: Authenticator, resource_metadata: str, limits: RateLimits
+    ) -> None:
         self._manager = manager
         self._auth = auth
         self._resource_metadata = resource_metadata
@@ -115,8 +138,9 @@ class _McpEndpoint:
         request = Request(scope, receive)
         if request.method != "POST":
             # A GET would open an SSE stream that a stateless server never writes to: say so instead.
-            response: Response = Response("Only POST is supported on this endpoint", status_code=405,
-                                          headers={"Allow": "POST"})
+            response: Response = Response(
+                "Only POST is supported on this endpoint", status_code=405, headers={"Allow": "POST"}
+            )
             await response(scope, receive, send)
             return
         try:
@@ -156,9 +180,11 @@ class _McpEndpoint:
             return None
         seconds = max(1, math.ceil(wait))
         text = f"Rate limit exceeded: {limiter.per_minute} tool calls per minute for {who}; retry in {seconds} s"
-        return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"),
-                             "error": {"code": -32000, "message": text}},
-                            status_code=429, headers={"Retry-After": str(seconds)})
+        return JSONResponse(
+            {"jsonrpc": "2.0", "id": message.get("id"), "error": {"code": -32000, "message": text}},
+            status_code=429,
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 def client_address(scope: Scope) -> str:

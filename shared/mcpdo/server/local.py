@@ -19,10 +19,16 @@ async def serve_http(app: App) -> int:
     if not await app.auth.list_keys():
         first_key, _ = await app.auth.create_key("admin", roles=("admin",))
     limits = RateLimits.per_minute(settings.rate_limit_anonymous, settings.rate_limit_authenticated)
-    asgi = build_http_app(app.tool, app.auth, public_url=f"http://{settings.host}:{settings.port}", limits=limits,
-                          allowed_hosts=_loopback_hosts(settings.host, settings.port))
-    config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, lifespan="on")
+    asgi = build_http_app(
+        app.tool,
+        app.auth,
+        public_url=f"http://{settings.host}:{settings.port}",
+        limits=limits,
+        allowed_hosts=_loopback_hosts(settings.host, settings.port),
+    )
+    config = uvicorn.Config(
+        asgi, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     print(banner(url, first_key, settings.data_dir), flush=True)
     await server.serve()
@@ -33,11 +39,19 @@ def banner(url: str, first_key: str | None, data_dir: Path) -> str:
     """What `make serve` prints: where to connect, and on first run the admin key and a client config."""
     lines = [f"mcpdo is serving MCP at {url} (state in {data_dir}; Ctrl-C to stop)"]
     if first_key:
-        config = {"mcpServers": {"mcpdo": {"type": "http", "url": url,
-                                           "headers": {"Authorization": f"Bearer {first_key}"}}}}
-        lines += ["", "First run: created an admin API key. It is shown only this once:", f"  {first_key}",
-                  "", "Paste into your MCP client's configuration:", json.dumps(config, indent=2),
-                  "", "More keys: mcpdo keys create --name NAME"]
+        config = {
+            "mcpServers": {"mcpdo": {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {first_key}"}}}
+        }
+        lines += [
+            "",
+            "First run: created an admin API key. It is shown only this once:",
+            f"  {first_key}",
+            "",
+            "Paste into your MCP client's configuration:",
+            json.dumps(config, indent=2),
+            "",
+            "More keys: mcpdo keys create --name NAME",
+        ]
     else:
         lines.append("Authenticate with 'Authorization: Bearer sk_...' (mcpdo keys create --name NAME)")
     return "\n".join(lines)

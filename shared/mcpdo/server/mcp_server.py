@@ -30,15 +30,17 @@ def build_server(tool: DoTool, resolve_identity: IdentityResolver, *, with_noop:
     `with_noop` adds a tool that does nothing, the baseline the benchmarks compare `do` against.
     """
 
-    async def list_tools(ctx: ServerRequestContext[Any, Any],
-                         params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         tools = [types.Tool(name=TOOL_NAME, description=DESCRIPTION, input_schema=INPUT_SCHEMA)]
         if with_noop:
             tools.append(types.Tool(name=NOOP_TOOL, description="Does nothing.", input_schema={"type": "object"}))
         return types.ListToolsResult(tools=tools)
 
-    async def call_tool(ctx: ServerRequestContext[Any, Any],
-                        params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(
+        ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         if with_noop and params.name == NOOP_TOOL:
             return types.CallToolResult(content=[types.TextContent(type="text", text="null")])
         if params.name != TOOL_NAME:
@@ -46,11 +48,15 @@ def build_server(tool: DoTool, resolve_identity: IdentityResolver, *, with_noop:
         identity = await resolve_identity(ctx)
         return to_mcp(await tool.call(params.arguments, identity))
 
-    return Server("mcpdo", version=__version__, instructions=INSTRUCTIONS,
-                  on_list_tools=list_tools, on_call_tool=call_tool)
+    return Server(
+        "mcpdo", version=__version__, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool
+    )
 
 
 def to_mcp(result: ToolResult) -> types.CallToolResult:
     """The transport-neutral tool result as the MCP SDK's type."""
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text) for text in result.texts],
-                                structured_content=result.structured, is_error=result.is_error)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text) for text in result.texts],
+        structured_content=result.structured,
+        is_error=result.is_error,
+    )
