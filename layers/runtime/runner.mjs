@@ -225,12 +225,10 @@ const clip = (text, max) => (text.length > max ? `${text.slice(0, max)}... (${te
 // this share of the limit was grown by the execution that is running.
 const NEAR_MEMORY_LIMIT = 0.75
 
-// The SDK calls the prelude makes; anything else is refused before it reaches the host.
-const SDK_CALL_NAME = /^(?:db\.(?:list|get|create|update|delete|relate|related)|ai\.(?:generate|embed|batch)|api\.(?:fetch|proxy)|send|on|every|import)$/
-
 class Execution {
-  constructor(msg, inst, prepared, limits, preloads) {
+  constructor(msg, inst, prepared, limits, preloads, sdk) {
     this.id = msg.id
+    this.sdk = sdk
     // Echoed in every message of this execution; never enters the guest.
     this.nonce = msg.nonce
     this.inst = inst
@@ -275,7 +273,8 @@ class Execution {
       this.fatal = { kind: 'limit', limit: 'calls', message }
       throw new Error(message)
     }
-    if (typeof name !== 'string' || !SDK_CALL_NAME.test(name)) throw new Error('Unknown SDK call')
+    // Only the calls the host listed in the request reach it.
+    if (typeof name !== 'string' || !this.sdk.calls.includes(name)) throw new Error('Unknown SDK call')
     const maxBytes = this.limits.max_call_bytes
     if (typeof argsText !== 'string' || argsText.length > maxBytes) {
       throw new Error(`${name}(): arguments too large (more than ${maxBytes} bytes)`)
@@ -697,6 +696,16 @@ class Execution {
   }
 }
 
+const isNameList = (v) => Array.isArray(v) && v.every((n) => typeof n === 'string')
+
+// The host's list of SDK calls (shared/mcpdo/sdk/calls.py), or null when the request lacks it.
+function sdkRules(raw) {
+  if (!raw || typeof raw !== 'object') return null
+  const { calls, writes, conditionalWrites } = raw
+  if (!isNameList(calls) || !isNameList(writes) || !isNameList(conditionalWrites)) return null
+  return { calls, writes, conditionalWrites }
+}
+
 function reportEarly(msg, error, started) {
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000
   sendObj({ type: 'result', exec: msg.id, nonce: msg.nonce, durationMs, warm: warm ? warm.key : null, logs: [],
@@ -714,6 +723,12 @@ async function handleExec(msg) {
   if (bytes > limits.max_script_bytes) {
     reportEarly(msg, { kind: 'limit', limit: 'script',
       message: `Script too large: ${bytes} bytes exceeds the limit of ${limits.max_script_bytes} bytes` }, started)
+    return
+  }
+  const sdk = sdkRules(msg.sdk)
+  if (!sdk) {
+    reportEarly(msg, { kind: 'input', message: 'sdk must be { calls, writes, conditionalWrites }: lists of names' },
+      started)
     return
   }
   const kind = msg.kind === undefined || msg.kind === null ? 'script' : msg.kind
@@ -757,7 +772,7 @@ async function handleExec(msg) {
   }
   let prepared
   try {
-    prepared = prepare(msg.code, { kind, readonly: msg.readonly === true })
+    prepared = prepare(msg.code, { kind, readonly: msg.readonly === true, sdk })
   } catch (err) {
     if (err instanceof SourceSyntaxError) {
       reportEarly(msg, { kind: 'syntax', message: err.message, line: err.line, column: err.column }, started)
@@ -776,7 +791,7 @@ async function handleExec(msg) {
   const key = typeof msg.key === 'string' ? msg.key : null
   const inst = await takeInstance(limits.memory_bytes, key)
   inst.wasm.uses += 1
-  const exec = new Execution(msg, inst, prepared, limits, preloads)
+  const exec = new Execution(msg, inst, prepared, limits, preloads, sdk)
   exec.started = started
   current = exec
   inst.exec = exec

@@ -24,12 +24,8 @@ const SCRIPT_PREFIX = `(async (${IMPORT_FN}) => { let ${RESULT_VAR}; `
 const SCRIPT_SUFFIX = `\n;return ${RESULT_VAR};\n})`
 const MODULE_PREFIX = `(async (${IMPORT_FN}) => { `
 
-const WRITE_MEMBERS = {
-  db: new Set(['create', 'update', 'delete', 'relate']),
-  ai: new Set(['generate', 'batch']),
-  api: new Set(['proxy']),
-}
-const WRITE_GLOBALS = new Set(['send', 'on', 'every'])
+// The write calls come from the host with each execution ({ writes, conditionalWrites }: `db.create`, `send`,
+// `api.fetch` when its method is not GET, ...); this keeps no list of its own.
 
 export class SourceSyntaxError extends Error {
   constructor(message, line, column) {
@@ -286,14 +282,17 @@ function isWriteFetch(call) {
   return false
 }
 
-function writeCallName(call) {
+function writeCallName(call, sdk) {
   const callee = call.callee.type === 'ChainExpression' ? call.callee.expression : call.callee
-  if (callee.type === 'Identifier' && WRITE_GLOBALS.has(callee.name)) return callee.name
-  const m = memberName(callee)
-  if (!m) return null
-  const [obj, prop] = m
-  if (WRITE_MEMBERS[obj] && WRITE_MEMBERS[obj].has(prop)) return `${obj}.${prop}`
-  if (obj === 'api' && prop === 'fetch' && isWriteFetch(call)) return 'api.fetch'
+  let name = null
+  if (callee.type === 'Identifier') name = callee.name
+  else {
+    const m = memberName(callee)
+    if (m) name = `${m[0]}.${m[1]}`
+  }
+  if (name === null) return null
+  if (sdk.writes.includes(name)) return name
+  if (sdk.conditionalWrites.includes(name) && isWriteFetch(call)) return name
   return null
 }
 
@@ -427,8 +426,10 @@ let cacheChars = 0
  * `js` evaluates to an async function of the import helper. Throws SourceSyntaxError.
  * Results (and syntax errors) are cached by source.
  */
-export function prepare(code, { kind = 'script', readonly = false } = {}) {
-  const key = (kind === 'module' ? 'm' : 's') + (readonly ? '1' : '0') + code
+export function prepare(code, { kind = 'script', readonly = false, sdk = null } = {}) {
+  if (readonly && !sdk) throw new Error('prepare: a read-only check needs the host\'s write calls (sdk)')
+  const rules = readonly ? `${sdk.writes.join(',')};${sdk.conditionalWrites.join(',')}` : ''
+  const key = (kind === 'module' ? 'm' : 's') + (readonly ? '1' : '0') + rules + '\n' + code
   const hit = cache.get(key)
   if (hit) {
     cache.delete(key)
@@ -438,7 +439,7 @@ export function prepare(code, { kind = 'script', readonly = false } = {}) {
   }
   let entry
   try {
-    entry = prepareUncached(code, kind === 'module', readonly)
+    entry = prepareUncached(code, kind === 'module', readonly, sdk)
   } catch (err) {
     if (!(err instanceof SourceSyntaxError)) throw err
     entry = { error: err }
@@ -454,11 +455,11 @@ export function prepare(code, { kind = 'script', readonly = false } = {}) {
   return entry
 }
 
-export function prepareScript(code, { readonly = false } = {}) {
-  return prepare(code, { kind: 'script', readonly })
+export function prepareScript(code, { readonly = false, sdk = null } = {}) {
+  return prepare(code, { kind: 'script', readonly, sdk })
 }
 
-function prepareUncached(code, isModule, readonly) {
+function prepareUncached(code, isModule, readonly, sdk) {
   let a = { text: code, list: [] }
   let s2 = null
   let srcMap = null
@@ -611,7 +612,7 @@ function prepareUncached(code, isModule, readonly) {
   if (readonly) {
     walk(ast, (node) => {
       if (node.type !== 'CallExpression') return
-      const name = writeCallName(node)
+      const name = writeCallName(node, sdk)
       if (name) {
         const p = s2ToOriginal(node.loc.start.line, node.loc.start.column)
         violations.push([name, p.line, node.start])

@@ -20,6 +20,7 @@ from mcpdo.errors import (
     ScriptSyntaxError,
 )
 from mcpdo.sandbox import ExecutionRequest, Limits, Sandbox
+from mcpdo.sdk.calls import CONDITIONAL_WRITE_CALLS, WRITE_CALLS
 
 from .conftest import RecordingHost
 
@@ -437,3 +438,15 @@ async def test_malformed_input_on_stdin_does_not_kill_the_runner() -> None:
         with anyio.fail_after(10):
             assert (await sb.execute(req("'still alive'"), RecordingHost())).value == "still alive"
         assert sb.processes[0].pid == proc.pid
+
+
+async def test_the_read_only_check_refuses_exactly_the_write_calls_the_host_lists(sandbox: Sandbox) -> None:
+    # Reads and a GET fetch pass; a call that writes only with some arguments is refused with them.
+    code = "\n".join(f"{name}('x')" for name in WRITE_CALLS)
+    code += "\ndb.list('x')\ndb.get('x', 'y')\napi.fetch('https://example.com')"
+    code += "".join(f"\n{name}('https://example.com', {{ method: 'POST' }})" for name in CONDITIONAL_WRITE_CALLS)
+    with pytest.raises(ReadonlyViolation) as info:
+        await run(sandbox, code, readonly=True)
+    assert [name for name, _ in info.value.violations] == [*WRITE_CALLS, *CONDITIONAL_WRITE_CALLS]
+    written = len(WRITE_CALLS)
+    assert [line for _, line in info.value.violations][:written] == list(range(1, written + 1))

@@ -8,22 +8,11 @@ from typing import Any
 from mcpdo.errors import InputError, NotConfigured
 from mcpdo.identity import Identity
 from mcpdo.ports import EntityStore
+from mcpdo.sdk.calls import SDK_ACTIONS, action_of
 from mcpdo.sdk.db import DbApi
 from mcpdo.sdk.policy import authorize
 
 Handler = Callable[[list[Any]], Awaitable[Any]]
-
-# Write-like calls that are checked even before their capability exists, so the rules hold everywhere.
-_ACTIONS = {
-    "ai.generate": "generate",
-    "ai.batch": "batch",
-    "ai.embed": "embed",
-    "api.fetch": "fetch",
-    "api.proxy": "proxy",
-    "send": "send",
-    "on": "subscribe",
-    "every": "schedule",
-}
 
 
 class Host:
@@ -50,14 +39,8 @@ class Host:
         handler = self._routes.get(name)
         if handler is not None:
             return await handler(args)
-        action = _ACTIONS.get(name)
-        if action is None:
+        if name not in SDK_ACTIONS:
             raise InputError(f"Unknown SDK call '{name}'")
-        authorize(self.identity, _fetch_action(name, args) if name == "api.fetch" else action, "*")
+        # Checked even before the capability exists, so the rules hold everywhere.
+        authorize(self.identity, action_of(name, args), "*")
         raise NotConfigured(f"{name}() is not configured on this deployment")
-
-
-def _fetch_action(name: str, args: list[Any]) -> str:
-    options = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
-    method = str(options.get("method") or "GET").upper()
-    return "fetch" if method == "GET" else "send"
