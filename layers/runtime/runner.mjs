@@ -43,28 +43,21 @@ function sendObj(obj) {
   writeOut(JSON.stringify(obj) + '\n')
 }
 
-const DEFAULT_LIMITS = {
-  timeout_ms: 10_000,
-  memory_bytes: 128 * 1024 * 1024,
-  max_script_bytes: 100 * 1024,
-  max_result_bytes: 1024 * 1024,
-  max_sdk_calls: 1000,
-  max_log_bytes: 256 * 1024,
-  max_call_bytes: 8 * 1024 * 1024,
-  max_value_depth: 64,
-}
+// Every limit comes from the host with the request (shared/mcpdo/sandbox/types.py Limits); none has a default
+// here. Code sizes are checked by the host before the code is sent.
+const LIMIT_NAMES = ['timeout_ms', 'memory_bytes', 'max_result_bytes', 'max_sdk_calls', 'max_log_bytes',
+  'max_call_bytes', 'max_value_depth']
 const MiB = 1024 * 1024
 
-function normalizeLimits(raw) {
-  const out = { ...DEFAULT_LIMITS }
-  if (raw && typeof raw === 'object') {
-    for (const key of Object.keys(DEFAULT_LIMITS)) {
-      const v = raw[key]
-      if (typeof v === 'number' && Number.isFinite(v) && v > 0) out[key] = Math.floor(v)
-    }
+// The request's limits, or the name of the first one missing or not a positive integer.
+function readLimits(raw) {
+  const out = {}
+  for (const key of LIMIT_NAMES) {
+    const v = raw && typeof raw === 'object' ? raw[key] : undefined
+    if (!Number.isSafeInteger(v) || v <= 0) return { missing: key }
+    out[key] = v
   }
-  out.memory_bytes = Math.max(8 * MiB, Math.min(out.memory_bytes, 1024 * MiB))
-  return out
+  return { limits: out }
 }
 
 function fmtMiB(bytes) {
@@ -78,7 +71,14 @@ function fmtMiB(bytes) {
 // Fresh wasm instances prepared ahead for anyone (each serves one execution first): taking one for a
 // request costs nothing; the next ones are built in steps between requests and host-call replies.
 const AHEAD = 2
-let lastMemory = DEFAULT_LIMITS.memory_bytes
+// The memory limit of instances prepared ahead, from the host (`--memory-bytes=N`); a request with another
+// limit replaces them.
+const MEMORY_ARG = process.argv.find((arg) => arg.startsWith('--memory-bytes='))
+let lastMemory = MEMORY_ARG ? Number(MEMORY_ARG.slice('--memory-bytes='.length)) : NaN
+if (!Number.isSafeInteger(lastMemory) || lastMemory <= 0) {
+  toStderr('runner: start it with --memory-bytes=N (the host passes its memory limit)')
+  process.exit(2)
+}
 const readyInstances = []
 let building = null
 
@@ -451,11 +451,6 @@ class Execution {
     }
     let fn = null
     if (!this.moduleIds.has(v.id)) {
-      const bytes = Buffer.byteLength(v.code, 'utf8')
-      if (bytes > this.limits.max_script_bytes) {
-        return reject('Error', `Module ${v.id} too large: ${bytes} bytes exceeds the limit of ` +
-          `${this.limits.max_script_bytes} bytes`)
-      }
       let prepared
       try {
         prepared = prepare(v.code, { kind: 'module' })
@@ -714,15 +709,13 @@ function reportEarly(msg, error, started) {
 
 async function handleExec(msg) {
   const started = performance.now()
-  const limits = normalizeLimits(msg.limits)
-  if (typeof msg.code !== 'string') {
-    reportEarly(msg, { kind: 'input', message: 'code must be a string' }, started)
+  const { limits, missing } = readLimits(msg.limits)
+  if (!limits) {
+    reportEarly(msg, { kind: 'input', message: `limits.${missing} must be a positive integer` }, started)
     return
   }
-  const bytes = Buffer.byteLength(msg.code, 'utf8')
-  if (bytes > limits.max_script_bytes) {
-    reportEarly(msg, { kind: 'limit', limit: 'script',
-      message: `Script too large: ${bytes} bytes exceeds the limit of ${limits.max_script_bytes} bytes` }, started)
+  if (typeof msg.code !== 'string') {
+    reportEarly(msg, { kind: 'input', message: 'code must be a string' }, started)
     return
   }
   const sdk = sdkRules(msg.sdk)
@@ -752,13 +745,6 @@ async function handleExec(msg) {
   for (const p of rawPreloads) {
     if (!p || typeof p.id !== 'string' || typeof p.code !== 'string') {
       reportEarly(msg, { kind: 'input', message: 'preload must be a list of { id, code }' }, started)
-      return
-    }
-    const size = Buffer.byteLength(p.code, 'utf8')
-    if (size > limits.max_script_bytes) {
-      reportEarly(msg, { kind: 'limit', limit: 'script',
-        message: `Module ${p.id} too large: ${size} bytes exceeds the limit of ${limits.max_script_bytes} bytes` },
-      started)
       return
     }
     try {

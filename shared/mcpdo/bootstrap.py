@@ -76,6 +76,7 @@ def build_local(settings: Settings) -> App:
         size=settings.sandbox_pool_size,
         max_size=settings.sandbox_pool_max,
         wait_ms=settings.sandbox_wait_ms,
+        memory_bytes=settings.memory_bytes,
         caps=Caps(
             per_key=settings.concurrency_per_key,
             per_anonymous=settings.concurrency_per_anonymous,

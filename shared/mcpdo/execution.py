@@ -9,11 +9,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from mcpdo.errors import LimitExceeded
 from mcpdo.identity import Identity
 from mcpdo.ports import EntityStore, Event, StoredModule
 from mcpdo.sandbox.admission import Caller
-from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Invocation, ModuleSource
+from mcpdo.sandbox.types import (
+    ExecutionRequest,
+    ExecutionResult,
+    HostCall,
+    Invocation,
+    ModuleSource,
+    check_code_size,
+)
 from mcpdo.sdk.events import EventContext, EventsApi, Publisher, Registrations
 from mcpdo.sdk.host import Host
 from mcpdo.sdk.policy import authorize
@@ -97,12 +103,6 @@ class Executor:
         self, code: str, identity: Identity, *, kind: str, preload: tuple[ModuleSource, ...] = ()
     ) -> ExecutionRequest:
         limits = self._settings.limits(anonymous=identity.is_anonymous)
-        size = len(code.encode("utf-8", errors="surrogatepass"))
-        if size > limits.max_script_bytes:
-            noun = "Script" if kind == "script" else "Module code"
-            raise LimitExceeded(
-                "script", f"{noun} too large: {size} bytes exceeds the {limits.max_script_bytes}-byte limit"
-            )
         return ExecutionRequest(
             code=code,
             limits=limits,
@@ -123,6 +123,7 @@ class Executor:
             authorize(identity, "read", "Module")
             specifier = args[0] if args else None
             module = await self._resolve_import(str(specifier), identity, importer)
+            check_code_size(module.code, self._settings.limits(anonymous=identity.is_anonymous), f"Module {module.id}")
             return {"id": module.id, "code": module.code}
 
         host.route("import", load)

@@ -14,10 +14,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from mcpdo.errors import LimitExceeded, SandboxBusy, SandboxCrashed
+from mcpdo.errors import SandboxBusy, SandboxCrashed
 from mcpdo.sandbox.admission import Admission, Caller, Caps, Ticket
 from mcpdo.sandbox.process import RunnerProcess
-from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall
+from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Limits, check_code_size
 
 logger = logging.getLogger("mcpdo.sandbox")
 
@@ -82,6 +82,7 @@ class Sandbox:
         idle_seconds: float = 60.0,
         ready_timeout: float = 15.0,
         debug: bool = False,
+        memory_bytes: int = Limits().memory_bytes,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if size < 1:
@@ -94,6 +95,7 @@ class Sandbox:
         self.node_path = node_path or default_node_path()
         self.runner_path = Path(runner_path) if runner_path else default_runner_path()
         self.size = size
+        self.memory_bytes = memory_bytes
         self.max_size = max_size
         # Clamped so that no key and no crowd of anonymous callers can hold every runner of the grown pool.
         self.caps = (caps or Caps()).within(max_size)
@@ -153,12 +155,9 @@ class Sandbox:
         self, request: ExecutionRequest, host: HostCall, *, caller: Caller | None = None
     ) -> ExecutionResult:
         """Run one request on a free process as `caller` (None: a trusted local caller, with no cap)."""
-        size = len(request.code.encode("utf-8"))
-        if size > request.limits.max_script_bytes:
-            raise LimitExceeded(
-                "script",
-                f"Script too large: {size} bytes exceeds the limit of {request.limits.max_script_bytes} bytes",
-            )
+        check_code_size(request.code, request.limits, "Script" if request.kind == "script" else "Module code")
+        for module in request.preload:
+            check_code_size(module.code, request.limits, f"Module {module.id}")
         if self._closed:
             raise SandboxCrashed("The sandbox is closed")
         if not self._started:
@@ -291,7 +290,13 @@ class Sandbox:
             self._idle.remove(proc)
 
     async def _spawn(self) -> RunnerProcess:
-        proc = RunnerProcess(self.node_path, self.runner_path, ready_timeout=self.ready_timeout, debug=self.debug)
+        proc = RunnerProcess(
+            self.node_path,
+            self.runner_path,
+            ready_timeout=self.ready_timeout,
+            debug=self.debug,
+            memory_bytes=self.memory_bytes,
+        )
         self._all.add(proc)
         try:
             await proc.start()

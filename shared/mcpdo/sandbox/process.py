@@ -26,7 +26,7 @@ from mcpdo.sandbox.protocol import (
     reply_error_line,
     reply_ok_line,
 )
-from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, LogEntry
+from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Limits, LogEntry
 
 logger = logging.getLogger("mcpdo.sandbox")
 
@@ -45,8 +45,18 @@ def _attach_logs(err: McpdoError, logs: tuple[LogEntry, ...]) -> McpdoError:
 class RunnerProcess:
     """A warm Node runner; `execute` raises McpdoError subclasses, and marks the process dead if it is."""
 
-    def __init__(self, node_path: str, runner_path: Path, *, ready_timeout: float = 15.0, debug: bool = False) -> None:
+    def __init__(
+        self,
+        node_path: str,
+        runner_path: Path,
+        *,
+        ready_timeout: float = 15.0,
+        debug: bool = False,
+        memory_bytes: int = Limits().memory_bytes,
+    ) -> None:
         self.node_path = node_path
+        # The memory limit of the instances the runner prepares ahead (a request with another rebuilds them).
+        self.memory_bytes = memory_bytes
         self.runner_path = runner_path
         self.ready_timeout = ready_timeout
         # Results name the wasm instance that ran them (ExecutionResult.instance).
@@ -76,6 +86,7 @@ class RunnerProcess:
             self.node_path,
             *NODE_FLAGS,
             str(self.runner_path),
+            f"--memory-bytes={self.memory_bytes}",
             *(("--debug",) if self.debug else ()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mcpdo.errors import LimitExceeded
+
 # The host side of every SDK call: (name such as "db.create", JSON arguments) -> JSON value.
 # It raises an McpdoError subclass to make the call throw inside the script with that message.
 HostCall = Callable[[str, list[Any]], Awaitable[Any]]
@@ -25,6 +27,14 @@ class Limits:
     # objects, checked in the runner before the host decodes anything.
     max_call_bytes: int = 8 * 1024 * 1024
     max_value_depth: int = 64
+
+
+def check_code_size(code: str, limits: Limits, what: str) -> None:
+    """The one size rule for code the sandbox runs (scripts, module code, preloads, imports)."""
+    size = len(code.encode("utf-8", errors="surrogatepass"))
+    if size > limits.max_script_bytes:
+        limit = limits.max_script_bytes
+        raise LimitExceeded("script", f"{what} too large: {size} bytes exceeds the {limit}-byte limit")
 
 
 @dataclass(frozen=True)
