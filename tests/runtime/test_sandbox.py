@@ -454,6 +454,8 @@ async def test_the_read_only_check_refuses_exactly_the_write_calls_the_host_list
 
 async def test_a_memory_limit_above_1_gib_is_the_limit_in_force(sandbox: Sandbox) -> None:
     # The runtime takes the host's limit as it is (it once capped it at 1 GiB without saying so).
-    script = "const parts = []\nfor (let i = 0; i < 11; i++) parts.push('x'.repeat(100 * 1024 * 1024) + i)\nparts.length"
+    script = (
+        "const parts = []\nfor (let i = 0; i < 11; i++) parts.push('x'.repeat(100 * 1024 * 1024) + i)\nparts.length"
+    )
     result = await run(sandbox, script, memory_bytes=1536 * 1024 * 1024, timeout_ms=20_000)
     assert result.value == 11
