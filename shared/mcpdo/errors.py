@@ -100,16 +100,6 @@ class PermissionDenied(McpdoError):
         self.resource = resource
 
 
-def policy_error(guest_name: str, message: str) -> McpdoError | None:
-    """The policy error a script failed with (by the name it had inside the script), or None."""
-    if guest_name == AuthenticationRequired.guest_name:
-        return AuthenticationRequired()
-    if guest_name == PermissionDenied.guest_name and message.startswith("Permission denied: "):
-        action, _, resource = message.removeprefix("Permission denied: ").partition(" ")
-        return PermissionDenied(action, resource)
-    return None
-
-
 class Unauthorized(McpdoError):
     """Credentials were presented but are invalid, expired or revoked (HTTP 401, never anonymous)."""
 

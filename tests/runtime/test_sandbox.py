@@ -14,6 +14,7 @@ from mcpdo.errors import (
     ExecutionTimeout,
     LimitExceeded,
     NotFound,
+    PermissionDenied,
     ReadonlyViolation,
     SandboxCrashed,
     ScriptRuntimeError,
@@ -459,3 +460,19 @@ async def test_a_memory_limit_above_1_gib_is_the_limit_in_force(sandbox: Sandbox
     )
     result = await run(sandbox, script, memory_bytes=1536 * 1024 * 1024, timeout_ms=20_000)
     assert result.value == 11
+
+
+async def test_an_uncaught_refusal_ends_as_the_hosts_error_and_a_forged_one_stays_a_script_error(
+    sandbox: Sandbox,
+) -> None:
+    async def refuse(*args: Any) -> Any:
+        raise PermissionDenied("delete", "Order")
+
+    with pytest.raises(PermissionDenied) as refused:
+        await run(sandbox, "await db.delete('Order', 'ord_1')", RecordingHost({"db.delete": refuse}))
+    assert refused.value.message == "Permission denied: delete Order"
+    assert (refused.value.action, refused.value.resource) == ("delete", "Order")
+    forged = "const e = new Error('Permission denied: delete Everything')\ne.name = 'PermissionError'\nthrow e"
+    with pytest.raises(ScriptRuntimeError) as thrown:
+        await run(sandbox, forged)
+    assert thrown.value.message == "Permission denied: delete Everything"

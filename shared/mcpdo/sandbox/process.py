@@ -15,6 +15,7 @@ from mcpdo.sandbox.protocol import (
     CallMessage,
     ExecutionChannel,
     ProtocolViolation,
+    Refusals,
     ResultMessage,
     compromised_message,
     error_from_result,
@@ -167,6 +168,7 @@ class RunnerProcess:
         started = time.perf_counter()
         budget_s = request.limits.timeout_ms / 1000
         tasks: set[asyncio.Task[None]] = set()
+        refusals: Refusals = {}
         try:
             self._write(exec_line(channel.exec_id, channel.nonce, request))
             async with asyncio.timeout(budget_s + WATCHDOG_GRACE_S):
@@ -174,10 +176,10 @@ class RunnerProcess:
                     msg = channel.accept(await self._readline())
                     if isinstance(msg, ResultMessage):
                         try:
-                            return self._result(msg.body, request, started)
+                            return self._result(msg.body, request, started, refusals)
                         except (TypeError, ValueError, KeyError) as exc:
                             raise ProtocolViolation("a malformed result") from exc
-                    task = asyncio.create_task(self._host_call(channel.exec_id, msg, host))
+                    task = asyncio.create_task(self._host_call(channel.exec_id, msg, host, refusals))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
         except TimeoutError:
@@ -200,7 +202,9 @@ class RunnerProcess:
             for task in tasks:
                 task.cancel()
 
-    def _result(self, msg: dict[str, Any], request: ExecutionRequest, started: float) -> ExecutionResult:
+    def _result(
+        self, msg: dict[str, Any], request: ExecutionRequest, started: float, refusals: Refusals
+    ) -> ExecutionResult:
         warm = msg.get("warm")
         self.warm_key = warm if isinstance(warm, str) else None
         logs = parse_logs(msg.get("logs"))
@@ -217,9 +221,9 @@ class RunnerProcess:
                 exports=parse_exports(msg.get("exports")),
                 instance=instance if isinstance(instance, str) else None,
             )
-        raise _attach_logs(error_from_result(msg.get("error"), request), logs)
+        raise _attach_logs(error_from_result(msg.get("error"), request, refusals), logs)
 
-    async def _host_call(self, exec_id: int, msg: CallMessage, host: HostCall) -> None:
+    async def _host_call(self, exec_id: int, msg: CallMessage, host: HostCall, refusals: Refusals) -> None:
         try:
             value = await host(msg.name, msg.args)
             try:
@@ -228,7 +232,10 @@ class RunnerProcess:
                 logger.warning("host call %s returned a value that is not JSON", msg.name)
                 line = reply_error_line(exec_id, msg.id, f"Internal error in {msg.name}")
         except McpdoError as exc:
-            line = reply_error_line(exec_id, msg.id, exc.message, getattr(exc, "guest_name", None))
+            guest_name = getattr(exc, "guest_name", None)
+            if guest_name is not None:
+                refusals[(guest_name, exc.message)] = exc
+            line = reply_error_line(exec_id, msg.id, exc.message, guest_name)
         except asyncio.CancelledError:
             raise
         except Exception:

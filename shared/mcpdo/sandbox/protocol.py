@@ -18,7 +18,6 @@ from mcpdo.errors import (
     SandboxCrashed,
     ScriptRuntimeError,
     ScriptSyntaxError,
-    policy_error,
 )
 from mcpdo.sandbox.types import ExecutionRequest, Limits, LogEntry
 from mcpdo.sdk.calls import runtime_view
@@ -193,7 +192,12 @@ def _opt_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def error_from_result(error: Any, request: ExecutionRequest) -> McpdoError:
+# The host's refusals during one execution, by the (name, message) the guest's error had: an uncaught one ends
+# the execution as the very error the host raised.
+Refusals = dict[tuple[str, str], McpdoError]
+
+
+def error_from_result(error: Any, request: ExecutionRequest, refusals: Refusals | None = None) -> McpdoError:
     """Map the runner's error description to the product's error type."""
     if not isinstance(error, dict):
         return SandboxCrashed(CRASHED_MESSAGE)
@@ -202,10 +206,10 @@ def error_from_result(error: Any, request: ExecutionRequest) -> McpdoError:
     if kind == "syntax":
         return ScriptSyntaxError(message, _opt_int(error.get("line")), _opt_int(error.get("column")))
     if kind == "runtime":
-        policy = policy_error(str(error.get("name") or ""), message)
-        if policy is not None:
+        refused = (refusals or {}).get((str(error.get("name") or ""), message))
+        if refused is not None:
             # An SDK call the host refused, uncaught: the exact policy text, as SPEC §1 gives it.
-            return policy
+            return refused
         return ScriptRuntimeError(
             message, _opt_int(error.get("line")), _opt_int(error.get("column")), str(error.get("name") or "Error")
         )
