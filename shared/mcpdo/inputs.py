@@ -32,6 +32,9 @@ MAX_SORT_FIELDS = 32
 # Levels of objects and arrays in record data (the data object itself is level 1).
 MAX_VALUE_DEPTH = 64
 MAX_RELATION_LENGTH = 128
+# Record type names: `Order`, `LineItem`, `user_profile`.
+TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+TYPE_NAME_RULE = "start with a letter and use letters, digits or '_' (at most 64)"
 # Record instants (`createdAt` given in data) must be dates of years 0001 to 9999.
 MIN_INSTANT_MS = -62_135_596_800_000
 MAX_INSTANT_MS = 253_402_300_799_999

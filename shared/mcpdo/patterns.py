@@ -34,6 +34,8 @@ def check_event_type(text: object) -> str:
     problem = _segments_problem(text)
     if problem is None and "*" in text:
         problem = "an event type cannot contain '*' (wildcards are for on() patterns)"
+    if problem is None and "." not in text:
+        problem = "an event type has at least two segments, a type and a verb ('Order.created')"
     if problem is not None:
         raise InputError(f"Invalid event type {text!r}: {problem}")
     return text

@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -23,6 +22,8 @@ from mcpdo.inputs import (
     MAX_RELATION_LENGTH,
     MAX_SAFE_INTEGER,
     MIN_INSTANT_MS,
+    TYPE_NAME,
+    TYPE_NAME_RULE,
     check_data,
     check_name,
     inc_amount,
@@ -73,7 +74,6 @@ CREATE INDEX IF NOT EXISTS relations_by_target ON relations (tenant, to_type, to
 
 _META_KEYS = ("id", "$type", "createdAt", "updatedAt", "version")
 _META_COLUMNS = {"id": "id", "$type": "type", "createdAt": "created", "updatedAt": "updated", "version": "version"}
-_TYPE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _INT64 = (-(2**63), 2**63 - 1)
 _NUMERIC = "('integer', 'real')"
 _COMPARATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -288,10 +288,8 @@ def _record(row: tuple[Any, ...]) -> Record:
 
 
 def _check_type(type: object) -> None:
-    if not isinstance(type, str) or not _TYPE_PATTERN.fullmatch(type):
-        raise InputError(
-            f"Type names start with a letter and use letters, digits, '_', '.' or '-' (at most 128), got {show(type)}"
-        )
+    if not isinstance(type, str) or not TYPE_NAME.fullmatch(type):
+        raise InputError(f"Type names {TYPE_NAME_RULE}, got {show(type)}")
 
 
 def _check_ref(ref: object) -> None:

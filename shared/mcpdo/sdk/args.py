@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from mcpdo.errors import InputError
-from mcpdo.inputs import check_name
-
-_TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+from mcpdo.inputs import TYPE_NAME, check_name
 
 
 def arity(call: str, args: list[Any], required: int, maximum: int) -> list[Any]:
@@ -22,7 +19,7 @@ def arity(call: str, args: list[Any], required: int, maximum: int) -> list[Any]:
 
 def type_name(call: str, value: Any) -> str:
     """A record type such as 'Order' (a `$.Order` token arrives as its name)."""
-    if not isinstance(value, str) or not _TYPE_NAME.fullmatch(value):
+    if not isinstance(value, str) or not TYPE_NAME.fullmatch(value):
         raise InputError(f"{call}(): type must be a name like 'Order', got {describe(value)}")
     return value
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from typing import Any, Literal
 from mcpdo.errors import InputError
 from mcpdo.identity import Identity
 from mcpdo.ids import ulid
-from mcpdo.patterns import matches, validate_pattern
+from mcpdo.patterns import check_event_type, matches, validate_pattern
 from mcpdo.ports import Event
 from mcpdo.schedules import parse_schedule
 from mcpdo.sdk.args import arity, describe
@@ -26,7 +25,6 @@ from mcpdo.sdk.policy import authorize
 from mcpdo.timeparse import format_iso, utc_now
 
 Mode = Literal["script", "register", "handler"]
-_EVENT_TYPE = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+$")
 
 LOCAL_ONLY_WARNING = (
     "on()/every() in a script apply to this execution only; nothing was persisted. "
@@ -134,11 +132,12 @@ class EventsApi:
 
 def event_type_of(call: str, value: Any) -> str:
     """A concrete event type such as 'Order.created' (what `$.Order.created` turns into)."""
-    if not isinstance(value, str) or not _EVENT_TYPE.match(value):
+    try:
+        return check_event_type(value)
+    except InputError:
         raise InputError(
             f"{call}(): the event must be a type like $.Order.created ('Order.created'), got {describe(value)}"
-        )
-    return value
+        ) from None
 
 
 def _text(call: str, expectation: str, value: Any) -> str:
