@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from mcpdo.adapters.local_bus import LocalEventBus, SqliteRunLog
+from mcpdo.adapters.local_bus import LocalEventBus
 from mcpdo.adapters.local_scheduler import LocalScheduler
 from mcpdo.adapters.outbox import LocalOutbox
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
+from mcpdo.adapters.sqlite_leases import SqliteLeases
 from mcpdo.adapters.sqlite_modules import SqliteModuleStore
+from mcpdo.adapters.sqlite_runs import SqliteRunLog
 from mcpdo.adapters.sqlite_store import SqliteEntityStore
 from mcpdo.auth import Authenticator
 from mcpdo.execution import Executor
@@ -36,6 +38,7 @@ class App:
     runs: SqliteRunLog
     scheduler: LocalScheduler
     outbox: LocalOutbox
+    leases: SqliteLeases
     worker: Worker
     executor: Executor
     module_service: ModuleService
@@ -50,7 +53,8 @@ class App:
     async def close(self) -> None:
         await self.worker.stop()
         await self.sandbox.close()
-        for closable in (self.bus, self.runs, self.scheduler, self.outbox, self.modules, self.store, self.keys):
+        closables = (self.bus, self.runs, self.scheduler, self.outbox, self.leases, self.modules, self.store, self.keys)
+        for closable in closables:
             await closable.close()
 
 
@@ -87,7 +91,8 @@ def build_local(settings: Settings) -> App:
     async def invoke(handler: HandlerRef, event: Event) -> HandlerOutcome:
         return await service.invoke(handler, event)
 
-    worker = Worker(bus, scheduler, path, invoke, runs=runs, mailer=outbox)
+    leases = SqliteLeases(path)
+    worker = Worker(bus, scheduler, leases, invoke, runs=runs, mailer=outbox)
 
     async def publish(event: Event) -> None:
         await bus.publish(event)
@@ -107,6 +112,7 @@ def build_local(settings: Settings) -> App:
         runs=runs,
         scheduler=scheduler,
         outbox=outbox,
+        leases=leases,
         worker=worker,
         executor=executor,
         module_service=service,

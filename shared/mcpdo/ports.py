@@ -330,6 +330,24 @@ class Scheduler(Protocol):
     async def close(self) -> None: ...
 
 
+class Leases(Protocol):
+    """Named leases: one owner at a time, until it releases or stops renewing (which process runs the worker)."""
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease for `ttl_seconds`; False while another owner holds an unexpired one."""
+        ...
+
+    async def release(self, name: str, owner: str) -> None:
+        """Give the lease up if `owner` holds it."""
+        ...
+
+    async def holder(self, name: str) -> str | None:
+        """The current owner of an unexpired lease, or None."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class Mailer(Protocol):
     """Delivers `$.Email.send` messages."""
 

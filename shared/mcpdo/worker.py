@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from mcpdo.adapters.sqlite_events_db import EventsDatabase
 from mcpdo.errors import McpdoError, NotConfigured
 from mcpdo.ids import new_id
 from mcpdo.ports import (
@@ -41,6 +40,7 @@ from mcpdo.ports import (
     Event,
     EventBus,
     HandlerRef,
+    Leases,
     Mailer,
     Run,
     RunLog,
@@ -53,7 +53,6 @@ __all__ = [
     "HandlerFailed",
     "HandlerOutcome",
     "Invoke",
-    "SqliteLeases",
     "Step",
     "Worker",
     "schedule_event",
@@ -114,43 +113,6 @@ def schedule_event(due: DueSchedule, now: datetime | None = None) -> Event:
     )
 
 
-class SqliteLeases:
-    """Named leases in the state database: one owner at a time, until it releases or stops renewing."""
-
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
-        self._db = EventsDatabase(path, "lease store")
-        self._clock = clock
-
-    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        """Take or renew the lease for `ttl_seconds`; False while another owner holds an unexpired one."""
-        now = int(self._clock() * 1000)
-        with self._db.transaction() as conn:
-            row = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
-            if row is not None and row[0] != owner and row[1] > now:
-                return False
-            conn.execute(
-                "INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)",
-                (name, owner, now + int(ttl_seconds * 1000)),
-            )
-        return True
-
-    async def release(self, name: str, owner: str) -> None:
-        """Give the lease up if `owner` holds it."""
-        with self._db.transaction() as conn:
-            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
-
-    async def holder(self, name: str) -> str | None:
-        """The current owner of an unexpired lease, or None."""
-        now = int(self._clock() * 1000)
-        with self._db.transaction(immediate=False) as conn:
-            row = conn.execute("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now)).fetchone()
-        return None if row is None else str(row[0])
-
-    async def close(self) -> None:
-        """Release the connection."""
-        self._db.close()
-
-
 class Worker:
     """Runs deliveries and fires schedules while this process holds the state folder's worker lease."""
 
@@ -158,7 +120,7 @@ class Worker:
         self,
         bus: EventBus,
         scheduler: Scheduler,
-        leases: SqliteLeases | str | os.PathLike[str],
+        leases: Leases,
         invoke: Invoke,
         *,
         runs: RunLog,
@@ -178,8 +140,7 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         self._bus = bus
         self._scheduler = scheduler
-        self._own_leases = not isinstance(leases, SqliteLeases)
-        self._leases = leases if isinstance(leases, SqliteLeases) else SqliteLeases(leases)
+        self._leases = leases
         self._invoke = invoke
         self._runs = runs
         self._mailer = mailer
@@ -234,9 +195,6 @@ class Worker:
             self._leader.clear()
             with contextlib.suppress(Exception):
                 await self._leases.release(WORKER_LEASE, self.owner)
-        if self._own_leases:
-            await self._leases.close()
-            self._own_leases = False
 
     def notify(self) -> None:
         """Dispatch now rather than at the next poll (call after publishing); safe from any thread."""

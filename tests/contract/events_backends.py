@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcpdo.adapters.local_bus import LocalEventBus, SqliteRunLog
+from mcpdo.adapters.local_bus import LocalEventBus
 from mcpdo.adapters.local_scheduler import LocalScheduler
 from mcpdo.adapters.outbox import LocalOutbox
 from mcpdo.adapters.sqlite_modules import SqliteModuleStore
+from mcpdo.adapters.sqlite_runs import SqliteRunLog
 from mcpdo.ports import (
     EventBus,
     HandlerRef,

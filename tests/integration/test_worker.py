@@ -19,10 +19,12 @@ from typing import Any
 
 import anyio
 import pytest
-from mcpdo.adapters.local_bus import LocalEventBus, SqliteRunLog
+from mcpdo.adapters.local_bus import LocalEventBus
 from mcpdo.adapters.local_scheduler import LocalScheduler
 from mcpdo.adapters.outbox import LocalOutbox
+from mcpdo.adapters.sqlite_leases import SqliteLeases
 from mcpdo.adapters.sqlite_modules import SqliteModuleStore
+from mcpdo.adapters.sqlite_runs import SqliteRunLog
 from mcpdo.ids import new_id
 from mcpdo.ports import Event, HandlerRef, ScheduleEntry, StoredModule, Subscription
 from mcpdo.timeparse import format_iso, utc_now
@@ -30,7 +32,6 @@ from mcpdo.worker import (
     SCHEDULE_EVENT_TYPE,
     HandlerFailed,
     HandlerOutcome,
-    SqliteLeases,
     Step,
     Worker,
     schedule_event,
@@ -74,6 +75,7 @@ class Folder:
     scheduler: LocalScheduler
     outbox: LocalOutbox
     workers: list[Worker] = field(default_factory=list)
+    leases: list[SqliteLeases] = field(default_factory=list)
 
     @classmethod
     def open(cls, path: Path) -> Folder:
@@ -88,10 +90,12 @@ class Folder:
         )
 
     def worker(self, invoke: Handlers, clock: Callable[[], datetime] = utc_now, **options: Any) -> Worker:
+        leases = SqliteLeases(self.path)
+        self.leases.append(leases)
         worker = Worker(
             self.bus,
             self.scheduler,
-            self.path,
+            leases,
             invoke,
             runs=self.runs,
             mailer=self.outbox,
@@ -104,7 +108,7 @@ class Folder:
     async def close(self) -> None:
         for worker in self.workers:
             await worker.stop()
-        for port in (self.modules, self.bus, self.runs, self.scheduler, self.outbox):
+        for port in (self.modules, self.bus, self.runs, self.scheduler, self.outbox, *self.leases):
             await port.close()
 
 
@@ -427,8 +431,10 @@ async def test_a_delivery_left_running_by_a_dead_process_is_run_again_once_its_l
 _CHILD = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from mcpdo.adapters.local_bus import LocalEventBus, SqliteRunLog
+    from mcpdo.adapters.local_bus import LocalEventBus
     from mcpdo.adapters.local_scheduler import LocalScheduler
+    from mcpdo.adapters.sqlite_leases import SqliteLeases
+    from mcpdo.adapters.sqlite_runs import SqliteRunLog
     from mcpdo.worker import HandlerOutcome, Worker
 
     db, log = Path(sys.argv[1]), Path(sys.argv[2])
@@ -443,7 +449,7 @@ _CHILD = textwrap.dedent("""
         return HandlerOutcome()
 
     async def main():
-        worker = Worker(LocalEventBus(db), LocalScheduler(db), db, invoke, runs=SqliteRunLog(db),
+        worker = Worker(LocalEventBus(db), LocalScheduler(db), SqliteLeases(db), invoke, runs=SqliteRunLog(db),
                         concurrency=2, poll_interval=0.05, lease_ttl=1.0, renew_interval=0.2)
         await worker.start()
         await asyncio.sleep(120)
