@@ -20,7 +20,6 @@ from tests.support.client import connect, text_of, value_of
 from tests.support.seed import module_after, section
 from tests.support.server import RunningServer, start_server, stop_server
 from tests.support.sync import outbox, run_script, wait_for
-from tests.support.victim import call_as
 
 pytestmark = pytest.mark.anyio
 
@@ -439,11 +438,5 @@ async def test_a_schedule_id_shared_by_two_tenants_is_fired_only_with_its_tenant
     assert ambiguous.returncode != 0
     assert "exists in several tenants (alpha, beta): name one with --tenant" in ambiguous.stderr
     assert events_server.mcpdo("schedules", "fire", ids["beta"], "--tenant", "beta").returncode == 0
-    wait_for(lambda: run_script_as(events_server, beta, "await db.list('Nightly')"))
-    assert run_script_as(events_server, alpha, "await db.list('Nightly')") == []
-
-
-def run_script_as(server: RunningServer, key: str, script: str) -> Any:
-    is_error, text = call_as(server, key, script)
-    assert not is_error, text
-    return json.loads(text)
+    wait_for(lambda: run_script(events_server, "await db.list('Nightly')", key=beta))
+    assert run_script(events_server, "await db.list('Nightly')", key=alpha) == []

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.client import connect, text_of, value_of
 from tests.support.server import RunningServer, start_server, stop_server
-from tests.support.sync import wait_for
+from tests.support.sync import run_script, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -234,22 +233,4 @@ outcome""",
 
 def records(server: RunningServer, key: str, kind: str) -> list[dict[str, Any]]:
     """Records of one type in the key's tenant, synchronously (for `wait_for` polling)."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "do", "arguments": {"script": f"await db.list('{kind}', {{ limit: 1000 }})"}},
-    }
-    response = httpx.post(
-        server.url,
-        json=body,
-        timeout=30,
-        headers={
-            "Authorization": f"Bearer {key}",
-            "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2025-11-25",
-        },
-    )
-    result = response.json()["result"]
-    assert not result.get("isError"), result["content"][0]["text"]
-    return list(json.loads(result["content"][0]["text"]))
+    return list(run_script(server, f"await db.list('{kind}', {{ limit: 1000 }})", key=key))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import RunningServer, start_server, stop_server
-from tests.support.sync import wait_for
-from tests.support.victim import Victim, call_as, call_tool, make_victim
+from tests.support.sync import call_as, call_tool, wait_for
+from tests.support.victim import Victim, make_victim
 
 RUNTIME = Path(__file__).resolve().parents[2] / "layers" / "runtime"
 PRIVATE_NAMES = [

@@ -24,27 +24,27 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         time.sleep(0.1)
 
 
-def run_script(server: RunningServer, script: str) -> Any:
-    """A script's value through the running server as its admin (None for `undefined`); errors fail."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "do", "arguments": {"script": script}},
-    }
-    response = httpx.post(
-        server.url,
-        json=body,
-        timeout=30,
-        headers={
-            "Authorization": f"Bearer {server.admin_key}",
-            "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2025-11-25",
-        },
-    )
+def call_tool(server: RunningServer, key: str | None, arguments: dict[str, str]) -> tuple[bool, str]:
+    """(is_error, first text item) of one `do` call (script and/or module) over HTTP, with `key` or anonymous."""
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "do", "arguments": arguments}}
+    response = httpx.post(server.url, json=body, timeout=60, headers=headers)
+    assert response.status_code == 200, response.text
     result = response.json()["result"]
-    assert not result.get("isError"), result["content"][0]["text"]
-    text = result["content"][0]["text"]
+    return bool(result.get("isError")), str(result["content"][0]["text"])
+
+
+def call_as(server: RunningServer, key: str | None, script: str) -> tuple[bool, str]:
+    """(is_error, first text item) of one `do` script, with `key` or anonymous."""
+    return call_tool(server, key, {"script": script})
+
+
+def run_script(server: RunningServer, script: str, key: str | None = None) -> Any:
+    """A script's value, as `key` (default: the server's admin); None for `undefined`; errors fail."""
+    is_error, text = call_as(server, key or server.admin_key, script)
+    assert not is_error, text
     return None if text == "undefined" else json.loads(text)
 
 

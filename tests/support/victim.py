@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from tests.support.server import RunningServer
+from tests.support.sync import call_as
 
 
 @dataclass
@@ -30,23 +29,6 @@ class Victim:
             is_error, text = self.call(f"await db.list('{type_name}')")
             assert (is_error, json.loads(text)) == (False, [])
         assert self.call("40 + 2") == (False, "42")
-
-
-def call_as(server: RunningServer, key: str | None, script: str) -> tuple[bool, str]:
-    """(is_error, first text item) of one `do` script over HTTP, with `key` or anonymous."""
-    return call_tool(server, key, {"script": script})
-
-
-def call_tool(server: RunningServer, key: str | None, arguments: dict[str, str]) -> tuple[bool, str]:
-    """(is_error, first text item) of one `do` call (script and/or module) over HTTP."""
-    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "do", "arguments": arguments}}
-    response = httpx.post(server.url, json=body, timeout=60, headers=headers)
-    assert response.status_code == 200, response.text
-    result = response.json()["result"]
-    return bool(result.get("isError")), str(result["content"][0]["text"])
 
 
 def make_victim(server: RunningServer, tenant: str = "victim") -> Victim:
