@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -16,12 +17,49 @@ from mcpdo.adapters.sqlite_store import SqliteEntityStore
 from mcpdo.auth import Authenticator
 from mcpdo.execution import Executor
 from mcpdo.modules import ModuleService, resolve_import
-from mcpdo.ports import Event, HandlerRef
+from mcpdo.ports import Closable, EntityStore, Event, EventBus, KeyStore, Leases, Mailer, ModuleStore, RunLog, Scheduler
 from mcpdo.sandbox.admission import Caps
 from mcpdo.sandbox.pool import Sandbox
 from mcpdo.settings import Settings
 from mcpdo.tool import DoTool
-from mcpdo.worker import HandlerOutcome, Worker
+from mcpdo.worker import Worker
+
+
+class Published:
+    """The publish step the core calls for `send`: the bus accepts the event, then listeners (the local worker)
+    are told there is work. Listeners are added after the worker exists, so wiring has no cycle."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    async def __call__(self, event: Event) -> None:
+        await self._bus.publish(event)
+        for listener in self._listeners:
+            listener()
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The backends of one deployment: `build_local` chooses the embedded ones (a later `build_aws` the AWS
+    ones); the core sees only their ports."""
+
+    store: EntityStore
+    keys: KeyStore
+    modules: ModuleStore
+    bus: EventBus
+    runs: RunLog
+    scheduler: Scheduler
+    mailer: Mailer
+    leases: Leases
+    sandbox: Sandbox
+
+    def closables(self) -> tuple[Closable, ...]:
+        """Every backend that holds a connection, in the order they are released."""
+        return (self.bus, self.runs, self.scheduler, self.mailer, self.leases, self.modules, self.store, self.keys)
 
 
 @dataclass
@@ -29,20 +67,40 @@ class App:
     """Everything one process serves with, built once."""
 
     settings: Settings
-    store: SqliteEntityStore
-    keys: SqliteKeyStore
+    adapters: Adapters
     auth: Authenticator
-    sandbox: Sandbox
-    modules: SqliteModuleStore
-    bus: LocalEventBus
-    runs: SqliteRunLog
-    scheduler: LocalScheduler
-    outbox: LocalOutbox
-    leases: SqliteLeases
     worker: Worker
     executor: Executor
     module_service: ModuleService
     tool: DoTool
+
+    @property
+    def store(self) -> EntityStore:
+        return self.adapters.store
+
+    @property
+    def modules(self) -> ModuleStore:
+        return self.adapters.modules
+
+    @property
+    def bus(self) -> EventBus:
+        return self.adapters.bus
+
+    @property
+    def runs(self) -> RunLog:
+        return self.adapters.runs
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.adapters.scheduler
+
+    @property
+    def outbox(self) -> Mailer:
+        return self.adapters.mailer
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.adapters.sandbox
 
     async def start(self, *, worker: bool = True) -> None:
         """Warm the sandbox; long-lived processes also run the worker (deliveries and schedules)."""
@@ -53,27 +111,42 @@ class App:
     async def close(self) -> None:
         await self.worker.stop()
         await self.sandbox.close()
-        closables = (self.bus, self.runs, self.scheduler, self.outbox, self.leases, self.modules, self.store, self.keys)
-        for closable in closables:
+        for closable in self.adapters.closables():
             await closable.close()
+
+
+def build_app(settings: Settings, adapters: Adapters) -> App:
+    """The one place that connects the core: tool, executor, module service, worker, over `adapters`."""
+    publish = Published(adapters.bus)
+    resolver = partial(resolve_import, adapters.modules, settings.default_context)
+    executor = Executor(settings, adapters.sandbox, adapters.store, publish, resolver)
+    auth = Authenticator(adapters.keys, settings.default_tenant)
+    service = ModuleService(adapters.modules, executor, settings.default_context, auth.still_valid)
+    worker = Worker(
+        adapters.bus, adapters.scheduler, adapters.leases, service.invoke, runs=adapters.runs, mailer=adapters.mailer
+    )
+    publish.listen(worker.notify)
+    return App(
+        settings=settings,
+        adapters=adapters,
+        auth=auth,
+        worker=worker,
+        executor=executor,
+        module_service=service,
+        tool=DoTool(executor.run_script, service.register),
+    )
 
 
 def build_local(settings: Settings) -> App:
     """The embedded default: SQLite for everything durable, a pool of warm Node runners, an in-process worker."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.database_path
-    store = SqliteEntityStore(path)
-    modules = SqliteModuleStore(path)
     bus = LocalEventBus(
         path,
         backoff_base=settings.retry_base_seconds,
         hop_limit=settings.event_hop_limit,
         max_deliveries_per_send=settings.max_deliveries_per_send,
     )
-    runs = SqliteRunLog(path)
-    scheduler = LocalScheduler(path)
-    outbox = LocalOutbox(path)
-    keys = SqliteKeyStore(path)
     sandbox = Sandbox(
         node_path=settings.node_path,
         runner_path=settings.runner_path,
@@ -87,34 +160,15 @@ def build_local(settings: Settings) -> App:
             anonymous_runners=settings.anonymous_runners,
         ),
     )
-
-    async def invoke(handler: HandlerRef, event: Event) -> HandlerOutcome:
-        return await service.invoke(handler, event)
-
-    leases = SqliteLeases(path)
-    worker = Worker(bus, scheduler, leases, invoke, runs=runs, mailer=outbox)
-
-    async def publish(event: Event) -> None:
-        await bus.publish(event)
-        worker.notify()
-
-    executor = Executor(settings, sandbox, store, publish, partial(resolve_import, modules, settings.default_context))
-    auth = Authenticator(keys, settings.default_tenant)
-    service = ModuleService(modules, executor, settings.default_context, auth.still_valid)
-    return App(
-        settings=settings,
-        store=store,
-        keys=keys,
-        auth=auth,
-        sandbox=sandbox,
-        modules=modules,
+    adapters = Adapters(
+        store=SqliteEntityStore(path),
+        keys=SqliteKeyStore(path),
+        modules=SqliteModuleStore(path),
         bus=bus,
-        runs=runs,
-        scheduler=scheduler,
-        outbox=outbox,
-        leases=leases,
-        worker=worker,
-        executor=executor,
-        module_service=service,
-        tool=DoTool(executor.run_script, service.register),
+        runs=SqliteRunLog(path),
+        scheduler=LocalScheduler(path),
+        mailer=LocalOutbox(path),
+        leases=SqliteLeases(path),
+        sandbox=sandbox,
     )
+    return build_app(settings, adapters)

@@ -31,6 +31,12 @@ class ListQuery:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Closable(Protocol):
+    """A backend holding a connection or a client, released once at shutdown."""
+
+    async def close(self) -> None: ...
+
+
 class EntityStore(Protocol):
     """Records of any type, partitioned by tenant. Every method is scoped to exactly one tenant."""
 
@@ -76,6 +82,8 @@ class KeyStore(Protocol):
     async def list(self) -> list[ApiKey]: ...
 
     async def revoke(self, key_id: str, when: str) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 # --- modules, events and schedules -------------------------------------------------------------------
@@ -325,6 +333,10 @@ class Scheduler(Protocol):
 
     async def mark_fired(self, entry: ScheduleEntry, fired_for: datetime) -> None:
         """Record that `entry` fired for `fired_for`; its next fire is the slot after that."""
+        ...
+
+    async def next_fire(self, entry: ScheduleEntry) -> datetime | None:
+        """The next fire time the scheduler holds for `entry`, or None before it has seen the entry."""
         ...
 
     async def close(self) -> None: ...
