@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mcpdo.bootstrap import App, build_local
+from mcpdo.delivery import schedule_event
 from mcpdo.errors import InputError, McpdoError, NotFound
 from mcpdo.ports import DueSchedule
 from mcpdo.settings import Settings
 from mcpdo.timeparse import format_iso, utc_now
-from mcpdo.worker import schedule_event
 
 
 def main(argv: list[str] | None = None) -> int:

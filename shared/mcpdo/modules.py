@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
+from mcpdo.delivery import SCHEDULE_EVENT_TYPE, HandlerFailed, HandlerOutcome
 from mcpdo.errors import AuthenticationRequired, Conflict, InputError, McpdoError, NotFound
 from mcpdo.execution import Executor
 from mcpdo.identity import Identity
@@ -26,7 +27,6 @@ from mcpdo.sandbox.types import LogEntry
 from mcpdo.schedules import parse_schedule
 from mcpdo.sdk.policy import authorize
 from mcpdo.timeparse import format_iso, utc_now
-from mcpdo.worker import SCHEDULE_EVENT_TYPE, HandlerFailed, HandlerOutcome
 
 
 class ModuleService:

@@ -5,48 +5,31 @@ schedules. The lease is renewed every few seconds and expires after about ten, s
 killed hands over within that time, and one that stops cleanly releases it at once. A worker that takes the
 lease over makes its predecessor's in-flight deliveries due again (at-least-once: an attempt cut short by a
 crash runs again; a delivery recorded done never does).
-
-A schedule fire is an event delivered to exactly the scheduled handler, so it shares the retries, dead
-letters and runs log of ordinary deliveries::
-
-    {"type": "Schedule.fired", "data": {"schedule": "0 9 * * *", "scheduledTime": "2026-01-05T09:00:00.000Z"},
-     "source": "schedule:<module id>#<index>", ...}
-
-Its id is derived from the handler and the slot, so firing the same slot twice (a crash between queueing
-the fire and recording it) delivers it once.
+What one delivery does is `delivery.Deliveries`; this module decides when, and which process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
 import socket
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from mcpdo.errors import McpdoError, NotConfigured
-from mcpdo.ids import new_id
+from mcpdo.delivery import SCHEDULE_EVENT_TYPE, Deliveries, HandlerFailed, HandlerOutcome, Invoke, schedule_event
 from mcpdo.ports import (
-    MAILER_MODULE,
     Delivery,
-    DueSchedule,
-    Event,
     EventBus,
-    HandlerRef,
     Leases,
     Mailer,
-    Run,
     RunLog,
     Scheduler,
 )
-from mcpdo.timeparse import format_iso, utc_now
+from mcpdo.timeparse import utc_now
 
 __all__ = [
     "SCHEDULE_EVENT_TYPE",
@@ -58,18 +41,9 @@ __all__ = [
     "schedule_event",
 ]
 
-SCHEDULE_EVENT_TYPE = "Schedule.fired"
 WORKER_LEASE = "worker"
 
 log = logging.getLogger("mcpdo.worker")
-
-
-@dataclass(frozen=True)
-class HandlerOutcome:
-    """What a handler run produced: its captured logs ({level, message, timestamp}) and return value."""
-
-    logs: tuple[dict[str, Any], ...] = ()
-    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -79,38 +53,6 @@ class Step:
     leader: bool
     fired: int = 0
     delivered: int = 0
-
-
-class HandlerFailed(Exception):
-    """A handler threw; `logs` holds what it logged before. `invoke` may raise any exception with `.logs`."""
-
-    def __init__(self, message: str, logs: tuple[dict[str, Any], ...] = (), *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.logs = logs
-        # False when another attempt cannot succeed (the owner's key was revoked): straight to the dead letters.
-        self.retryable = retryable
-
-
-Invoke = Callable[[HandlerRef, Event], Awaitable[HandlerOutcome]]
-
-
-def schedule_event(due: DueSchedule, now: datetime | None = None) -> Event:
-    """The event that fires `due`: same handler and slot, same id."""
-    ref = due.entry.handler
-    slot = format_iso(due.scheduled_time)
-    digest = hashlib.sha256(
-        "\n".join((ref.tenant, ref.module_id, str(ref.index), due.entry.schedule, slot)).encode()
-    ).hexdigest()[:32]
-    event_id = f"sch_{digest}"
-    return Event(
-        id=event_id,
-        type=SCHEDULE_EVENT_TYPE,
-        data={"schedule": due.entry.schedule, "scheduledTime": slot},
-        source=f"schedule:{ref.handler_id}",
-        time=format_iso(now or utc_now()),
-        tenant=ref.tenant,
-        correlation_id=event_id,
-    )
 
 
 class Worker:
@@ -141,9 +83,8 @@ class Worker:
         self._bus = bus
         self._scheduler = scheduler
         self._leases = leases
-        self._invoke = invoke
-        self._runs = runs
-        self._mailer = mailer
+        # The core step each claimed delivery and due schedule goes through.
+        self.deliveries = Deliveries(bus, scheduler, invoke, runs, mailer, clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._concurrency = concurrency
         self._poll_interval = poll_interval
@@ -217,7 +158,7 @@ class Worker:
         fire the schedules that are due, then run every delivery that is due now (and those they make due)."""
         if not await self._renew_lease():
             return Step(leader=False)
-        fired = await self._fire_due()
+        fired = await self.deliveries.fire_due()
         delivered = 0
         while claimed := await self._bus.claim_due(self._concurrency, self._delivery_lease):
             await asyncio.gather(*(self._run_delivery(delivery) for delivery in claimed))
@@ -289,20 +230,11 @@ class Worker:
         while not self._stopping:
             await self._leader.wait()
             try:
-                if await self._fire_due():
+                if await self.deliveries.fire_due():
                     self._wake.set()
             except Exception:
                 log.exception("cannot fire schedules")
             await asyncio.sleep(self._cron_interval)
-
-    async def _fire_due(self) -> int:
-        """Queue one delivery for each schedule whose slot has come; how many fired."""
-        fired = 0
-        for due in await self._scheduler.due(self._clock()):
-            await self._bus.enqueue(schedule_event(due, self._clock()), due.entry.handler)
-            await self._scheduler.mark_fired(due.entry, due.scheduled_time)
-            fired += 1
-        return fired
 
     async def _wait_for_wake(self, timeout: float) -> None:
         # Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that races with the wake-up.
@@ -319,63 +251,4 @@ class Worker:
         self._wake.set()
 
     async def _run_delivery(self, delivery: Delivery) -> None:
-        started = format_iso(self._clock())
-        t0 = time.monotonic()
-        logs: tuple[dict[str, Any], ...] = ()
-        error: str | None = None
-        retry = True
-        try:
-            if delivery.handler.module_id == MAILER_MODULE:
-                await self._send_mail(delivery.event)
-            else:
-                outcome = await self._invoke(delivery.handler, delivery.event)
-                logs = tuple(outcome.logs)
-        except Exception as exc:
-            error = _error_text(exc)
-            logs = tuple(getattr(exc, "logs", ()) or ())
-            retry = getattr(exc, "retryable", True) is not False
-        duration_ms = int((time.monotonic() - t0) * 1000)
-        try:
-            if error is None:
-                await self._bus.complete(delivery)
-            else:
-                await self._bus.fail(delivery, error, retry=retry)
-        except Exception:
-            log.exception("cannot record the outcome of delivery %s", delivery.id)
-        event = delivery.event
-        schedule = (
-            event.data.get("schedule") if event.type == SCHEDULE_EVENT_TYPE and isinstance(event.data, dict) else None
-        )
-        run = Run(
-            id=new_id("Run"),
-            handler=delivery.handler,
-            status="ok" if error is None else "error",
-            started_at=started,
-            duration_ms=duration_ms,
-            event_id=event.id,
-            event_type=event.type,
-            schedule=schedule if isinstance(schedule, str) else None,
-            attempt=delivery.attempts,
-            logs=logs,
-            error=error,
-        )
-        try:
-            await self._runs.record_run(run)
-        except Exception:
-            log.exception("cannot record the run of delivery %s", delivery.id)
-
-    async def _send_mail(self, event: Event) -> None:
-        if self._mailer is None:
-            raise NotConfigured("No mailer is configured for Email.send events")
-        if not isinstance(event.data, dict):
-            raise McpdoError(f"Email.send data must be an object like {{ to, subject, body }}, got {event.data!r}")
-        await self._mailer.send({**event.data, "eventId": event.id}, idempotency_key=event.id)
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, McpdoError):
-        return exc.text
-    if isinstance(exc, HandlerFailed):
-        return str(exc)  # already the handler's own error text
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        await self.deliveries.deliver(delivery)
