@@ -11,26 +11,12 @@ import builtins
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
 
 from mcpdo.adapters.sqlite_db import SqliteDatabase
-from mcpdo.errors import Conflict, InputError, NotFound
-from mcpdo.ids import check_id, new_id
-from mcpdo.inputs import (
-    MAX_INSTANT_MS,
-    MAX_RELATION_LENGTH,
-    MAX_SAFE_INTEGER,
-    MIN_INSTANT_MS,
-    TYPE_NAME,
-    TYPE_NAME_RULE,
-    check_data,
-    check_name,
-    inc_amount,
-    integer_option,
-    show,
-)
-from mcpdo.ports import Direction, ListQuery, Record, Ref
+from mcpdo.errors import InputError
+from mcpdo.ports import Direction, ListQuery, Ref
 from mcpdo.query import (
     And,
     Condition,
@@ -44,7 +30,8 @@ from mcpdo.query import (
     StartsWith,
     parse_field,
 )
-from mcpdo.timeparse import format_iso, instant_ms, now_ms, parse_iso_ms
+from mcpdo.records import RecordStore, StoredRecord
+from mcpdo.timeparse import now_ms, parse_iso_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -72,15 +59,15 @@ CREATE TABLE IF NOT EXISTS relations (
 CREATE INDEX IF NOT EXISTS relations_by_target ON relations (tenant, to_type, to_id, rel);
 """
 
-_META_KEYS = ("id", "$type", "createdAt", "updatedAt", "version")
 _META_COLUMNS = {"id": "id", "$type": "type", "createdAt": "created", "updatedAt": "updated", "version": "version"}
 _INT64 = (-(2**63), 2**63 - 1)
 _NUMERIC = "('integer', 'real')"
 _COMPARATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-class SqliteEntityStore:
-    """Records of any type, partitioned by tenant, in one SQLite file (or `':memory:'`)."""
+class SqliteEntityStore(RecordStore):
+    """Records of any type, partitioned by tenant, in one SQLite file (or `':memory:'`): storage only, the
+    record logic is RecordStore's."""
 
     def __init__(
         self,
@@ -89,7 +76,7 @@ class SqliteEntityStore:
         connection: sqlite3.Connection | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._clock = clock
+        super().__init__(clock)
         self._db = SqliteDatabase(
             path,
             what="entity store",
@@ -98,11 +85,13 @@ class SqliteEntityStore:
             functions=[("mcpdo_iso_ms", 1, _sql_iso_ms), ("mcpdo_canon", 1, _sql_canon)],
         )
 
-    # -- EntityStore ---------------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Release the connection."""
+        self._db.close()
 
-    async def list(self, tenant: str, type: str, query: ListQuery) -> builtins.list[Record]:
-        """The records of `type` matching `query`, filtered, sorted and paged in SQL."""
-        _check_type(type)
+    # -- storage hooks ---------------------------------------------------------------------------------
+
+    async def _query(self, tenant: str, type: str, query: ListQuery) -> builtins.list[StoredRecord]:
         sql = _Compiler()
         clauses = ["tenant = :tenant", "type = :type"]
         sql.params.update(tenant=tenant, type=type)
@@ -119,77 +108,41 @@ class SqliteEntityStore:
                 f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT :limit OFFSET :offset",
                 sql.params,
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [_stored(row) for row in rows]
 
-    async def get(self, tenant: str, type: str, id: str) -> Record | None:
-        """The record, or None."""
-        _check_type(type)
+    async def _fetch(self, tenant: str, type: str, id: str) -> StoredRecord | None:
         with self._db.transaction(immediate=False) as conn:
             row = _select(conn, tenant, type, id)
-        return None if row is None else _record(row)
+        return None if row is None else _stored(row)
 
-    async def create(self, tenant: str, type: str, data: Record) -> Record:
-        """Store a new record; an `id` or `createdAt` in `data` is kept."""
-        _check_type(type)
-        fields = _check_data(data, "db.create", f"db.create('{type}') data")
-        record_id = new_id(type) if fields.get("id") is None else check_id(fields["id"], "id")
-        now = self._clock()
-        created = now
-        if fields.get("createdAt") is not None:
-            given = instant_ms(fields["createdAt"])
-            if given is None or not MIN_INSTANT_MS <= given <= MAX_INSTANT_MS:
-                raise InputError(
-                    f"createdAt must be a date of the years 0001 to 9999, as an ISO-8601 string or epoch ms "
-                    f"(from {MIN_INSTANT_MS} to {MAX_INSTANT_MS}), got {show(fields['createdAt'])}"
-                )
-            created = given
-        body = _dumps({key: value for key, value in fields.items() if key not in _META_KEYS})
-        updated = max(now, created)
+    async def _insert(self, tenant: str, row: StoredRecord) -> bool:
         with self._db.transaction() as conn:
             try:
                 conn.execute(
                     "INSERT INTO entities (tenant, type, id, data, created, updated, version) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    (tenant, type, record_id, body, created, updated),
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (tenant, row.type, row.id, _dumps(row.data), row.created, row.updated, row.version),
                 )
-            except sqlite3.IntegrityError as exc:
-                raise Conflict(f"{type} {record_id} already exists") from exc
-        return _record((type, record_id, body, created, updated, 1))
+            except sqlite3.IntegrityError:
+                return False
+        return True
 
-    async def update(self, tenant: str, type: str, id: str, data: Record, if_version: int | None = None) -> Record:
-        """Shallow-merge `data` (with `$inc` / `$unset`) into the record, atomically."""
-        _check_type(type)
-        fields = _check_data(data, "db.update", f"db.update('{type}', {show(id)}) data")
-        for key, current in (("id", id), ("$type", type)):
-            if key in fields and fields[key] != current:
-                raise InputError(f"Cannot change {key} of {type} {id} (got {show(fields[key])})")
-        if if_version is not None:
-            if_version = integer_option("ifVersion", if_version, 0, 1, MAX_SAFE_INTEGER)
-        changes = {key: value for key, value in fields.items() if key not in _META_KEYS}
-        for key, value in changes.items():
-            if _operator(value) == "$inc":
-                inc_amount(key, value["$inc"])
-        _dumps(changes)  # reject non-JSON values before taking the write lock
+    async def _replace(
+        self, tenant: str, type: str, id: str, change: Callable[[StoredRecord], StoredRecord]
+    ) -> StoredRecord | None:
+        # One IMMEDIATE transaction: no other writer, in this process or another, between read and write.
         with self._db.transaction() as conn:
-            row = _select(conn, tenant, type, id)
-            if row is None:
-                raise NotFound(f"{type} {id} not found")
-            _, _, body, created, _, version = row
-            if if_version is not None and if_version != version:
-                raise Conflict(f"Version conflict on {type} {id}: expected version {if_version}, found {version}")
-            merged = _merge(json.loads(body), changes, f"{type} {id}")
-            new_body = _dumps(merged)
-            updated = max(self._clock(), created)
+            found = _select(conn, tenant, type, id)
+            if found is None:
+                return None
+            row = change(_stored(found))
             conn.execute(
-                "UPDATE entities SET data = ?, updated = ?, version = version + 1 "
-                "WHERE tenant = ? AND type = ? AND id = ?",
-                (new_body, updated, tenant, type, id),
+                "UPDATE entities SET data = ?, updated = ?, version = ? WHERE tenant = ? AND type = ? AND id = ?",
+                (_dumps(row.data), row.updated, row.version, tenant, type, id),
             )
-        return _record((type, id, new_body, created, updated, version + 1))
+        return row
 
-    async def delete(self, tenant: str, type: str, id: str) -> bool:
-        """Remove the record and its edges; True if it existed."""
-        _check_type(type)
+    async def _remove(self, tenant: str, type: str, id: str) -> bool:
         with self._db.transaction() as conn:
             deleted = conn.execute(
                 "DELETE FROM entities WHERE tenant = ? AND type = ? AND id = ?", (tenant, type, id)
@@ -199,44 +152,29 @@ class SqliteEntityStore:
                 "((from_type = ? AND from_id = ?) OR (to_type = ? AND to_id = ?))",
                 (tenant, type, id, type, id),
             )
-        return deleted > 0
+        return bool(deleted > 0)
 
-    async def relate(self, tenant: str, source: Ref, rel: str, target: Ref) -> Record:
-        """Store the edge `source -rel-> target` (idempotent); both records must exist."""
-        _check_ref(source)
-        _check_ref(target)
-        if not isinstance(rel, str) or not rel or len(rel) > MAX_RELATION_LENGTH:
-            raise InputError(
-                f"The relation name must be a non-empty string (at most {MAX_RELATION_LENGTH}), got {show(rel)}"
-            )
-        check_name("The relation name", rel)
+    async def _link(self, tenant: str, source: Ref, rel: str, target: Ref, now: int) -> Ref | int:
         with self._db.transaction() as conn:
             for ref in (source, target):
                 if _select(conn, tenant, ref.type, ref.id) is None:
-                    raise NotFound(f"{ref.type} {ref.id} not found")
+                    return ref
             edge = (tenant, source.type, source.id, rel, target.type, target.id)
             conn.execute(
                 "INSERT OR IGNORE INTO relations (tenant, from_type, from_id, rel, to_type, to_id, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*edge, self._clock()),
+                (*edge, now),
             )
             (created,) = conn.execute(
                 "SELECT created FROM relations WHERE tenant = ? AND from_type = ? AND from_id = ? "
                 "AND rel = ? AND to_type = ? AND to_id = ?",
                 edge,
             ).fetchone()
-        return {
-            "from": {"type": source.type, "id": source.id},
-            "rel": rel,
-            "to": {"type": target.type, "id": target.id},
-            "createdAt": format_iso(created),
-        }
+        return int(created)
 
-    async def related(self, tenant: str, ref: Ref, rel: str | None, direction: Direction) -> builtins.list[Record]:
-        """The records at the other end of `ref`'s edges, in edge creation order."""
-        _check_ref(ref)
-        if direction not in ("out", "in", "both"):
-            raise InputError(f"direction must be 'out', 'in' or 'both', got {show(direction)}")
+    async def _linked(
+        self, tenant: str, ref: Ref, rel: str | None, direction: Direction
+    ) -> builtins.list[StoredRecord]:
         params: dict[str, object] = {"tenant": tenant, "type": ref.type, "id": ref.id, "rel": rel}
         selects = []
         for side, here, there in (("out", "from", "to"), ("in", "to", "from")):
@@ -253,17 +191,7 @@ class SqliteEntityStore:
                 f"SELECT type, id, data, created, updated, version FROM ({' UNION ALL '.join(selects)}) ORDER BY ord",
                 params,
             ).fetchall()
-        seen: set[tuple[str, str]] = set()
-        records = []
-        for row in rows:
-            if (row[0], row[1]) not in seen:
-                seen.add((row[0], row[1]))
-                records.append(_record(row))
-        return records
-
-    async def close(self) -> None:
-        """Release the connection."""
-        self._db.close()
+        return [_stored(row) for row in rows]
 
 
 _Row = tuple[str, str, str, int, int, int]
@@ -277,70 +205,13 @@ def _select(conn: sqlite3.Connection, tenant: str, type: str, id: str) -> _Row |
     return row
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def _stored(row: tuple[Any, ...]) -> StoredRecord:
     type_, id_, body, created, updated, version = row
-    record: Record = {"id": id_, "$type": type_}
-    record.update(json.loads(body))
-    record["createdAt"] = format_iso(created)
-    record["updatedAt"] = format_iso(updated)
-    record["version"] = version
-    return record
-
-
-def _check_type(type: object) -> None:
-    if not isinstance(type, str) or not TYPE_NAME.fullmatch(type):
-        raise InputError(f"Type names {TYPE_NAME_RULE}, got {show(type)}")
-
-
-def _check_ref(ref: object) -> None:
-    if not isinstance(ref, Ref):
-        raise InputError(f"Expected a record reference {{type, id}}, got {show(ref)}")
-    _check_type(ref.type)
-    if not isinstance(ref.id, str) or not ref.id:
-        raise InputError(f"A record reference needs a non-empty id, got {show(ref.id)}")
-
-
-def _check_data(data: object, call: str, what: str) -> dict[str, Any]:
-    """The one check of record data (mcpdo.inputs.check_data): afterwards it is safe to dump and merge."""
-    if not isinstance(data, Mapping):
-        raise InputError(f"{what} must be an object, got {show(data)}")
-    check_data(call, data)
-    return dict(data)
-
-
-def _operator(value: object) -> str | None:
-    """`'$inc'` / `'$unset'` when `value` is such an update operator object, else None (shallow)."""
-    if isinstance(value, Mapping) and len(value) == 1:
-        (key,) = value
-        return key if key in ("$inc", "$unset") else None
-    return None
+    return StoredRecord(type_, id_, json.loads(body), created, updated, version)
 
 
 def _dumps(value: object) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"Record data must be JSON (finite numbers, strings, arrays, objects): {exc}") from exc
-
-
-def _merge(current: dict[str, Any], changes: Mapping[str, Any], what: str) -> dict[str, Any]:
-    merged = dict(current)
-    for key, value in changes.items():
-        operator = _operator(value)
-        if operator == "$inc":
-            step = inc_amount(key, value["$inc"])
-            existing = merged.get(key)
-            if existing is None:
-                existing = 0
-            if isinstance(existing, bool) or not isinstance(existing, int | float):
-                raise InputError(f"Cannot $inc field '{key}' of {what}: its value {show(existing)} is not a number")
-            merged[key] = existing + step
-        elif operator == "$unset":
-            if value["$unset"] is True:
-                merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _sql_iso_ms(value: object) -> int | None:
