@@ -73,7 +73,9 @@ class ApiKey:
 class KeyStore(Protocol):
     """API keys, stored hashed."""
 
-    async def add(self, key: ApiKey, secret_hash: str) -> None: ...
+    async def add(self, key: ApiKey, secret_hash: str) -> None:
+        """Store a new key; Conflict when its id or its secret's hash is already stored."""
+        ...
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None: ...
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from mcpdo.adapters.sqlite_db import SqliteDatabase
+from mcpdo.errors import Conflict
 from mcpdo.ports import ApiKey
 
 _SCHEMA = """
@@ -33,11 +35,22 @@ class SqliteKeyStore:
 
     async def add(self, key: ApiKey, secret_hash: str) -> None:
         with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO api_keys (id, name, tenant, roles, prefix, secret_hash, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key.id, key.name, key.tenant, json.dumps(list(key.roles)), key.prefix, secret_hash, key.created_at),
-            )
+            try:
+                conn.execute(
+                    "INSERT INTO api_keys (id, name, tenant, roles, prefix, secret_hash, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key.id,
+                        key.name,
+                        key.tenant,
+                        json.dumps(list(key.roles)),
+                        key.prefix,
+                        secret_hash,
+                        key.created_at,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"API key {key.id} or its secret is already stored") from exc
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
         return self._one("secret_hash", secret_hash)

@@ -1,0 +1,72 @@
+"""In-memory adapters: real implementations of their ports (each passes the port's contract suite), for
+unit tests of the services and for one-shot processes that keep nothing."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import time
+from collections.abc import Callable
+
+from mcpdo.errors import Conflict
+from mcpdo.ports import ApiKey
+
+
+class MemoryKeyStore:
+    """KeyStore in a dict; secrets stay hashed here too."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[ApiKey, str]] = {}
+
+    async def add(self, key: ApiKey, secret_hash: str) -> None:
+        if key.id in self._keys or any(stored == secret_hash for _, stored in self._keys.values()):
+            raise Conflict(f"API key {key.id} or its secret is already stored")
+        self._keys[key.id] = (key, secret_hash)
+
+    async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
+        return next((key for key, stored in self._keys.values() if stored == secret_hash), None)
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        found = self._keys.get(key_id)
+        return None if found is None else found[0]
+
+    async def list(self) -> builtins.list[ApiKey]:
+        return sorted((key for key, _ in self._keys.values()), key=lambda key: (key.created_at, key.id))
+
+    async def revoke(self, key_id: str, when: str) -> bool:
+        found = self._keys.get(key_id)
+        if found is None or found[0].revoked_at is not None:
+            return False
+        self._keys[key_id] = (dataclasses.replace(found[0], revoked_at=when), found[1])
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class MemoryLeases:
+    """Leases in a dict: one owner at a time within this process."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._leases: dict[str, tuple[str, float]] = {}
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        now = self._clock()
+        held = self._leases.get(name)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self._leases[name] = (owner, now + ttl_seconds)
+        return True
+
+    async def release(self, name: str, owner: str) -> None:
+        held = self._leases.get(name)
+        if held is not None and held[0] == owner:
+            del self._leases[name]
+
+    async def holder(self, name: str) -> str | None:
+        held = self._leases.get(name)
+        return held[0] if held is not None and held[1] > self._clock() else None
+
+    async def close(self) -> None:
+        """Nothing to release."""
