@@ -129,6 +129,7 @@ async def test_the_pool_grows_for_a_waiting_key_and_retires_the_extra_runner_onc
     now = [1000.0]
     async with Sandbox(size=1, max_size=2, idle_seconds=60, clock=lambda: now[0]) as sb:
         gate, held = await hold(sb, ALICE)
+        now[0] += 1  # ALICE has held her runner for a second: a waiting request makes the pool grow
         elapsed, value = await timed(sb, "1 + 1", BOB)
         assert value == 2
         assert elapsed < 5.0

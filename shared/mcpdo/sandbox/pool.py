@@ -61,8 +61,10 @@ def default_runner_path() -> Path:
 class Sandbox:
     """Runs caller scripts in fresh QuickJS sandboxes hosted by warm Node processes, shared fairly.
 
-    `size` processes are kept warm. While requests that may run (within their caller's caps) wait, more are
-    spawned in the background, up to `max_size`; extras idle for `idle_seconds` are retired (`reap_idle`).
+    `size` processes are kept warm. While requests that may run (within their caller's caps) wait and some
+    runner has been held by one execution for `grow_after_s` (a spinner, a slow host call), more are spawned
+    in the background, up to `max_size`; a queue of short executions is served by the warm ones, since more
+    processes than cores only slow CPU-bound work. Extras idle for `idle_seconds` are retired (`reap_idle`).
     Who runs next is the admission's call (per-caller caps, a share of the pool for anonymous callers,
     authenticated callers first, the least-served caller first); no request waits longer than `wait_ms`,
     then it gets a `SandboxBusy` naming what it waited for. A request goes to an idle process that holds a
@@ -80,6 +82,7 @@ class Sandbox:
         caps: Caps | None = None,
         wait_ms: int = 10_000,
         idle_seconds: float = 60.0,
+        grow_after_s: float = 0.1,
         ready_timeout: float = 15.0,
         debug: bool = False,
         memory_bytes: int = Limits().memory_bytes,
@@ -101,6 +104,10 @@ class Sandbox:
         self.caps = (caps or Caps()).within(max_size)
         self.wait_ms = wait_ms
         self.idle_seconds = idle_seconds
+        self.grow_after_s = grow_after_s
+        self._growth_check: asyncio.TimerHandle | None = None
+        # When each busy runner was handed its current execution.
+        self._busy_since: dict[RunnerProcess, float] = {}
         self.ready_timeout = ready_timeout
         # Results name the wasm instance that ran them (ExecutionResult.instance): for tests.
         self.debug = debug
@@ -245,15 +252,31 @@ class Sandbox:
                 self._admission.finish(ticket.caller)
                 continue
             slot.set_result(self._take_idle(ticket.reuse_key))
-        for _ in range(self._shortfall()):
+        self._spawn_for(self._shortfall(grow=False))
+        if self._shortfall(grow=True) > 0 and self._growth_check is None:
+            self._growth_check = asyncio.get_running_loop().call_later(self.grow_after_s, self._grow_if_still_waiting)
+
+    def _grow_if_still_waiting(self) -> None:
+        self._growth_check = None
+        if self._closed:
+            return
+        held = min(self._busy_since.values(), default=None)
+        if held is not None and self._clock() - held >= self.grow_after_s:
+            self._spawn_for(self._shortfall(grow=True))
+        elif self._shortfall(grow=True) > 0:
+            self._growth_check = asyncio.get_running_loop().call_later(self.grow_after_s, self._grow_if_still_waiting)
+
+    def _spawn_for(self, count: int) -> None:
+        for _ in range(count):
             self._pending += 1
             self._in_background(self._grow())
 
-    def _shortfall(self) -> int:
-        """How many more runners to spawn: back up to `size`, and one per waiter that may run, up to `max_size`."""
+    def _shortfall(self, *, grow: bool) -> int:
+        """How many more runners to spawn: back up to `size`, and with `grow` one per waiter that may run, up
+        to `max_size`."""
         capacity = len(self._ready) + self._pending
         unmet = self._admission.demand() - len(self._idle) - self._pending
-        return max(0, self.size - capacity, min(unmet, self.max_size - capacity))
+        return max(0, self.size - capacity, min(unmet, self.max_size - capacity) if grow else 0)
 
     def _take_idle(self, key: str | None) -> RunnerProcess:
         """An idle process: warm for `key` first, then one holding no kept instance, then any."""
@@ -264,9 +287,11 @@ class Sandbox:
             chosen = next((p for p in self._idle if p.warm_key is None), self._idle[0])
         self._idle.remove(chosen)
         self._idle_since.pop(chosen, None)
+        self._busy_since[chosen] = self._clock()
         return chosen
 
     def _make_idle(self, proc: RunnerProcess) -> None:
+        self._busy_since.pop(proc, None)
         self._idle.append(proc)
         self._idle_since[proc] = self._clock()
 
@@ -284,6 +309,7 @@ class Sandbox:
         self._dispatch()
 
     def _forget(self, proc: RunnerProcess) -> None:
+        self._busy_since.pop(proc, None)
         self._ready.discard(proc)
         self._idle_since.pop(proc, None)
         if proc in self._idle:
@@ -316,7 +342,7 @@ class Sandbox:
                 logger.exception("sandbox runner failed to start; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                if self._closed or self._shortfall() <= 0:
+                if self._closed or self._shortfall(grow=True) <= 0:
                     return
                 self._pending += 1
                 continue
@@ -352,6 +378,8 @@ class Sandbox:
     async def close(self) -> None:
         """Stop every process and background task; requests still waiting get an error."""
         self._closed = True
+        if self._growth_check is not None:
+            self._growth_check.cancel()
         for slot in self._slots.values():
             if not slot.done():
                 slot.set_exception(SandboxCrashed("The sandbox is closed"))
