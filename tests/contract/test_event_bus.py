@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcpdo.errors import Conflict, InputError, LimitExceeded, NotFound
 from mcpdo.ids import new_id
-from mcpdo.ports import MAILER_MODULE, Delivery, Event, HandlerRef, Run, mailer_handler
+from mcpdo.ports import MAILER_MODULE, Delivery, Event, HandlerRef, mailer_handler
 from mcpdo.timeparse import from_epoch_ms
 
 from tests.contract.events_backends import (  # noqa: F401  (fixtures)
@@ -420,69 +420,6 @@ async def test_an_event_published_during_re_registration_reaches_old_or_new_hand
 
 
 # -- runs log ----------------------------------------------------------------------------------------
-
-
-def run(tenant: str = "acme", status: str = "ok", **extra: Any) -> Run:
-    fields: dict[str, Any] = {
-        "started_at": "2026-01-01T00:00:00.000Z",
-        "duration_ms": 12,
-        "event_id": "evt_1",
-        "event_type": "Order.created",
-    }
-    fields.update(extra)
-    return Run(id=new_id("Run"), handler=HandlerRef(tenant, "https://acme.test/orders", 1, 0), status=status, **fields)  # type: ignore[arg-type]
-
-
-async def test_runs_are_listed_newest_first_with_their_logs(backend: EventsBackend) -> None:
-    logs = ({"level": "info", "message": "hello", "timestamp": "2026-01-01T00:00:00.001Z"},)
-    first = run(logs=logs)
-    second = run(status="error", error="Error: boom", attempt=2, schedule="5m")
-    await backend.runs.record_run(first)
-    await backend.runs.record_run(second)
-    assert await backend.runs.runs("acme") == [second, first]
-    assert await backend.runs.runs("acme", limit=1) == [second]
-
-
-async def test_runs_are_listed_per_tenant_or_all_and_recording_twice_keeps_one(backend: EventsBackend) -> None:
-    mine = run("acme")
-    await backend.runs.record_run(mine)
-    await backend.runs.record_run(mine)
-    await backend.runs.record_run(run("globex"))
-    assert [r.tenant for r in await backend.runs.runs("acme")] == ["acme"]
-    assert sorted(r.tenant for r in await backend.runs.runs()) == ["acme", "globex"]
-    with pytest.raises(InputError, match="limit"):
-        await backend.runs.runs(limit=0)
-
-
-# -- mailer ------------------------------------------------------------------------------------------
-
-
-async def test_the_mailer_keeps_one_message_per_idempotency_key(backend: EventsBackend) -> None:
-    message = {
-        "to": "alice@example.com",
-        "from": "shop@example.com",
-        "subject": "Order shipped",
-        "body": "Hi",
-        "eventId": "evt_1",
-    }
-    await backend.mailer.send(message, "evt_1")
-    await backend.mailer.send(message, "evt_1")
-    await backend.mailer.send({**message, "to": ["bob@example.com"]}, "evt_2")
-    sent = await backend.mailer.list()
-    assert [m["to"] for m in sent] == [["bob@example.com"], "alice@example.com"]
-    assert sent[1]["subject"] == "Order shipped" and sent[1]["eventId"] == "evt_1" and "sentAt" in sent[1]
-    assert len(await backend.mailer.list(limit=1)) == 1
-
-
-@pytest.mark.parametrize(
-    "message", [{"subject": "no recipient"}, {"to": ""}, {"to": []}, {"to": 42}, {"to": "not-an-address"}]
-)
-async def test_the_mailer_refuses_a_message_without_a_recipient(
-    backend: EventsBackend, message: dict[str, Any]
-) -> None:
-    with pytest.raises(InputError, match="'to'"):
-        await backend.mailer.send(message, "k1")
-    assert await backend.mailer.list() == []
 
 
 async def test_purge_forgets_old_completed_deliveries_but_keeps_dead_letters_and_recent_work(

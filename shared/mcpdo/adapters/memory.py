@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import json
 import time
 from collections.abc import Callable
+from typing import Any
 
-from mcpdo.errors import Conflict
-from mcpdo.ports import ApiKey
+from mcpdo.errors import Conflict, InputError
+from mcpdo.mail import checked_message, listed
+from mcpdo.ports import ApiKey, Run
+from mcpdo.timeparse import format_iso, now_ms
 
 
 class MemoryKeyStore:
@@ -67,6 +71,51 @@ class MemoryLeases:
     async def holder(self, name: str) -> str | None:
         held = self._leases.get(name)
         return held[0] if held is not None and held[1] > self._clock() else None
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class MemoryRunLog:
+    """RunLog in a list: the latest `keep` runs are kept."""
+
+    def __init__(self, *, keep: int = 10_000) -> None:
+        self._keep = keep
+        self._runs: builtins.list[Run] = []
+
+    async def record_run(self, run: Run) -> None:
+        if any(kept.id == run.id for kept in self._runs):
+            return
+        self._runs.append(run)
+        del self._runs[: -self._keep]
+
+    async def runs(self, tenant: str | None = None, limit: int = 100) -> builtins.list[Run]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        newest = [run for run in reversed(self._runs) if tenant is None or run.tenant == tenant]
+        return newest[:limit]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class MemoryMailer:
+    """Mailer that keeps messages in a list, once per idempotency key (never sends)."""
+
+    def __init__(self, *, clock: Callable[[], int] = now_ms) -> None:
+        self._clock = clock
+        self._sent: builtins.list[tuple[str, str, int]] = []
+
+    async def send(self, message: dict[str, Any], idempotency_key: str) -> None:
+        body = checked_message(message, idempotency_key)
+        if all(key != idempotency_key for key, _, _ in self._sent):
+            self._sent.append((idempotency_key, body, self._clock()))
+
+    async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        latest = list(reversed(self._sent))[:limit]
+        return [listed(json.loads(body), format_iso(sent_at), key) for key, body, sent_at in latest]
 
     async def close(self) -> None:
         """Nothing to release."""

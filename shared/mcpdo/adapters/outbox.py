@@ -14,9 +14,8 @@ from typing import Any
 
 from mcpdo.adapters.sqlite_events_db import EventsDatabase
 from mcpdo.errors import InputError
+from mcpdo.mail import checked_message, listed
 from mcpdo.timeparse import format_iso, now_ms
-
-MAX_MESSAGE_BYTES = 1_000_000
 
 
 class LocalOutbox:
@@ -28,15 +27,7 @@ class LocalOutbox:
 
     async def send(self, message: dict[str, Any], idempotency_key: str) -> None:
         """Append `message` to the outbox unless a message with this key is already there."""
-        check_message(message)
-        if not isinstance(idempotency_key, str) or not idempotency_key:
-            raise InputError(f"An email needs a non-empty idempotency key, got {idempotency_key!r}")
-        try:
-            body = json.dumps(message, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"An email message must be JSON-serializable: {exc}") from exc
-        if len(body.encode()) > MAX_MESSAGE_BYTES:
-            raise InputError(f"An email message must be at most {MAX_MESSAGE_BYTES} bytes as JSON")
+        body = checked_message(message, idempotency_key)
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO outbox (key, message, sent_at) VALUES (?, ?, ?)",
@@ -51,22 +42,8 @@ class LocalOutbox:
             rows = conn.execute(
                 "SELECT key, message, sent_at FROM outbox ORDER BY seq DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [
-            {**json.loads(message), "sentAt": format_iso(sent_at), "idempotencyKey": key}
-            for key, message, sent_at in rows
-        ]
+        return [listed(json.loads(message), format_iso(sent_at), key) for key, message, sent_at in rows]
 
     async def close(self) -> None:
         """Release the connection."""
         self._db.close()
-
-
-def check_message(message: object) -> dict[str, Any]:
-    """Return `message` if it is an email with at least one recipient in `to`, else raise InputError."""
-    if not isinstance(message, dict):
-        raise InputError(f"An email must be an object like {{ to, subject, body }}, got {message!r}")
-    to = message.get("to")
-    recipients = to if isinstance(to, list) else [to]
-    if to is None or not recipients or not all(isinstance(item, str) and "@" in item for item in recipients):
-        raise InputError(f"An email needs 'to': a recipient address or a list of them, got {to!r}")
-    return message
