@@ -67,7 +67,7 @@ async def _wait_record(app: App, n: int) -> dict[str, str]:
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        rows = await app.store.list("default", "Latency", parse_list_options({"where": {"n": n}}))
+        rows = await app.adapters.store.list("default", "Latency", parse_list_options({"where": {"n": n}}))
         if rows:
             return rows[0]
         await asyncio.sleep(0.001)
@@ -78,7 +78,7 @@ async def _throughput(app: App, count: int) -> float:
     ids = [f"evt_{ulid()}" for _ in range(count)]
     started = time.perf_counter()
     for event_id in ids:
-        await app.bus.publish(
+        await app.adapters.bus.publish(
             Event(
                 id=event_id,
                 type="Bench.flood",
@@ -93,7 +93,7 @@ async def _throughput(app: App, count: int) -> float:
     pending = set(ids)
     while pending:
         for event_id in list(pending)[:50]:
-            if all(d.status == "done" for d in await app.bus.deliveries(event_id)):
+            if all(d.status == "done" for d in await app.adapters.bus.deliveries(event_id)):
                 pending.discard(event_id)
         await asyncio.sleep(0.005)
     return count / (time.perf_counter() - started)
@@ -108,7 +108,7 @@ async def _sandbox_baseline(app: App) -> tuple[list[float], float]:
     samples = []
     for _ in range(100):
         started = time.perf_counter()
-        await app.sandbox.execute(request, host)
+        await app.adapters.sandbox.execute(request, host)
         samples.append((time.perf_counter() - started) * 1000)
         await asyncio.sleep(0.002)
     count = 0
@@ -117,7 +117,7 @@ async def _sandbox_baseline(app: App) -> tuple[list[float], float]:
     async def loop() -> None:
         nonlocal count
         while time.perf_counter() < stop:
-            await app.sandbox.execute(request, host)
+            await app.adapters.sandbox.execute(request, host)
             count += 1
 
     began = time.perf_counter()

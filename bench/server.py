@@ -16,7 +16,7 @@ from mcpdo.settings import Settings
 async def main(port: int, data_dir: Path) -> None:
     settings = replace(Settings.from_env(), port=port, data_dir=data_dir)
     app = build_local(settings)
-    await app.sandbox.start()
+    await app.adapters.sandbox.start()
     key, _ = await app.auth.create_key("bench")
     # Rate limits off: the benchmark measures the server, not its quotas.
     asgi = build_http_app(

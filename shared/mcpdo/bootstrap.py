@@ -74,43 +74,15 @@ class App:
     module_service: ModuleService
     tool: DoTool
 
-    @property
-    def store(self) -> EntityStore:
-        return self.adapters.store
-
-    @property
-    def modules(self) -> ModuleStore:
-        return self.adapters.modules
-
-    @property
-    def bus(self) -> EventBus:
-        return self.adapters.bus
-
-    @property
-    def runs(self) -> RunLog:
-        return self.adapters.runs
-
-    @property
-    def scheduler(self) -> Scheduler:
-        return self.adapters.scheduler
-
-    @property
-    def outbox(self) -> Mailer:
-        return self.adapters.mailer
-
-    @property
-    def sandbox(self) -> Sandbox:
-        return self.adapters.sandbox
-
     async def start(self, *, worker: bool = True) -> None:
         """Warm the sandbox; long-lived processes also run the worker (deliveries and schedules)."""
-        await self.sandbox.start()
+        await self.adapters.sandbox.start()
         if worker:
             await self.worker.start()
 
     async def close(self) -> None:
         await self.worker.stop()
-        await self.sandbox.close()
+        await self.adapters.sandbox.close()
         for closable in self.adapters.closables():
             await closable.close()
 

@@ -216,31 +216,31 @@ async def _keys_revoke(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _dead_letters_list(app: App, args: argparse.Namespace) -> int:
-    _print_json([d.to_json() for d in await app.bus.dead_letters(args.tenant)])
+    _print_json([d.to_json() for d in await app.adapters.bus.dead_letters(args.tenant)])
     return 0
 
 
 @_offline
 async def _dead_letters_replay(app: App, args: argparse.Namespace) -> int:
-    dead = next((d for d in await app.bus.dead_letters() if d.id == args.delivery_id), None)
+    dead = next((d for d in await app.adapters.bus.dead_letters() if d.id == args.delivery_id), None)
     # The latest version of the module runs it (a fix registered since is what a replay is for).
     version = await app.module_service.replay_version(dead) if dead is not None else None
-    await app.bus.replay(args.delivery_id, version)
+    await app.adapters.bus.replay(args.delivery_id, version)
     print(f"replayed {args.delivery_id}: it will be delivered by the running server's worker")
     return 0
 
 
 @_offline
 async def _runs_list(app: App, args: argparse.Namespace) -> int:
-    _print_json([run.to_json() for run in await app.runs.runs(args.tenant, args.limit)])
+    _print_json([run.to_json() for run in await app.adapters.runs.runs(args.tenant, args.limit)])
     return 0
 
 
 @_offline
 async def _schedules_list(app: App, args: argparse.Namespace) -> int:
     rows = []
-    for entry in await app.modules.schedules(args.tenant):
-        upcoming = await app.scheduler.next_fire(entry)
+    for entry in await app.adapters.modules.schedules(args.tenant):
+        upcoming = await app.adapters.scheduler.next_fire(entry)
         rows.append(
             {
                 "id": entry.handler.handler_id,
@@ -257,7 +257,7 @@ async def _schedules_list(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _schedules_fire(app: App, args: argparse.Namespace) -> int:
-    entries = [e for e in await app.modules.schedules(args.tenant) if e.handler.handler_id == args.handler_id]
+    entries = [e for e in await app.adapters.modules.schedules(args.tenant) if e.handler.handler_id == args.handler_id]
     if not entries:
         raise NotFound(f"Schedule {args.handler_id} not found; `mcpdo schedules list` shows the live ones")
     if len(entries) > 1:
@@ -265,14 +265,14 @@ async def _schedules_fire(app: App, args: argparse.Namespace) -> int:
         raise InputError(f"Schedule {args.handler_id} exists in several tenants ({tenants}): name one with --tenant")
     entry = entries[0]
     event = schedule_event(DueSchedule(entry, utc_now()))
-    await app.bus.enqueue(event, entry.handler)
+    await app.adapters.bus.enqueue(event, entry.handler)
     print(f"fired {args.handler_id} as event {event.id}")
     return 0
 
 
 @_offline
 async def _outbox_list(app: App, args: argparse.Namespace) -> int:
-    _print_json(await app.outbox.list(args.limit))
+    _print_json(await app.adapters.mailer.list(args.limit))
     return 0
 
 

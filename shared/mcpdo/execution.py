@@ -133,9 +133,7 @@ class Executor:
 def reuse_key(identity: Identity) -> str | None:
     """Executions with the same key may run one after another in one WebAssembly instance (each on a fresh
     runtime). Only one caller's own executions share: anonymous callers are many people, so never."""
-    if identity.is_anonymous:
-        return None
-    return f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id}"
+    return None if identity.is_anonymous else _identity_key(identity)
 
 
 def caller_of(identity: Identity) -> Caller:
@@ -146,7 +144,12 @@ def caller_of(identity: Identity) -> Caller:
     """
     if identity.is_anonymous:
         return Caller.anonymous(identity.source or "local")
-    return Caller.key(f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id}")
+    return Caller.key(_identity_key(identity))
+
+
+def _identity_key(identity: Identity) -> str:
+    """One authenticated caller, the same across its executions: tenant, kind of credential, subject."""
+    return f"{identity.tenant}\x1f{identity.auth_type}\x1f{identity.id}"
 
 
 def user_view(identity: Identity) -> dict[str, object]:

@@ -91,6 +91,12 @@ class KeyStore(Protocol):
 # --- modules, events and schedules -------------------------------------------------------------------
 
 
+# Event storms: how deep a chain of handler-sent events is still delivered, and how many deliveries one
+# `send` may fan out to (settings MCPDO_EVENT_HOP_LIMIT, MCPDO_MAX_DELIVERIES_PER_SEND).
+HOP_LIMIT = 8
+MAX_DELIVERIES_PER_SEND = 100
+
+
 @dataclass(frozen=True)
 class Event:
     """One published event, as handlers receive it (`handler(event.data, event)`).

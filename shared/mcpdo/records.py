@@ -7,7 +7,6 @@ shape. `RecordStore` carries that logic; a backend implements only the storage h
 from __future__ import annotations
 
 import builtins
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -81,7 +80,6 @@ class RecordStore(ABC):
         now = self._clock()
         created = now if fields.get("createdAt") is None else _instant(fields["createdAt"])
         body = {key: value for key, value in fields.items() if key not in META_KEYS}
-        ensure_json(body)
         row = StoredRecord(type, record_id, body, created, max(now, created), 1)
         if not await self._insert(tenant, row):
             raise Conflict(f"{type} {record_id} already exists")
@@ -100,7 +98,6 @@ class RecordStore(ABC):
         for key, value in changes.items():
             if update_operator(value) == "$inc":
                 inc_amount(key, value["$inc"])
-        ensure_json(changes)  # refused before the backend takes any lock
 
         def change(current: StoredRecord) -> StoredRecord:
             if if_version is not None and if_version != current.version:
@@ -108,7 +105,6 @@ class RecordStore(ABC):
                     f"Version conflict on {type} {id}: expected version {if_version}, found {current.version}"
                 )
             merged = merge(current.data, changes, f"{type} {id}")
-            ensure_json(merged)
             updated = max(self._clock(), current.created)
             return replace(current, data=merged, updated=updated, version=current.version + 1)
 
@@ -210,7 +206,8 @@ def check_ref(ref: object) -> None:
 
 
 def record_data(data: object, call: str, what: str) -> dict[str, Any]:
-    """The one check of record data (mcpdo.inputs.check_data): afterwards it is safe to dump and merge."""
+    """The one check of record data (mcpdo.inputs.check_data): afterwards it is JSON all through, safe to
+    store and merge."""
     if not isinstance(data, Mapping):
         raise InputError(f"{what} must be an object, got {show(data)}")
     check_data(call, data)
@@ -223,14 +220,6 @@ def update_operator(value: object) -> str | None:
         (key,) = value
         return key if key in ("$inc", "$unset") else None
     return None
-
-
-def ensure_json(value: object) -> None:
-    """Refuse what JSON cannot hold exactly (NaN, infinities, non-JSON types), naming the problem."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"Record data must be JSON (finite numbers, strings, arrays, objects): {exc}") from exc
 
 
 def merge(current: dict[str, Any], changes: Mapping[str, Any], what: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mcpdo.errors import InputError
 from mcpdo.identity import DEFAULT_TENANT
+from mcpdo.ports import HOP_LIMIT, MAX_DELIVERIES_PER_SEND
+from mcpdo.sandbox.admission import DEFAULT_WAIT_MS, Caps
 from mcpdo.sandbox.types import Limits
 
 MiB = 1024 * 1024
@@ -34,9 +36,9 @@ class Settings:
     # Fair sharing of the runners (README, Security): the pool grows to `sandbox_pool_max` on demand; a
     # request waits at most `sandbox_wait_ms`; caps per key, per anonymous address and for all anonymous.
     sandbox_pool_max: int = 4
-    sandbox_wait_ms: int = 10_000
-    concurrency_per_key: int = 4
-    concurrency_per_anonymous: int = 1
+    sandbox_wait_ms: int = DEFAULT_WAIT_MS
+    concurrency_per_key: int = Caps.per_key
+    concurrency_per_anonymous: int = Caps.per_anonymous
     anonymous_runners: int = 1
     node_path: str | None = None
     runner_path: str | None = None
@@ -44,8 +46,8 @@ class Settings:
     retry_base_seconds: float = 1.0
     rate_limit_anonymous: int = 10
     rate_limit_authenticated: int = 100
-    event_hop_limit: int = 8
-    max_deliveries_per_send: int = 100
+    event_hop_limit: int = HOP_LIMIT
+    max_deliveries_per_send: int = MAX_DELIVERIES_PER_SEND
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,9 +71,9 @@ class Settings:
             max_sdk_calls=reader.int("MCPDO_MAX_SDK_CALLS", 1_000),
             sandbox_pool_size=pool_size,
             sandbox_pool_max=pool_max,
-            sandbox_wait_ms=reader.int("MCPDO_SANDBOX_WAIT_MS", 10_000, low=0, high=120_000),
-            concurrency_per_key=reader.int("MCPDO_CONCURRENCY_PER_KEY", 4, high=1024),
-            concurrency_per_anonymous=reader.int("MCPDO_CONCURRENCY_PER_ANONYMOUS", 1, high=1024),
+            sandbox_wait_ms=reader.int("MCPDO_SANDBOX_WAIT_MS", DEFAULT_WAIT_MS, low=0, high=120_000),
+            concurrency_per_key=reader.int("MCPDO_CONCURRENCY_PER_KEY", Caps.per_key, high=1024),
+            concurrency_per_anonymous=reader.int("MCPDO_CONCURRENCY_PER_ANONYMOUS", Caps.per_anonymous, high=1024),
             # Anonymous callers together never hold every runner: at least one is left for keys.
             anonymous_runners=reader.int("MCPDO_ANONYMOUS_RUNNERS", max(1, pool_size - 1), high=max(1, pool_max - 1)),
             node_path=env.get("MCPDO_NODE") or None,
@@ -80,8 +82,10 @@ class Settings:
             rate_limit_anonymous=reader.int("MCPDO_RATE_LIMIT_ANONYMOUS", 10, low=0),
             rate_limit_authenticated=reader.int("MCPDO_RATE_LIMIT_AUTHENTICATED", 100, low=0),
             retry_base_seconds=reader.int("MCPDO_RETRY_BASE_MS", 1000, low=1, high=3_600_000) / 1000,
-            event_hop_limit=reader.int("MCPDO_EVENT_HOP_LIMIT", 8, low=0, high=100),
-            max_deliveries_per_send=reader.int("MCPDO_MAX_DELIVERIES_PER_SEND", 100, low=1, high=10_000),
+            event_hop_limit=reader.int("MCPDO_EVENT_HOP_LIMIT", HOP_LIMIT, low=0, high=100),
+            max_deliveries_per_send=reader.int(
+                "MCPDO_MAX_DELIVERIES_PER_SEND", MAX_DELIVERIES_PER_SEND, low=1, high=10_000
+            ),
         )
         return settings
 

@@ -26,6 +26,7 @@ from mcpdo.ports import (
     EventBus,
     Leases,
     Mailer,
+    Run,
     RunLog,
     Scheduler,
 )
@@ -100,7 +101,7 @@ class Worker:
         self._leader = asyncio.Event()
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Task[Run]] = set()
         self._stopping = False
 
     @property
@@ -129,8 +130,8 @@ class Worker:
         if self._inflight:
             # Handlers still running past the grace period are cut short; the next holder runs them again.
             _, pending = await asyncio.wait(set(self._inflight), timeout=self._stop_grace)
-            for task in pending:
-                task.cancel()
+            for unfinished in pending:
+                unfinished.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._leader.is_set():
             self._leader.clear()
@@ -161,7 +162,7 @@ class Worker:
         fired = await self.deliveries.fire_due()
         delivered = 0
         while claimed := await self._bus.claim_due(self._concurrency, self._delivery_lease):
-            await asyncio.gather(*(self._run_delivery(delivery) for delivery in claimed))
+            await asyncio.gather(*(self.deliveries.deliver(delivery) for delivery in claimed))
             delivered += len(claimed)
         return Step(leader=True, fired=fired, delivered=delivered)
 
@@ -219,7 +220,7 @@ class Worker:
                 except Exception:
                     log.exception("cannot claim deliveries")
             for delivery in claimed:
-                task = asyncio.create_task(self._run_delivery(delivery))
+                task = asyncio.create_task(self.deliveries.deliver(delivery))
                 self._inflight.add(task)
                 task.add_done_callback(self._finished)
             # A finished delivery, a publish in this process or a schedule fire sets `_wake`; other processes'
@@ -246,9 +247,6 @@ class Worker:
 
     # -- one delivery ----------------------------------------------------------------------------------
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[Run]) -> None:
         self._inflight.discard(task)
         self._wake.set()
-
-    async def _run_delivery(self, delivery: Delivery) -> None:
-        await self.deliveries.deliver(delivery)

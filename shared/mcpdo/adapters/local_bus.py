@@ -29,12 +29,18 @@ from mcpdo.adapters.sqlite_events_db import EventsDatabase
 from mcpdo.errors import Conflict, InputError, LimitExceeded, NotFound
 from mcpdo.ids import check_id, new_id
 from mcpdo.patterns import check_event_type, matches
-from mcpdo.ports import MAILER_MODULE, Delivery, DeliveryStatus, Event, HandlerRef
+from mcpdo.ports import (
+    HOP_LIMIT,
+    MAILER_MODULE,
+    MAX_DELIVERIES_PER_SEND,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    HandlerRef,
+)
 from mcpdo.timeparse import format_iso, now_ms, to_epoch_ms
 
 MAX_ERROR_LENGTH = 4_000
-DEFAULT_HOP_LIMIT = 8
-DEFAULT_MAX_DELIVERIES_PER_SEND = 100
 DEFAULT_FALLBACKS: Mapping[str, str] = {"Email.send": MAILER_MODULE}
 
 # Fair claiming. Each due delivery's turn is its rank within its tenant (oldest first) plus the tenant's
@@ -90,8 +96,8 @@ class LocalEventBus:
         max_retries: int = 3,
         clock: Callable[[], int] = now_ms,
         fallbacks: Mapping[str, str] | None = None,
-        hop_limit: int = DEFAULT_HOP_LIMIT,
-        max_deliveries_per_send: int = DEFAULT_MAX_DELIVERIES_PER_SEND,
+        hop_limit: int = HOP_LIMIT,
+        max_deliveries_per_send: int = MAX_DELIVERIES_PER_SEND,
     ) -> None:
         if backoff_base < 0 or max_retries < 0 or hop_limit < 0:
             raise ValueError("backoff_base, max_retries and hop_limit must not be negative")

@@ -13,6 +13,8 @@ from typing import Literal
 CallerKind = Literal["key", "anonymous", "local"]
 # Why a waiting request is not running: its caller's cap, the anonymous share, or no free runner.
 BusyReason = Literal["caller", "anonymous", "runners"]
+# The longest a request waits for a runner before it gets a "sandbox is busy" error (MCPDO_SANDBOX_WAIT_MS).
+DEFAULT_WAIT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,6 @@ class Admission:
     def __init__(self, caps: Caps) -> None:
         self.caps = caps
         self._running: dict[Caller, int] = {}
-        self._anonymous_running = 0
         self._waiting: list[Ticket] = []
         self._seq = itertools.count()
 
@@ -102,7 +103,8 @@ class Admission:
 
     @property
     def anonymous_running(self) -> int:
-        return self._anonymous_running
+        """How many executions all anonymous callers run now together."""
+        return sum(count for caller, count in self._running.items() if caller.is_anonymous)
 
     def running(self, caller: Caller) -> int:
         """How many executions `caller` runs now."""
@@ -139,15 +141,13 @@ class Admission:
             self._running[caller] = left
         else:
             self._running.pop(caller, None)
-        if caller.is_anonymous:
-            self._anonymous_running = max(0, self._anonymous_running - 1)
 
     def blocked(self, caller: Caller) -> BusyReason | None:
         """Why `caller` may not start another execution now (None: it may, given a free runner)."""
         cap = self.caps.cap(caller)
         if cap is not None and self.running(caller) >= cap:
             return "caller"
-        if caller.is_anonymous and self._anonymous_running >= self.caps.anonymous_runners:
+        if caller.is_anonymous and self.anonymous_running >= self.caps.anonymous_runners:
             return "anonymous"
         return None
 
@@ -164,9 +164,7 @@ class Admission:
                 anonymous += room
             else:
                 keyed += room
-        return keyed + min(anonymous, max(0, self.caps.anonymous_runners - self._anonymous_running))
+        return keyed + min(anonymous, max(0, self.caps.anonymous_runners - self.anonymous_running))
 
     def _start(self, caller: Caller) -> None:
         self._running[caller] = self._running.get(caller, 0) + 1
-        if caller.is_anonymous:
-            self._anonymous_running += 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mcpdo.errors import SandboxBusy, SandboxCrashed
-from mcpdo.sandbox.admission import Admission, Caller, Caps, Ticket
+from mcpdo.sandbox.admission import DEFAULT_WAIT_MS, Admission, Caller, Caps, Ticket
 from mcpdo.sandbox.process import RunnerProcess
 from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Limits, check_code_size
 
@@ -80,7 +80,7 @@ class Sandbox:
         *,
         max_size: int | None = None,
         caps: Caps | None = None,
-        wait_ms: int = 10_000,
+        wait_ms: int = DEFAULT_WAIT_MS,
         idle_seconds: float = 60.0,
         grow_after_s: float = 0.1,
         ready_timeout: float = 15.0,
@@ -106,15 +106,14 @@ class Sandbox:
         self.idle_seconds = idle_seconds
         self.grow_after_s = grow_after_s
         self._growth_check: asyncio.TimerHandle | None = None
-        # When each busy runner was handed its current execution.
-        self._busy_since: dict[RunnerProcess, float] = {}
         self.ready_timeout = ready_timeout
         # Results name the wasm instance that ran them (ExecutionResult.instance): for tests.
         self.debug = debug
         self._clock = clock
         self._admission = Admission(self.caps)
         self._idle: list[RunnerProcess] = []
-        self._idle_since: dict[RunnerProcess, float] = {}
+        # When each started runner last went idle or was handed an execution (idle: in `_idle`; else busy).
+        self._since: dict[RunnerProcess, float] = {}
         # Started runners that are not retired or lost (idle or running); `_all` also holds starting ones.
         self._ready: set[RunnerProcess] = set()
         self._all: set[RunnerProcess] = set()
@@ -187,8 +186,8 @@ class Sandbox:
             return 0
         now = self._clock()
         stale = sorted(
-            (p for p in self._idle if now - self._idle_since.get(p, now) >= self.idle_seconds),
-            key=lambda p: self._idle_since.get(p, now),
+            (p for p in self._idle if now - self._since.get(p, now) >= self.idle_seconds),
+            key=lambda p: self._since.get(p, now),
         )[:extra]
         for proc in stale:
             self._forget(proc)
@@ -260,7 +259,7 @@ class Sandbox:
         self._growth_check = None
         if self._closed:
             return
-        held = min(self._busy_since.values(), default=None)
+        held = min((since for proc, since in self._since.items() if proc not in self._idle), default=None)
         if held is not None and self._clock() - held >= self.grow_after_s:
             self._spawn_for(self._shortfall(grow=True))
         elif self._shortfall(grow=True) > 0:
@@ -286,14 +285,12 @@ class Sandbox:
         if chosen is None:
             chosen = next((p for p in self._idle if p.warm_key is None), self._idle[0])
         self._idle.remove(chosen)
-        self._idle_since.pop(chosen, None)
-        self._busy_since[chosen] = self._clock()
+        self._since[chosen] = self._clock()
         return chosen
 
     def _make_idle(self, proc: RunnerProcess) -> None:
-        self._busy_since.pop(proc, None)
         self._idle.append(proc)
-        self._idle_since[proc] = self._clock()
+        self._since[proc] = self._clock()
 
     def _release(self, proc: RunnerProcess) -> None:
         """A process that finished goes to the best waiting request, else stays idle."""
@@ -309,9 +306,8 @@ class Sandbox:
         self._dispatch()
 
     def _forget(self, proc: RunnerProcess) -> None:
-        self._busy_since.pop(proc, None)
         self._ready.discard(proc)
-        self._idle_since.pop(proc, None)
+        self._since.pop(proc, None)
         if proc in self._idle:
             self._idle.remove(proc)
 
@@ -393,7 +389,7 @@ class Sandbox:
         self._all.clear()
         self._ready.clear()
         self._idle.clear()
-        self._idle_since.clear()
+        self._since.clear()
 
     async def __aenter__(self) -> Sandbox:
         await self.start()

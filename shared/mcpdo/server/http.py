@@ -158,21 +158,20 @@ class _McpEndpoint:
             if body is None:
                 await Response("Request body too large", status_code=413)(scope, receive, send)
                 return
-            refusal = self._rate_limited(identity, scope, body)
+            refusal = self._rate_limited(identity, body)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
             receive = _replay(body, receive)
         await self._manager.handle_request(scope, receive, send)
 
-    def _rate_limited(self, identity: Identity, scope: Scope, body: bytes) -> Response | None:
+    def _rate_limited(self, identity: Identity, body: bytes) -> Response | None:
         """Only tool calls count: the handshake and listing are cheap and every client sends them."""
         message = _json_rpc(body)
         if message.get("method") != "tools/call":
             return None
         if identity.is_anonymous:
-            source = identity.source or client_address(scope)
-            limiter, key, who = self._limits.anonymous, f"ip:{source}", "anonymous callers from this address"
+            limiter, key, who = self._limits.anonymous, f"ip:{identity.source}", "anonymous callers from this address"
         else:
             limiter, key, who = self._limits.authenticated, f"key:{identity.id}", "this key"
         wait = limiter.check(key)
