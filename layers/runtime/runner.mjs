@@ -79,6 +79,25 @@ if (!Number.isSafeInteger(lastMemory) || lastMemory <= 0) {
   toStderr('runner: start it with --memory-bytes=N (the host passes its memory limit)')
   process.exit(2)
 }
+
+// The host's list of SDK calls (shared/mcpdo/sdk/calls.py), given once at start (`--sdk=JSON`): the calls it
+// serves, and the ones a read-only script may not make.
+function sdkRules(arg) {
+  const isNameList = (v) => Array.isArray(v) && v.every((n) => typeof n === 'string')
+  let raw = null
+  try {
+    raw = arg ? JSON.parse(arg.slice('--sdk='.length)) : null
+  } catch {
+    return null
+  }
+  if (!raw || !isNameList(raw.calls) || !isNameList(raw.writes) || !isNameList(raw.conditionalWrites)) return null
+  return { calls: new Set(raw.calls), writes: raw.writes, conditionalWrites: raw.conditionalWrites }
+}
+const SDK = sdkRules(process.argv.find((arg) => arg.startsWith('--sdk=')))
+if (!SDK) {
+  toStderr('runner: start it with --sdk={"calls":[...],"writes":[...],"conditionalWrites":[...]}')
+  process.exit(2)
+}
 const readyInstances = []
 let building = null
 
@@ -226,9 +245,8 @@ const clip = (text, max) => (text.length > max ? `${text.slice(0, max)}... (${te
 const NEAR_MEMORY_LIMIT = 0.75
 
 class Execution {
-  constructor(msg, inst, prepared, limits, preloads, sdk) {
+  constructor(msg, inst, prepared, limits, preloads) {
     this.id = msg.id
-    this.sdk = sdk
     // Echoed in every message of this execution; never enters the guest.
     this.nonce = msg.nonce
     this.inst = inst
@@ -273,8 +291,8 @@ class Execution {
       this.fatal = { kind: 'limit', limit: 'calls', message }
       throw new Error(message)
     }
-    // Only the calls the host listed in the request reach it.
-    if (typeof name !== 'string' || !this.sdk.calls.includes(name)) throw new Error('Unknown SDK call')
+    // Only the calls the host listed reach it.
+    if (typeof name !== 'string' || !SDK.calls.has(name)) throw new Error('Unknown SDK call')
     const maxBytes = this.limits.max_call_bytes
     if (typeof argsText !== 'string' || argsText.length > maxBytes) {
       throw new Error(`${name}(): arguments too large (more than ${maxBytes} bytes)`)
@@ -691,16 +709,6 @@ class Execution {
   }
 }
 
-const isNameList = (v) => Array.isArray(v) && v.every((n) => typeof n === 'string')
-
-// The host's list of SDK calls (shared/mcpdo/sdk/calls.py), or null when the request lacks it.
-function sdkRules(raw) {
-  if (!raw || typeof raw !== 'object') return null
-  const { calls, writes, conditionalWrites } = raw
-  if (!isNameList(calls) || !isNameList(writes) || !isNameList(conditionalWrites)) return null
-  return { calls, writes, conditionalWrites }
-}
-
 function reportEarly(msg, error, started) {
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000
   sendObj({ type: 'result', exec: msg.id, nonce: msg.nonce, durationMs, warm: warm ? warm.key : null, logs: [],
@@ -716,12 +724,6 @@ async function handleExec(msg) {
   }
   if (typeof msg.code !== 'string') {
     reportEarly(msg, { kind: 'input', message: 'code must be a string' }, started)
-    return
-  }
-  const sdk = sdkRules(msg.sdk)
-  if (!sdk) {
-    reportEarly(msg, { kind: 'input', message: 'sdk must be { calls, writes, conditionalWrites }: lists of names' },
-      started)
     return
   }
   const kind = msg.kind === undefined || msg.kind === null ? 'script' : msg.kind
@@ -758,7 +760,7 @@ async function handleExec(msg) {
   }
   let prepared
   try {
-    prepared = prepare(msg.code, { kind, readonly: msg.readonly === true, sdk })
+    prepared = prepare(msg.code, { kind, readonly: msg.readonly === true, sdk: SDK })
   } catch (err) {
     if (err instanceof SourceSyntaxError) {
       reportEarly(msg, { kind: 'syntax', message: err.message, line: err.line, column: err.column }, started)
@@ -777,7 +779,7 @@ async function handleExec(msg) {
   const key = typeof msg.key === 'string' ? msg.key : null
   const inst = await takeInstance(limits.memory_bytes, key)
   inst.wasm.uses += 1
-  const exec = new Execution(msg, inst, prepared, limits, preloads, sdk)
+  const exec = new Execution(msg, inst, prepared, limits, preloads)
   exec.started = started
   current = exec
   inst.exec = exec

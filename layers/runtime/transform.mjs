@@ -24,7 +24,7 @@ const SCRIPT_PREFIX = `(async (${IMPORT_FN}) => { let ${RESULT_VAR}; `
 const SCRIPT_SUFFIX = `\n;return ${RESULT_VAR};\n})`
 const MODULE_PREFIX = `(async (${IMPORT_FN}) => { `
 
-// The write calls come from the host with each execution ({ writes, conditionalWrites }: `db.create`, `send`,
+// The write calls come from the host when the runner starts ({ writes, conditionalWrites }: `db.create`, `send`,
 // `api.fetch` when its method is not GET, ...); this keeps no list of its own.
 
 export class SourceSyntaxError extends Error {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from mcpdo.sandbox.protocol import (
     reply_ok_line,
 )
 from mcpdo.sandbox.types import ExecutionRequest, ExecutionResult, HostCall, Limits, LogEntry
+from mcpdo.sdk.calls import runtime_view
 
 logger = logging.getLogger("mcpdo.sandbox")
 
@@ -88,6 +90,7 @@ class RunnerProcess:
             *NODE_FLAGS,
             str(self.runner_path),
             f"--memory-bytes={self.memory_bytes}",
+            f"--sdk={json.dumps(runtime_view())}",
             *(("--debug",) if self.debug else ()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -20,10 +20,7 @@ from mcpdo.errors import (
     ScriptSyntaxError,
 )
 from mcpdo.sandbox.types import ExecutionRequest, Limits, LogEntry
-from mcpdo.sdk.calls import runtime_view
 
-# The SDK calls the runtime may pass on and the ones a read-only script may not make (sdk/calls.py).
-_SDK = runtime_view()
 CRASHED_MESSAGE = "The sandbox runtime crashed and was restarted; the execution was lost"
 _NONCE_BYTES = 16
 
@@ -53,7 +50,6 @@ def exec_line(exec_id: int, nonce: str, request: ExecutionRequest) -> bytes:
         "user": request.user,
         "limits": _limits_dict(request.limits),
         "kind": request.kind,
-        "sdk": _SDK,
     }
     if request.reuse_key is not None:
         msg["key"] = request.reuse_key

@@ -1,5 +1,5 @@
 """Every SDK call the sandbox can make and the action each needs: the one list that the host's policy and
-the runtime's read-only check both use (the runtime receives it with every execution)."""
+the runtime's read-only check both use (the runtime receives it when it starts: `--sdk=`)."""
 
 from __future__ import annotations
 
