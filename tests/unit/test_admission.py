@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcpdo.errors import InputError, SandboxBusy
+from mcpdo.errors import SandboxBusy
 from mcpdo.execution import Executor, caller_of
 from mcpdo.identity import Identity
 from mcpdo.modules import identity_of, owner_of
@@ -161,24 +161,6 @@ def test_fair_sharing_settings_default_to_room_for_others_on_the_pool(tmp_path: 
         tuned.concurrency_per_anonymous,
         tuned.anonymous_runners,
     ) == (6, 0, 2, 2, 5)
-
-
-@pytest.mark.parametrize(
-    ("name", "raw", "complaint"),
-    [
-        ("MCPDO_SANDBOX_POOL_MAX", "1", "It must be between 2 and 128."),
-        ("MCPDO_SANDBOX_WAIT_MS", "-1", "It must be between 0 and 120000."),
-        ("MCPDO_CONCURRENCY_PER_KEY", "0", "It must be between 1 and 1024."),
-        ("MCPDO_CONCURRENCY_PER_ANONYMOUS", "many", "Not a valid integer."),
-        ("MCPDO_ANONYMOUS_RUNNERS", "4", "It must be between 1 and 3."),
-    ],
-)
-def test_a_bad_fair_sharing_setting_is_an_error_naming_the_variable(
-    tmp_path: Path, name: str, raw: str, complaint: str
-) -> None:
-    with pytest.raises(InputError) as refused:
-        Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_SANDBOX_POOL_SIZE": "2", name: raw})
-    assert refused.value.message == f"Setting '{name}' has value '{raw}'. {complaint}"
 
 
 class RecordingSandbox:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mcpdo.errors import InputError
 from mcpdo.identity import Identity
 from mcpdo.ports import Event
 from mcpdo.sdk.events import EventContext, EventsApi
@@ -72,19 +71,3 @@ def test_the_hop_limit_and_the_per_send_cap_are_read_from_the_environment(tmp_pa
         {"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_EVENT_HOP_LIMIT": "0", "MCPDO_MAX_DELIVERIES_PER_SEND": "3"}
     )
     assert (settings.event_hop_limit, settings.max_deliveries_per_send) == (0, 3)
-
-
-@pytest.mark.parametrize(
-    ("name", "raw", "complaint"),
-    [
-        ("MCPDO_EVENT_HOP_LIMIT", "many", "Not a valid integer."),
-        ("MCPDO_EVENT_HOP_LIMIT", "-1", "It must be between 0 and 100."),
-        ("MCPDO_MAX_DELIVERIES_PER_SEND", "0", "It must be between 1 and 10000."),
-    ],
-)
-def test_a_bad_storm_setting_is_an_error_naming_the_variable(
-    tmp_path: Path, name: str, raw: str, complaint: str
-) -> None:
-    with pytest.raises(InputError) as refused:
-        Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), name: raw})
-    assert refused.value.message == f"Setting '{name}' has value '{raw}'. {complaint}"
