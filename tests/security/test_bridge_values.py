@@ -5,6 +5,7 @@ serving and another caller's next execution gets exactly its own answer."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -279,3 +280,25 @@ await db.create('C', reentrant)
     assert ("db.create", ["C", {"x": 1}]) in host.calls
     assert ("db.get", ["Inner", "i"]) in host.calls
     await assert_bystander_served(sandbox)
+
+
+# Calls made once the execution's result is decided: from the host's read of a thrown value, or from a timer
+# still set. (A microtask queued before the end runs inside the execution, as the caller's own call.)
+LATE_CALLS = [
+    (
+        "a call from a getter the host reads on a thrown value",
+        "throw { get message() { db.create('Pwned', {}); return 'x' } }",
+    ),
+    ("a call from a timer left running at the end", "setTimeout(() => db.create('Pwned', {}), 0)\n1"),
+]
+
+
+@pytest.mark.parametrize(("name", "script"), LATE_CALLS, ids=[case[0] for case in LATE_CALLS])
+async def test_a_host_call_made_as_an_execution_ends_never_reaches_the_host_or_the_next_caller(
+    sandbox: Sandbox, name: str, script: str
+) -> None:
+    host = Host()
+    with contextlib.suppress(McpdoError):
+        await run(sandbox, script, host)
+    await assert_bystander_served(sandbox)
+    assert all(args[:1] != ["Pwned"] for _, args in host.calls), host.calls
