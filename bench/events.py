@@ -78,7 +78,7 @@ async def _throughput(app: App, count: int) -> float:
     ids = [f"evt_{ulid()}" for _ in range(count)]
     started = time.perf_counter()
     for event_id in ids:
-        await app.adapters.bus.publish(
+        await app.publisher.publish(
             Event(
                 id=event_id,
                 type="Bench.flood",
@@ -89,11 +89,10 @@ async def _throughput(app: App, count: int) -> float:
                 correlation_id=event_id,
             )
         )
-        app.worker.notify()
     pending = set(ids)
     while pending:
         for event_id in list(pending)[:50]:
-            if all(d.status == "done" for d in await app.adapters.bus.deliveries(event_id)):
+            if all(d.status == "done" for d in await app.adapters.deliveries.deliveries(event_id)):
                 pending.discard(event_id)
         await asyncio.sleep(0.005)
     return count / (time.perf_counter() - started)
@@ -127,6 +126,7 @@ async def _sandbox_baseline(app: App) -> tuple[list[float], float]:
 
 async def _wait_leader(app: App) -> None:
     deadline = time.monotonic() + 15
+    assert app.worker is not None, "the local deployment runs a worker"
     while not app.worker.is_leader:
         if time.monotonic() > deadline:
             raise RuntimeError("the worker did not take the lease")

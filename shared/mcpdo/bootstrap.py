@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from mcpdo.adapters.local_bus import LocalEventBus
-from mcpdo.adapters.local_scheduler import LocalScheduler
-from mcpdo.adapters.outbox import LocalOutbox
+from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
 from mcpdo.adapters.sqlite_leases import SqliteLeases
 from mcpdo.adapters.sqlite_modules import SqliteModuleStore
+from mcpdo.adapters.sqlite_outbox import SqliteOutbox
 from mcpdo.adapters.sqlite_runs import SqliteRunLog
+from mcpdo.adapters.sqlite_schedules import SqliteSchedules
 from mcpdo.adapters.sqlite_store import SqliteEntityStore
+from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
 from mcpdo.auth import Authenticator
+from mcpdo.events import Deliveries, Publisher, RetryPolicy
 from mcpdo.execution import Executor
 from mcpdo.modules import ModuleService, resolve_import
-from mcpdo.ports import Closable, EntityStore, Event, EventBus, KeyStore, Leases, Mailer, ModuleStore, RunLog, Scheduler
+from mcpdo.ports import (
+    Closable,
+    CronTable,
+    DeliveryQueue,
+    DeliveryStore,
+    EntityStore,
+    EventTransport,
+    KeyStore,
+    Leases,
+    Mailer,
+    ModuleStore,
+    RunLog,
+    ScheduleSync,
+    SubscriptionSync,
+)
 from mcpdo.sandbox.admission import Caps
 from mcpdo.sandbox.pool import Sandbox
 from mcpdo.settings import Settings
@@ -25,21 +40,13 @@ from mcpdo.tool import DoTool
 from mcpdo.worker import Worker
 
 
-class Published:
-    """The publish step the core calls for `send`: the bus accepts the event, then listeners (the local worker)
-    are told there is work. Listeners are added after the worker exists, so wiring has no cycle."""
+@dataclass(frozen=True)
+class LocalWork:
+    """What the in-process worker polls where no queue or scheduler service pushes work (the embedded default)."""
 
-    def __init__(self, bus: EventBus) -> None:
-        self._bus = bus
-        self._listeners: list[Callable[[], None]] = []
-
-    def listen(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    async def __call__(self, event: Event) -> None:
-        await self._bus.publish(event)
-        for listener in self._listeners:
-            listener()
+    queue: DeliveryQueue
+    cron: CronTable
+    leases: Leases
 
 
 @dataclass(frozen=True)
@@ -50,16 +57,29 @@ class Adapters:
     store: EntityStore
     keys: KeyStore
     modules: ModuleStore
-    bus: EventBus
+    subscriptions: SubscriptionSync
+    schedules: ScheduleSync
+    deliveries: DeliveryStore
     runs: RunLog
-    scheduler: Scheduler
     mailer: Mailer
-    leases: Leases
     sandbox: Sandbox
+    transport: EventTransport | None = None
+    local: LocalWork | None = None
 
     def closables(self) -> tuple[Closable, ...]:
         """Every backend that holds a connection, in the order they are released."""
-        return (self.bus, self.runs, self.scheduler, self.mailer, self.leases, self.modules, self.store, self.keys)
+        local: tuple[Closable, ...] = () if self.local is None else (self.local.leases,)
+        return (
+            self.deliveries,
+            self.runs,
+            self.schedules,
+            self.subscriptions,
+            self.mailer,
+            *local,
+            self.modules,
+            self.store,
+            self.keys,
+        )
 
 
 @dataclass
@@ -69,43 +89,71 @@ class App:
     settings: Settings
     adapters: Adapters
     auth: Authenticator
-    worker: Worker
     executor: Executor
     module_service: ModuleService
+    publisher: Publisher
+    deliveries: Deliveries
     tool: DoTool
+    worker: Worker | None = None
 
     async def start(self, *, worker: bool = True) -> None:
-        """Warm the sandbox; long-lived processes also run the worker (deliveries and schedules)."""
+        """Warm the sandbox; long-lived local processes also run the worker (deliveries and schedules)."""
         await self.adapters.sandbox.start()
-        if worker:
+        if worker and self.worker is not None:
             await self.worker.start()
 
     async def close(self) -> None:
-        await self.worker.stop()
+        if self.worker is not None:
+            await self.worker.stop()
         await self.adapters.sandbox.close()
         for closable in self.adapters.closables():
             await closable.close()
 
 
 def build_app(settings: Settings, adapters: Adapters) -> App:
-    """The one place that connects the core: tool, executor, module service, worker, over `adapters`."""
-    publish = Published(adapters.bus)
-    resolver = partial(resolve_import, adapters.modules, settings.default_context)
-    executor = Executor(settings, adapters.sandbox, adapters.store, publish, resolver)
-    auth = Authenticator(adapters.keys, settings.default_tenant)
-    service = ModuleService(adapters.modules, executor, settings.default_context, auth.still_valid)
-    worker = Worker(
-        adapters.bus, adapters.scheduler, adapters.leases, service.invoke, runs=adapters.runs, mailer=adapters.mailer
+    """The one place that connects the core: tool, executor, module service, event services, worker."""
+    publisher = Publisher(
+        adapters.subscriptions,
+        adapters.deliveries,
+        transport=adapters.transport,
+        hop_limit=settings.event_hop_limit,
+        max_deliveries_per_send=settings.max_deliveries_per_send,
     )
-    publish.listen(worker.notify)
+    resolver = partial(resolve_import, adapters.modules, settings.default_context)
+    executor = Executor(settings, adapters.sandbox, adapters.store, publisher.publish, resolver)
+    auth = Authenticator(adapters.keys, settings.default_tenant)
+    service = ModuleService(
+        adapters.modules,
+        adapters.subscriptions,
+        adapters.schedules,
+        executor,
+        settings.default_context,
+        auth.still_valid,
+    )
+    deliveries = Deliveries(
+        adapters.deliveries,
+        publisher,
+        service.invoke,
+        adapters.runs,
+        subscriptions=adapters.subscriptions,
+        schedules=adapters.schedules,
+        mailer=adapters.mailer,
+        policy=RetryPolicy(backoff_base=settings.retry_base_seconds),
+    )
+    worker = None
+    if adapters.local is not None:
+        worker = Worker(adapters.local.queue, adapters.local.cron, adapters.local.leases, deliveries)
+        publisher.listen(worker.notify)
     return App(
         settings=settings,
         adapters=adapters,
         auth=auth,
-        worker=worker,
         executor=executor,
         module_service=service,
+        publisher=publisher,
+        deliveries=deliveries,
         tool=DoTool(executor.run_script, service.register),
+        worker=worker,
     )
 
 
@@ -113,12 +161,8 @@ def build_local(settings: Settings) -> App:
     """The embedded default: SQLite for everything durable, a pool of warm Node runners, an in-process worker."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.database_path
-    bus = LocalEventBus(
-        path,
-        backoff_base=settings.retry_base_seconds,
-        hop_limit=settings.event_hop_limit,
-        max_deliveries_per_send=settings.max_deliveries_per_send,
-    )
+    deliveries = SqliteDeliveryStore(path)
+    schedules = SqliteSchedules(path)
     sandbox = Sandbox(
         node_path=settings.node_path,
         runner_path=settings.runner_path,
@@ -136,11 +180,12 @@ def build_local(settings: Settings) -> App:
         store=SqliteEntityStore(path),
         keys=SqliteKeyStore(path),
         modules=SqliteModuleStore(path),
-        bus=bus,
+        subscriptions=SqliteSubscriptions(path),
+        schedules=schedules,
+        deliveries=deliveries,
         runs=SqliteRunLog(path),
-        scheduler=LocalScheduler(path),
-        mailer=LocalOutbox(path),
-        leases=SqliteLeases(path),
+        mailer=SqliteOutbox(path),
         sandbox=sandbox,
+        local=LocalWork(queue=deliveries, cron=schedules, leases=SqliteLeases(path)),
     )
     return build_app(settings, adapters)

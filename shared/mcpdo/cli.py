@@ -10,9 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mcpdo.bootstrap import App, build_local
-from mcpdo.delivery import schedule_event
 from mcpdo.errors import InputError, McpdoError, NotFound
-from mcpdo.ports import DueSchedule
 from mcpdo.settings import Settings
 from mcpdo.timeparse import format_iso, utc_now
 
@@ -216,16 +214,14 @@ async def _keys_revoke(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _dead_letters_list(app: App, args: argparse.Namespace) -> int:
-    _print_json([d.to_json() for d in await app.adapters.bus.dead_letters(args.tenant)])
+    _print_json([d.to_json() for d in await app.adapters.deliveries.dead_letters(args.tenant)])
     return 0
 
 
 @_offline
 async def _dead_letters_replay(app: App, args: argparse.Namespace) -> int:
-    dead = next((d for d in await app.adapters.bus.dead_letters() if d.id == args.delivery_id), None)
     # The latest version of the module runs it (a fix registered since is what a replay is for).
-    version = await app.module_service.replay_version(dead) if dead is not None else None
-    await app.adapters.bus.replay(args.delivery_id, version)
+    await app.deliveries.replay(args.delivery_id)
     print(f"replayed {args.delivery_id}: it will be delivered by the running server's worker")
     return 0
 
@@ -239,8 +235,8 @@ async def _runs_list(app: App, args: argparse.Namespace) -> int:
 @_offline
 async def _schedules_list(app: App, args: argparse.Namespace) -> int:
     rows = []
-    for entry in await app.adapters.modules.schedules(args.tenant):
-        upcoming = await app.adapters.scheduler.next_fire(entry)
+    for entry in await app.adapters.schedules.list(args.tenant):
+        upcoming = await app.adapters.schedules.next_fire(entry)
         rows.append(
             {
                 "id": entry.handler.handler_id,
@@ -257,15 +253,14 @@ async def _schedules_list(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _schedules_fire(app: App, args: argparse.Namespace) -> int:
-    entries = [e for e in await app.adapters.modules.schedules(args.tenant) if e.handler.handler_id == args.handler_id]
+    entries = [e for e in await app.adapters.schedules.list(args.tenant) if e.handler.handler_id == args.handler_id]
     if not entries:
         raise NotFound(f"Schedule {args.handler_id} not found; `mcpdo schedules list` shows the live ones")
     if len(entries) > 1:
         tenants = ", ".join(sorted(e.handler.tenant for e in entries))
         raise InputError(f"Schedule {args.handler_id} exists in several tenants ({tenants}): name one with --tenant")
     entry = entries[0]
-    event = schedule_event(DueSchedule(entry, utc_now()))
-    await app.adapters.bus.enqueue(event, entry.handler)
+    event = await app.deliveries.fire(entry, utc_now())
     print(f"fired {args.handler_id} as event {event.id}")
     return 0
 

@@ -1,4 +1,9 @@
-"""Modules: registration (parse, evaluate once, persist a version, swap its live handlers) and imports."""
+"""Modules: registration (parse, evaluate once, persist a version, swap its live handlers) and imports.
+
+Registering stores the new version first and then makes its subscriptions and schedules live, each set
+replaced at once: an event is routed to the old version's handlers or to the new one's, never a mix. If
+making them live fails, the call fails and the previous handlers stay live; registering again repairs it.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
-from mcpdo.delivery import SCHEDULE_EVENT_TYPE, HandlerFailed, HandlerOutcome
-from mcpdo.errors import AuthenticationRequired, Conflict, InputError, McpdoError, NotFound
+from mcpdo.errors import AuthenticationRequired, InputError, McpdoError, NotFound
+from mcpdo.events import HandlerFailed, HandlerOutcome
 from mcpdo.execution import Executor
 from mcpdo.identity import Identity
 from mcpdo.mdxld import ParsedModule, parse_module
-from mcpdo.patterns import matches
+from mcpdo.patterns import validate_pattern
 from mcpdo.ports import (
-    MAILER_MODULE,
-    Delivery,
     Event,
     HandlerRef,
     ModuleStore,
     ScheduleEntry,
+    ScheduleSync,
     StoredModule,
     Subscription,
+    SubscriptionSync,
 )
 from mcpdo.sandbox.types import LogEntry
 from mcpdo.schedules import parse_schedule
@@ -35,11 +40,15 @@ class ModuleService:
     def __init__(
         self,
         store: ModuleStore,
+        subscriptions: SubscriptionSync,
+        schedules: ScheduleSync,
         executor: Executor,
         default_context: str,
         still_valid: Callable[[Identity], Awaitable[bool]],
     ) -> None:
         self._store = store
+        self._subscriptions = subscriptions
+        self._schedules = schedules
         self._executor = executor
         self._default_context = default_context
         self._still_valid = still_valid
@@ -74,7 +83,10 @@ class ModuleService:
             metadata=dict(parsed.data),
             created_at=format_iso(utc_now()),
         )
-        await self._store.save(module, subscriptions, schedules)
+        check_handlers(module, subscriptions, schedules)
+        await self._store.save(module)
+        await self._subscriptions.sync(module, subscriptions)
+        await self._schedules.sync(module, schedules)
         now = utc_now()
         summary = {
             "id": parsed.id,
@@ -92,26 +104,6 @@ class ModuleService:
             "exports": list(outcome.exports),
         }
         return summary, module
-
-    async def replay_version(self, delivery: Delivery) -> int | None:
-        """The module version a replayed dead letter runs: the live one, whose handler at the same index still
-        takes the event (None: the built-in mailer, which has no versions). Conflict when none does."""
-        ref = delivery.handler
-        if ref.module_id == MAILER_MODULE:
-            return None
-        event = delivery.event
-        if event.type == SCHEDULE_EVENT_TYPE:
-            live = [s.handler for s in await self._store.schedules(ref.tenant)]
-        else:
-            live = [s.handler for s in await self._store.subscriptions(ref.tenant) if matches(s.pattern, event.type)]
-        for handler in live:
-            if handler.module_id == ref.module_id and handler.index == ref.index:
-                return handler.version
-        raise Conflict(
-            f"Cannot replay {delivery.id}: the live version of {ref.module_id} has no handler "
-            f"#{ref.index} for {event.type} (the module was registered again without it); the dead "
-            f"letter stays"
-        )
 
     async def invoke(self, handler: HandlerRef, event: Event) -> HandlerOutcome:
         """Run one delivery: the handler of the module version it was published to, as the module's owner."""
@@ -133,6 +125,30 @@ class ModuleService:
         except McpdoError as exc:
             raise HandlerFailed(exc.text, logs_json(exc.logs)) from exc
         return HandlerOutcome(logs=logs_json(result.logs), value=result.value)
+
+
+def check_handlers(module: StoredModule, subscriptions: list[Subscription], schedules: list[ScheduleEntry]) -> None:
+    """Refuse handlers that do not belong to `module`'s version, share an index, or do not parse."""
+    for sub in subscriptions:
+        _check_handler(module, sub.handler, "subscription")
+        validate_pattern(sub.pattern)
+    for entry in schedules:
+        _check_handler(module, entry.handler, "schedule")
+        parse_schedule(entry.schedule)
+    for what, indexes in (
+        ("subscription", [s.handler.index for s in subscriptions]),
+        ("schedule", [e.handler.index for e in schedules]),
+    ):
+        if len(set(indexes)) != len(indexes):
+            raise InputError(f"Module {module.id}: two {what}s share a handler index")
+
+
+def _check_handler(module: StoredModule, ref: HandlerRef, what: str) -> None:
+    if (ref.tenant, ref.module_id, ref.version) != (module.tenant, module.id, module.version):
+        raise InputError(
+            f"A {what} of module {module.id} version {module.version} (tenant {module.tenant}) points at "
+            f"{ref.module_id} version {ref.version} (tenant {ref.tenant})"
+        )
 
 
 async def resolve_import(

@@ -21,7 +21,7 @@ from typing import Any
 
 from mcpdo.errors import InputError
 
-__all__ = ["MAX_TYPE_LENGTH", "check_event_type", "matches", "to_eventbridge", "validate_pattern"]
+__all__ = ["MAX_TYPE_LENGTH", "candidates", "check_event_type", "matches", "to_eventbridge", "validate_pattern"]
 
 MAX_TYPE_LENGTH = 256
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -69,6 +69,19 @@ def matches(pattern: str, event_type: str) -> bool:
     if pattern.startswith("*."):
         return event_type.endswith(pattern[1:])
     return pattern == event_type
+
+
+def candidates(event_type: str) -> tuple[str, ...]:
+    """Every pattern that matches the (valid) `event_type`: `matches(p, t)` is `p in candidates(t)`.
+
+    An index keyed by pattern (a table, a DynamoDB partition) finds the subscriptions of an event with one
+    lookup per candidate instead of a scan: `Order.item.added` has `Order.item.added`, `Order.*`,
+    `Order.item.*`, `*.item.added`, `*.added` and `*`.
+    """
+    segments = event_type.split(".")
+    prefixes = [".".join(segments[:n]) + ".*" for n in range(1, len(segments))]
+    suffixes = ["*." + ".".join(segments[n:]) for n in range(1, len(segments))]
+    return (event_type, *prefixes, *suffixes, "*")
 
 
 def to_eventbridge(pattern: str) -> dict[str, Any]:

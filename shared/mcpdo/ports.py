@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -91,18 +92,13 @@ class KeyStore(Protocol):
 # --- modules, events and schedules -------------------------------------------------------------------
 
 
-# Event storms: how deep a chain of handler-sent events is still delivered, and how many deliveries one
-# `send` may fan out to (settings MCPDO_EVENT_HOP_LIMIT, MCPDO_MAX_DELIVERIES_PER_SEND).
-HOP_LIMIT = 8
-MAX_DELIVERIES_PER_SEND = 100
-
-
 @dataclass(frozen=True)
 class Event:
     """One published event, as handlers receive it (`handler(event.data, event)`).
 
     `depth` is how many handler hops led to it: 0 for events sent by scripts and schedule fires, the
-    triggering event's depth + 1 for events a handler sends. Past the hop limit its deliveries are dead letters.
+    triggering event's depth + 1 for events a handler sends. Past the hop limit (`mcpdo.events`) its
+    deliveries are dead letters.
     """
 
     id: str
@@ -172,17 +168,9 @@ class StoredModule:
     created_at: str
 
 
-# --- event bus, runs log, scheduler, mailer, module store --------------------------------------------
+# --- event transport, deliveries, runs log, schedules, mailer, module store ------------------------------
 
 DeliveryStatus = Literal["pending", "running", "done", "dead"]
-
-MAILER_MODULE = "builtin:mailer"
-"""`module_id` of the built-in mailer's handler: `Email.send` events with no user handler go to it."""
-
-
-def mailer_handler(tenant: str) -> HandlerRef:
-    """The handler reference of the built-in mailer in `tenant`."""
-    return HandlerRef(tenant=tenant, module_id=MAILER_MODULE, version=0, index=0)
 
 
 @dataclass(frozen=True)
@@ -263,49 +251,107 @@ class DueSchedule:
     scheduled_time: datetime
 
 
-class EventBus(Protocol):
-    """The durable event log and the deliveries fanned out from it."""
+class EventTransport(Protocol):
+    """Carries accepted events from `send` to routing where they are not routed in-process (EventBridge).
+
+    Without a transport the core routes each event as it is published, in the publishing process.
+    """
 
     async def publish(self, event: Event) -> None:
-        """Durably append `event` and queue a delivery to every live matching subscription (same id: no-op).
-
-        More matching deliveries than the bus's per-send cap: LimitExceeded, and nothing is stored. An event
-        deeper than the hop limit is stored, its deliveries written straight to the dead letters (never run).
-        """
+        """Accept `event` durably for routing; returns once the transport holds it."""
         ...
 
-    async def enqueue(self, event: Event, handler: HandlerRef) -> None:
-        """Durably append `event` with one delivery to exactly `handler` (schedule fires); idempotent."""
+
+class SubscriptionSync(Protocol):
+    """The live `on()` subscriptions: the latest registered version's, per module, looked up by event type."""
+
+    async def sync(self, module: StoredModule, subscriptions: builtins.list[Subscription]) -> None:
+        """Make `subscriptions` the live ones of `module` (tenant and id), replacing the previous version's at
+        once: a lookup sees the old set or the new one, never a mix."""
         ...
 
-    async def claim_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
-        """Hand out up to `limit` due deliveries, leased for `lease_seconds` (expired leases are due again).
+    async def matching(self, tenant: str, event_type: str) -> builtins.list[Subscription]:
+        """The live subscriptions of `tenant` whose pattern matches `event_type`, by module and handler index."""
+        ...
 
-        Fair across tenants: tenants with due work take turns (oldest first within a tenant), and a tenant
-        with deliveries already in flight queues behind those with fewer; a tenant alone gets all `limit`.
-        """
+    async def list(self, tenant: str) -> builtins.list[Subscription]:
+        """Every live subscription of `tenant`, by module and handler index."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ScheduleSync(Protocol):
+    """The live `every()` schedules, per module: a cron table locally, scheduler resources in the cloud."""
+
+    async def sync(self, module: StoredModule, schedules: builtins.list[ScheduleEntry]) -> None:
+        """Make `schedules` the live ones of `module`, replacing the previous version's at once. A schedule
+        whose text is unchanged keeps its cadence (now run by the new version); a new or changed one starts
+        from now; one no longer listed stops firing."""
+        ...
+
+    async def list(self, tenant: str | None = None) -> builtins.list[ScheduleEntry]:
+        """The live schedules of `tenant` (of every tenant when None), by tenant, module and handler index."""
+        ...
+
+    async def next_fire(self, entry: ScheduleEntry) -> datetime | None:
+        """When `entry` fires next as the backend holds it, or None when it is not (or not yet) live."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class CronTable(ScheduleSync, Protocol):
+    """A ScheduleSync that is polled (the local cron loop) instead of pushing fires to the core."""
+
+    async def due(self, now: datetime) -> builtins.list[DueSchedule]:
+        """Schedules due at `now`; a schedule that missed several slots is due once, for the latest."""
+        ...
+
+    async def mark_fired(self, entry: ScheduleEntry, fired_for: datetime) -> None:
+        """Record that `entry` fired for `fired_for`; its next fire is the slot after that (never earlier)."""
+        ...
+
+
+class DeliveryStore(Protocol):
+    """The state of deliveries (one event to one handler): idempotency, attempts, retries and dead letters.
+
+    The core decides everything (which handlers, when to retry, when to give up); the store keeps it.
+    """
+
+    async def add(self, event: Event, handlers: Sequence[HandlerRef], *, dead_error: str | None = None) -> bool:
+        """Store `event` with one pending delivery per handler, due now (with `dead_error`: dead letters at
+        once, never run). Once per event id: adding a stored event again changes nothing and returns False."""
+        ...
+
+    async def deliveries(self, event_id: str) -> builtins.list[Delivery]:
+        """Every delivery of one event, whatever its status."""
         ...
 
     async def complete(self, delivery: Delivery) -> None:
-        """Mark the delivery done: it is never handed out again."""
+        """Mark the delivery done (whoever holds it now): it is never handed out again."""
         ...
 
-    async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> None:
-        """Record a failed attempt: retry later with back-off, or dead-letter after the last retry (at once
-        when `retry` is False)."""
+    async def retry(self, delivery: Delivery, error: str, at: datetime) -> None:
+        """Record the failed attempt of this claim and make the delivery due again at `at`; a claim that was
+        taken over (its lease expired and another claim holds it) changes nothing."""
         ...
 
-    async def requeue_running(self) -> int:
-        """Make every in-flight delivery due now (the dispatcher that ran them is gone); returns how many."""
+    async def bury(self, delivery: Delivery, error: str) -> None:
+        """Record the failed attempt of this claim and make the delivery a dead letter (same claim rule)."""
         ...
 
-    async def dead_letters(self, tenant: str | None = None) -> list[Delivery]:
+    async def dead_letters(self, tenant: str | None = None) -> builtins.list[Delivery]:
         """Dead-lettered deliveries, oldest first; all tenants when `tenant` is None."""
         ...
 
+    async def dead_letter(self, delivery_id: str) -> Delivery | None:
+        """One dead letter by id, or None (unknown, or not dead-lettered)."""
+        ...
+
     async def replay(self, delivery_id: str, version: int | None = None) -> None:
-        """Put a dead letter back in the queue with its attempts reset, to module `version` when given;
-        NotFound for an unknown id."""
+        """Make a dead letter pending and due now with its attempts reset, to module `version` when given;
+        NotFound for an unknown id, Conflict for a delivery that is not dead-lettered."""
         ...
 
     async def purge(self, older_than: datetime) -> int:
@@ -313,11 +359,25 @@ class EventBus(Protocol):
         letters stay); returns how many deliveries went."""
         ...
 
-    async def deliveries(self, event_id: str) -> list[Delivery]:
-        """Every delivery of one event, whatever its status."""
+    async def close(self) -> None: ...
+
+
+class DeliveryQueue(DeliveryStore, Protocol):
+    """A DeliveryStore that is polled for due work (the local worker) instead of pushing it (a queue service)."""
+
+    async def claim_due(self, limit: int, lease_seconds: float, max_attempts: int) -> builtins.list[Delivery]:
+        """Hand out up to `limit` due deliveries, each leased for `lease_seconds` with its attempts counted.
+
+        Due: pending and past `next_attempt_at`, or running with an expired lease (its claimant is gone); such
+        an interrupted delivery that already had `max_attempts` attempts becomes a dead letter instead. Fair
+        across tenants: tenants with due work take turns (oldest first within a tenant), a tenant with
+        deliveries in flight queues behind those with fewer, and a tenant alone gets all `limit`.
+        """
         ...
 
-    async def close(self) -> None: ...
+    async def requeue_running(self) -> int:
+        """Make every in-flight delivery due now (the worker that ran them is gone); returns how many."""
+        ...
 
 
 class RunLog(Protocol):
@@ -327,24 +387,6 @@ class RunLog(Protocol):
 
     async def runs(self, tenant: str | None = None, limit: int = 100) -> list[Run]:
         """The latest runs, newest first; all tenants when `tenant` is None."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class Scheduler(Protocol):
-    """When the live `every()` schedules fire. Each due slot is fired once, then marked."""
-
-    async def due(self, now: datetime) -> list[DueSchedule]:
-        """Schedules due at `now`; a schedule that missed several slots is due once, for the latest."""
-        ...
-
-    async def mark_fired(self, entry: ScheduleEntry, fired_for: datetime) -> None:
-        """Record that `entry` fired for `fired_for`; its next fire is the slot after that."""
-        ...
-
-    async def next_fire(self, entry: ScheduleEntry) -> datetime | None:
-        """The next fire time the scheduler holds for `entry`, or None before it has seen the entry."""
         ...
 
     async def close(self) -> None: ...
@@ -383,12 +425,10 @@ class Mailer(Protocol):
 
 
 class ModuleStore(Protocol):
-    """Registered module versions and the subscriptions and schedules of the live version."""
+    """Registered module versions (what is live is the business of SubscriptionSync and ScheduleSync)."""
 
-    async def save(
-        self, module: StoredModule, subscriptions: list[Subscription], schedules: list[ScheduleEntry]
-    ) -> None:
-        """Store a new version and make its subscriptions and schedules replace the previous ones, atomically."""
+    async def save(self, module: StoredModule) -> None:
+        """Store a new version; Conflict when that version, or a later one, is already stored."""
         ...
 
     async def get(self, tenant: str, id: str, version: int | None = None) -> StoredModule | None: ...
@@ -396,9 +436,5 @@ class ModuleStore(Protocol):
     async def next_version(self, tenant: str, id: str) -> int: ...
 
     async def list(self, tenant: str) -> list[StoredModule]: ...
-
-    async def subscriptions(self, tenant: str) -> builtins.list[Subscription]: ...
-
-    async def schedules(self, tenant: str | None = None) -> builtins.list[ScheduleEntry]: ...
 
     async def close(self) -> None: ...

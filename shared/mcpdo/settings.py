@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcpdo.errors import InputError
+from mcpdo.events.routing import HOP_LIMIT, MAX_DELIVERIES_PER_SEND
 from mcpdo.identity import DEFAULT_TENANT
-from mcpdo.ports import HOP_LIMIT, MAX_DELIVERIES_PER_SEND
 from mcpdo.sandbox.admission import DEFAULT_WAIT_MS, Caps
 from mcpdo.sandbox.types import Limits
 

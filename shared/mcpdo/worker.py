@@ -5,7 +5,9 @@ schedules. The lease is renewed every few seconds and expires after about ten, s
 killed hands over within that time, and one that stops cleanly releases it at once. A worker that takes the
 lease over makes its predecessor's in-flight deliveries due again (at-least-once: an attempt cut short by a
 crash runs again; a delivery recorded done never does).
-What one delivery does is `delivery.Deliveries`; this module decides when, and which process.
+What one delivery does, and what firing a slot does, is `mcpdo.events.Deliveries`: the same step the cloud
+functions call. This entrypoint only decides when, and which process: it polls the local delivery queue and
+the local cron table, which are the local stand-ins for a queue service and a scheduler service.
 """
 
 from __future__ import annotations
@@ -20,27 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mcpdo.delivery import SCHEDULE_EVENT_TYPE, Deliveries, HandlerFailed, HandlerOutcome, Invoke, schedule_event
-from mcpdo.ports import (
-    Delivery,
-    EventBus,
-    Leases,
-    Mailer,
-    Run,
-    RunLog,
-    Scheduler,
-)
+from mcpdo.events import Deliveries
+from mcpdo.ports import CronTable, Delivery, DeliveryQueue, Leases, Run
 from mcpdo.timeparse import utc_now
-
-__all__ = [
-    "SCHEDULE_EVENT_TYPE",
-    "HandlerFailed",
-    "HandlerOutcome",
-    "Invoke",
-    "Step",
-    "Worker",
-    "schedule_event",
-]
 
 WORKER_LEASE = "worker"
 
@@ -61,13 +45,11 @@ class Worker:
 
     def __init__(
         self,
-        bus: EventBus,
-        scheduler: Scheduler,
+        queue: DeliveryQueue,
+        cron: CronTable,
         leases: Leases,
-        invoke: Invoke,
+        deliveries: Deliveries,
         *,
-        runs: RunLog,
-        mailer: Mailer | None = None,
         owner: str | None = None,
         concurrency: int = 4,
         poll_interval: float = 0.2,
@@ -81,11 +63,11 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self._bus = bus
-        self._scheduler = scheduler
+        self._queue = queue
+        self._cron = cron
         self._leases = leases
         # The core step each claimed delivery and due schedule goes through.
-        self.deliveries = Deliveries(bus, scheduler, invoke, runs, mailer, clock)
+        self.deliveries = deliveries
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._concurrency = concurrency
         self._poll_interval = poll_interval
@@ -159,9 +141,9 @@ class Worker:
         fire the schedules that are due, then run every delivery that is due now (and those they make due)."""
         if not await self._renew_lease():
             return Step(leader=False)
-        fired = await self.deliveries.fire_due()
+        fired = await self._fire_due()
         delivered = 0
-        while claimed := await self._bus.claim_due(self._concurrency, self._delivery_lease):
+        while claimed := await self._claim(self._concurrency):
             await asyncio.gather(*(self.deliveries.deliver(delivery) for delivery in claimed))
             delivered += len(claimed)
         return Step(leader=True, fired=fired, delivered=delivered)
@@ -175,7 +157,7 @@ class Worker:
         if held and not self._leader.is_set():
             if not self._inflight:
                 try:
-                    await self._bus.requeue_running()
+                    await self._queue.requeue_running()
                 except Exception:
                     log.exception("cannot requeue the previous worker's deliveries")
             self._leader.set()
@@ -198,7 +180,7 @@ class Worker:
             return
         self._last_purge = now
         try:
-            removed = await self._bus.purge(now - self._retention)
+            removed = await self._queue.purge(now - self._retention)
         except Exception:
             log.exception("cannot purge old deliveries")
             return
@@ -216,7 +198,7 @@ class Worker:
                 # in-flight deliveries, so a tenant whose storm fills the slots yields the next one to a
                 # tenant with due work and nothing running.
                 try:
-                    claimed = await self._bus.claim_due(free, self._delivery_lease)
+                    claimed = await self._claim(free)
                 except Exception:
                     log.exception("cannot claim deliveries")
             for delivery in claimed:
@@ -231,7 +213,7 @@ class Worker:
         while not self._stopping:
             await self._leader.wait()
             try:
-                if await self.deliveries.fire_due():
+                if await self._fire_due():
                     self._wake.set()
             except Exception:
                 log.exception("cannot fire schedules")
@@ -245,7 +227,17 @@ class Worker:
         finally:
             waiter.cancel()
 
-    # -- one delivery ----------------------------------------------------------------------------------
+    async def _claim(self, limit: int) -> list[Delivery]:
+        return await self._queue.claim_due(limit, self._delivery_lease, self.deliveries.policy.max_attempts)
+
+    async def _fire_due(self) -> int:
+        """Fire each schedule whose slot has come, then mark it fired; how many fired. A crash between the two
+        fires the slot again, which changes nothing (a slot's event id is derived from it)."""
+        due = await self._cron.due(self._clock())
+        for item in due:
+            await self.deliveries.fire(item.entry, item.scheduled_time)
+            await self._cron.mark_fired(item.entry, item.scheduled_time)
+        return len(due)
 
     def _finished(self, task: asyncio.Task[Run]) -> None:
         self._inflight.discard(task)

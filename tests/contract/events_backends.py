@@ -1,9 +1,10 @@
-"""Backends of the event system under contract: module store, event bus, runs log, scheduler and mailer.
+"""Backends of the event system under contract: module store, subscriptions, schedules, deliveries, runs
+log and mailer, with the core event services (`mcpdo.events`) running over them.
 
 A backend kind joins by adding a factory to `BACKEND_FACTORIES`: given a state location and a clock
-(epoch ms) it returns the five ports wired to one shared state. Calling the factory twice with the same
+(epoch ms) it returns the ports wired to one shared state. Calling the factory twice with the same
 location gives a second, independent view of the same state (as a second process would have). It must then
-pass the ModuleStore, EventBus and Scheduler contract suites.
+pass the ModuleStore, SubscriptionSync, CronTable, DeliveryQueue and event-routing suites.
 
 Suites import the `*_fixture` functions to use the `backend`, `backend_factory` and `clock` fixtures.
 """
@@ -11,29 +12,39 @@ Suites import the `*_fixture` functions to use the `backend`, `backend_factory` 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mcpdo.adapters.local_bus import LocalEventBus
-from mcpdo.adapters.local_scheduler import LocalScheduler
-from mcpdo.adapters.outbox import LocalOutbox
+from mcpdo.adapters.memory import MemoryMailer, MemoryRunLog
+from mcpdo.adapters.memory_events import MemoryDeliveryStore, MemoryModuleStore, MemorySchedules, MemorySubscriptions
+from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
 from mcpdo.adapters.sqlite_modules import SqliteModuleStore
+from mcpdo.adapters.sqlite_outbox import SqliteOutbox
 from mcpdo.adapters.sqlite_runs import SqliteRunLog
+from mcpdo.adapters.sqlite_schedules import SqliteSchedules
+from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
+from mcpdo.events import Deliveries, HandlerOutcome, Publisher, RetryPolicy
+from mcpdo.modules import check_handlers
 from mcpdo.ports import (
-    EventBus,
+    CronTable,
+    Delivery,
+    DeliveryQueue,
+    Event,
     HandlerRef,
     Mailer,
     ModuleStore,
     RunLog,
     ScheduleEntry,
-    Scheduler,
     StoredModule,
     Subscription,
+    SubscriptionSync,
 )
+from mcpdo.timeparse import from_epoch_ms
 
 BACKOFF_BASE = 1.0  # seconds; the suites drive time with FakeClock
+LEASE = 30.0
 
 
 class FakeClock:
@@ -49,32 +60,91 @@ class FakeClock:
         self.ms += int(seconds * 1000)
 
 
+async def _no_handler(handler: HandlerRef, event: Event) -> HandlerOutcome:
+    raise AssertionError("the suites drive deliveries by hand")
+
+
 @dataclass
 class EventsBackend:
+    """The ports of one backend kind, and the core services over them (default hop limit and send cap)."""
+
     modules: ModuleStore
-    bus: EventBus
+    subscriptions: SubscriptionSync
+    schedules: CronTable
+    queue: DeliveryQueue
     runs: RunLog
-    scheduler: Scheduler
     mailer: Mailer
+    clock: Callable[[], int]
+    publisher: Publisher = field(init=False)
+    core: Deliveries = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.publisher = Publisher(self.subscriptions, self.queue)
+        self.core = Deliveries(
+            self.queue,
+            self.publisher,
+            _no_handler,
+            self.runs,
+            subscriptions=self.subscriptions,
+            schedules=self.schedules,
+            mailer=self.mailer,
+            policy=RetryPolicy(backoff_base=BACKOFF_BASE),
+            clock=lambda: from_epoch_ms(self.clock()),
+        )
+
+    async def register(
+        self, module: StoredModule, subscriptions: list[Subscription], schedules: list[ScheduleEntry]
+    ) -> None:
+        """What registering does to the ports: check, store the version, make its handlers live."""
+        check_handlers(module, subscriptions, schedules)
+        await self.modules.save(module)
+        await self.subscriptions.sync(module, subscriptions)
+        await self.schedules.sync(module, schedules)
+
+    async def claim(self, limit: int, lease: float = LEASE) -> list[Delivery]:
+        """What the local worker does to take work: claim with the core's attempt limit."""
+        return await self.queue.claim_due(limit, lease, self.core.policy.max_attempts)
 
     async def close(self) -> None:
-        for port in (self.modules, self.bus, self.runs, self.scheduler, self.mailer):
+        for port in (self.modules, self.subscriptions, self.schedules, self.queue, self.runs, self.mailer):
             await port.close()
 
 
-def _local(location: Path, clock: Callable[[], int]) -> EventsBackend:
+def _sqlite(location: Path, clock: Callable[[], int]) -> EventsBackend:
     path = location / "state.db"
     return EventsBackend(
         modules=SqliteModuleStore(path),
-        bus=LocalEventBus(path, backoff_base=BACKOFF_BASE, clock=clock),
+        subscriptions=SqliteSubscriptions(path),
+        schedules=SqliteSchedules(path),
+        queue=SqliteDeliveryStore(path, clock=clock),
         runs=SqliteRunLog(path),
-        scheduler=LocalScheduler(path),
-        mailer=LocalOutbox(path, clock=clock),
+        mailer=SqliteOutbox(path, clock=clock),
+        clock=clock,
     )
 
 
+# One shared state per location, so a second factory call is a second view of it (as with a file).
+_MEMORY_STATES: dict[tuple[Path, int], tuple[Any, ...]] = {}
+
+
+def _memory(location: Path, clock: Callable[[], int]) -> EventsBackend:
+    key = (location, id(clock))
+    if key not in _MEMORY_STATES:
+        _MEMORY_STATES[key] = (
+            MemoryModuleStore(),
+            MemorySubscriptions(),
+            MemorySchedules(),
+            MemoryDeliveryStore(clock=clock),
+            MemoryRunLog(),
+            MemoryMailer(clock=clock),
+        )
+    modules, subscriptions, schedules, queue, runs, mailer = _MEMORY_STATES[key]
+    return EventsBackend(modules, subscriptions, schedules, queue, runs, mailer, clock)
+
+
 BACKEND_FACTORIES: dict[str, Callable[[Path, Callable[[], int]], EventsBackend]] = {
-    "local": _local,
+    "memory": _memory,
+    "sqlite": _sqlite,
 }
 
 

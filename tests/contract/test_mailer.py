@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from mcpdo.adapters.memory import MemoryMailer
-from mcpdo.adapters.outbox import LocalOutbox
+from mcpdo.adapters.sqlite_outbox import SqliteOutbox
 from mcpdo.errors import InputError
 from mcpdo.ports import Mailer
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 
 MAILERS: dict[str, Callable[[Path], Mailer]] = {
     "memory": lambda path: MemoryMailer(),
-    "outbox": lambda path: LocalOutbox(path / "outbox.db"),
+    "outbox": lambda path: SqliteOutbox(path / "outbox.db"),
 }
 
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from mcpdo.delivery import SCHEDULE_EVENT_TYPE, Deliveries, HandlerFailed, HandlerOutcome
-from mcpdo.ports import DueSchedule, Event, HandlerRef, ScheduleEntry
+from mcpdo.events import SCHEDULE_EVENT_TYPE, Deliveries, HandlerFailed, HandlerOutcome
+from mcpdo.ports import Event, HandlerRef, ScheduleEntry
 from mcpdo.timeparse import utc_now
 
 from tests.contract.events_backends import (  # noqa: F401  (fixtures)
@@ -17,7 +17,7 @@ from tests.contract.events_backends import (  # noqa: F401  (fixtures)
     backend_fixture,
     clock_fixture,
 )
-from tests.contract.test_event_bus import LEASE, event, live
+from tests.contract.test_events import event, live
 
 pytestmark = pytest.mark.anyio
 
@@ -35,38 +35,46 @@ class Invocations:
 
 
 def deliveries(backend: EventsBackend, invoke: Any) -> Deliveries:
-    return Deliveries(backend.bus, backend.scheduler, invoke, backend.runs, backend.mailer)
+    return Deliveries(
+        backend.queue,
+        backend.publisher,
+        invoke,
+        backend.runs,
+        subscriptions=backend.subscriptions,
+        schedules=backend.schedules,
+        mailer=backend.mailer,
+    )
 
 
 async def test_a_delivered_event_runs_its_handler_once_completes_and_records_the_run(backend: EventsBackend) -> None:
     [handler] = await live(backend, "Order.created")
     sent = event()
-    await backend.bus.publish(sent)
+    await backend.publisher.publish(sent)
     invoke = Invocations()
-    [claimed] = await backend.bus.claim_due(10, LEASE)
+    [claimed] = await backend.claim(10)
     run = await deliveries(backend, invoke).deliver(claimed)
     assert invoke.calls == [(handler, sent)]
     assert (run.status, run.event_id, run.attempt, run.logs[0]["message"]) == ("ok", sent.id, 1, "ran")
-    [done] = await backend.bus.deliveries(sent.id)
+    [done] = await backend.queue.deliveries(sent.id)
     assert done.status == "done"
     assert [r.id for r in await backend.runs.runs("acme")] == [run.id]
 
 
 async def test_a_handler_failure_that_cannot_be_retried_is_a_dead_letter_with_its_text(backend: EventsBackend) -> None:
     await live(backend, "Order.created")
-    await backend.bus.publish(event())
-    [claimed] = await backend.bus.claim_due(10, LEASE)
+    await backend.publisher.publish(event())
+    [claimed] = await backend.claim(10)
     run = await deliveries(backend, Invocations(HandlerFailed("owner revoked", retryable=False))).deliver(claimed)
     assert (run.status, run.error) == ("error", "owner revoked")
-    [dead] = await backend.bus.dead_letters()
+    [dead] = await backend.queue.dead_letters()
     assert (dead.id, dead.attempts, dead.last_error) == (claimed.id, 1, "owner revoked")
 
 
 async def test_email_send_without_a_handler_goes_to_the_mailer_once_per_event(backend: EventsBackend) -> None:
     sent = event("Email.send", data={"to": "ann@example.com", "subject": "Hi", "body": "Hello"})
-    await backend.bus.publish(sent)
+    await backend.publisher.publish(sent)
     invoke = Invocations()
-    [claimed] = await backend.bus.claim_due(10, LEASE)
+    [claimed] = await backend.claim(10)
     run = await deliveries(backend, invoke).deliver(claimed)
     assert run.status == "ok" and invoke.calls == []
     [mail] = await backend.mailer.list()
@@ -78,7 +86,7 @@ async def test_firing_a_schedule_slot_queues_one_delivery_to_exactly_its_handler
     entry = ScheduleEntry(handler, "0 9 * * *")
     slot = datetime(2026, 1, 5, 9, 0, tzinfo=utc_now().tzinfo)
     steps = deliveries(backend, Invocations())
-    fired = await steps.fire(DueSchedule(entry, slot))
-    again = await steps.fire(DueSchedule(entry, slot))
+    fired = await steps.fire(entry, slot)
+    again = await steps.fire(entry, slot)
     assert fired.id == again.id and fired.type == SCHEDULE_EVENT_TYPE
-    assert [(d.handler, d.status) for d in await backend.bus.deliveries(fired.id)] == [(handler, "pending")]
+    assert [(d.handler, d.status) for d in await backend.queue.deliveries(fired.id)] == [(handler, "pending")]

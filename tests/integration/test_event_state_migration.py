@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from mcpdo.adapters.local_bus import LocalEventBus
-from mcpdo.adapters.sqlite_modules import SqliteModuleStore
+from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
+from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
+from mcpdo.events import Publisher
 from mcpdo.ports import Event
 
 pytestmark = pytest.mark.anyio
@@ -46,11 +47,11 @@ def old_state_file(tmp_path: Path) -> Path:
 
 async def test_an_old_state_file_gains_the_depth_column_and_its_queued_events_are_depth_zero(tmp_path: Path) -> None:
     path = old_state_file(tmp_path)
-    modules = SqliteModuleStore(path)  # another adapter opening the file first migrates it too
-    bus = LocalEventBus(path)
-    second = LocalEventBus(path)  # opening a migrated file again changes nothing
+    subscriptions = SqliteSubscriptions(path)
+    bus = SqliteDeliveryStore(path)
+    second = SqliteDeliveryStore(path)  # opening a migrated file again changes nothing
     try:
-        [queued] = await bus.claim_due(10, 30)
+        [queued] = await bus.claim_due(10, 30, 4)
         assert (queued.id, queued.event.id, queued.event.depth) == ("del_old", "evt_old", 0)
         deep = Event(
             id="evt_deep",
@@ -62,11 +63,11 @@ async def test_an_old_state_file_gains_the_depth_column_and_its_queued_events_ar
             correlation_id="evt_old",
             depth=9,
         )
-        await second.publish(deep)
+        await Publisher(subscriptions, second).publish(deep)
         [dead] = await bus.dead_letters()
         assert dead.event == deep and dead.last_error is not None and "hop limit of 8" in dead.last_error
     finally:
-        for port in (bus, second, modules):
+        for port in (bus, second, subscriptions):
             await port.close()
     with sqlite3.connect(path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]

@@ -19,23 +19,26 @@ from typing import Any
 
 import anyio
 import pytest
-from mcpdo.adapters.local_bus import LocalEventBus
-from mcpdo.adapters.local_scheduler import LocalScheduler
-from mcpdo.adapters.outbox import LocalOutbox
+from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
 from mcpdo.adapters.sqlite_leases import SqliteLeases
 from mcpdo.adapters.sqlite_modules import SqliteModuleStore
+from mcpdo.adapters.sqlite_outbox import SqliteOutbox
 from mcpdo.adapters.sqlite_runs import SqliteRunLog
+from mcpdo.adapters.sqlite_schedules import SqliteSchedules
+from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
+from mcpdo.events import (
+    SCHEDULE_EVENT_TYPE,
+    Deliveries,
+    HandlerFailed,
+    HandlerOutcome,
+    Publisher,
+    RetryPolicy,
+    schedule_event,
+)
 from mcpdo.ids import new_id
 from mcpdo.ports import Event, HandlerRef, ScheduleEntry, StoredModule, Subscription
 from mcpdo.timeparse import format_iso, utc_now
-from mcpdo.worker import (
-    SCHEDULE_EVENT_TYPE,
-    HandlerFailed,
-    HandlerOutcome,
-    Step,
-    Worker,
-    schedule_event,
-)
+from mcpdo.worker import Step, Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -70,12 +73,17 @@ class Folder:
 
     path: Path
     modules: SqliteModuleStore
-    bus: LocalEventBus
+    subscriptions: SqliteSubscriptions
+    schedules: SqliteSchedules
+    queue: SqliteDeliveryStore
     runs: SqliteRunLog
-    scheduler: LocalScheduler
-    outbox: LocalOutbox
+    outbox: SqliteOutbox
+    publisher: Publisher = field(init=False)
     workers: list[Worker] = field(default_factory=list)
     leases: list[SqliteLeases] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.publisher = Publisher(self.subscriptions, self.queue)
 
     @classmethod
     def open(cls, path: Path) -> Folder:
@@ -83,32 +91,36 @@ class Folder:
         return cls(
             path=db,
             modules=SqliteModuleStore(db),
-            bus=LocalEventBus(db, backoff_base=BASE),
+            subscriptions=SqliteSubscriptions(db),
+            schedules=SqliteSchedules(db),
+            queue=SqliteDeliveryStore(db),
             runs=SqliteRunLog(db),
-            scheduler=LocalScheduler(db),
-            outbox=LocalOutbox(db),
+            outbox=SqliteOutbox(db),
         )
 
     def worker(self, invoke: Handlers, clock: Callable[[], datetime] = utc_now, **options: Any) -> Worker:
         leases = SqliteLeases(self.path)
         self.leases.append(leases)
-        worker = Worker(
-            self.bus,
-            self.scheduler,
-            leases,
+        deliveries = Deliveries(
+            self.queue,
+            self.publisher,
             invoke,
-            runs=self.runs,
+            self.runs,
+            subscriptions=self.subscriptions,
+            schedules=self.schedules,
             mailer=self.outbox,
+            policy=RetryPolicy(backoff_base=BASE),
             clock=clock,
-            **{**FAST, **options},
         )
+        worker = Worker(self.queue, self.schedules, leases, deliveries, clock=clock, **{**FAST, **options})
         self.workers.append(worker)
         return worker
 
     async def close(self) -> None:
         for worker in self.workers:
             await worker.stop()
-        for port in (self.modules, self.bus, self.runs, self.scheduler, self.outbox, *self.leases):
+        ports = (self.modules, self.subscriptions, self.schedules, self.queue, self.runs, self.outbox, *self.leases)
+        for port in ports:
             await port.close()
 
 
@@ -154,7 +166,9 @@ async def register(
         ref = HandlerRef(TENANT, MODULE, version, first_index + offset)
         entries.append(ScheduleEntry(ref, text))
         refs.append(ref)
-    await folder.modules.save(mod, subs, entries)
+    await folder.modules.save(mod)
+    await folder.subscriptions.sync(mod, subs)
+    await folder.schedules.sync(mod, entries)
     return refs
 
 
@@ -196,11 +210,11 @@ async def test_a_published_event_is_delivered_as_handler_data_and_event_and_its_
     worker = folder.worker(handlers)
     await worker.start()
     sent = event(data={"total": 42})
-    await folder.bus.publish(sent)
+    await folder.publisher.publish(sent)
     worker.notify()
 
     async def delivered() -> bool:
-        return [d.status for d in await folder.bus.deliveries(sent.id)] == ["done"]
+        return [d.status for d in await folder.queue.deliveries(sent.id)] == ["done"]
 
     await eventually(delivered)
     [(called_ref, called_event, _)] = handlers.calls
@@ -224,7 +238,7 @@ async def test_notify_wakes_the_dispatcher_without_waiting_for_the_poll(folder: 
     await leader_of([worker])
     await anyio.sleep(0.1)
     started = time.monotonic()
-    await folder.bus.publish(event())
+    await folder.publisher.publish(event())
     worker.notify()
 
     async def handled() -> bool:
@@ -249,7 +263,7 @@ async def test_handlers_run_concurrently_up_to_the_bound(folder: Folder) -> None
     worker = folder.worker(handlers, concurrency=3)
     await worker.start()
     for _ in range(7):
-        await folder.bus.publish(event())
+        await folder.publisher.publish(event())
     worker.notify()
 
     async def all_done() -> bool:
@@ -276,11 +290,11 @@ async def test_a_failing_handler_is_retried_with_back_off_then_dead_lettered_the
     worker = folder.worker(handlers)
     await worker.start()
     sent = event()
-    await folder.bus.publish(sent)
+    await folder.publisher.publish(sent)
     worker.notify()
 
     async def dead() -> bool:
-        return len(await folder.bus.dead_letters(TENANT)) == 1
+        return len(await folder.queue.dead_letters(TENANT)) == 1
 
     await eventually(dead)
     assert len(handlers.calls) == 4  # 1 attempt + 3 retries
@@ -288,7 +302,7 @@ async def test_a_failing_handler_is_retried_with_back_off_then_dead_lettered_the
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     for gap, wait in zip(gaps, (BASE, 2 * BASE, 4 * BASE), strict=True):
         assert gap >= wait * 0.9
-    [letter] = await folder.bus.dead_letters(TENANT)
+    [letter] = await folder.queue.dead_letters(TENANT)
     assert letter.last_error == "boom 4" and letter.handler == ref
     runs = await folder.runs.runs(TENANT)
     assert [r.status for r in runs] == ["error"] * 4
@@ -296,15 +310,15 @@ async def test_a_failing_handler_is_retried_with_back_off_then_dead_lettered_the
     assert runs[0].logs[0]["message"] == "attempt 4" and runs[0].error == "boom 4"
 
     healthy = True
-    await folder.bus.replay(letter.id)
+    await folder.queue.replay(letter.id)
     worker.notify()
 
     async def done() -> bool:
-        return [d.status for d in await folder.bus.deliveries(sent.id)] == ["done"]
+        return [d.status for d in await folder.queue.deliveries(sent.id)] == ["done"]
 
     await eventually(done)
     assert len(handlers.calls) == 5
-    assert await folder.bus.dead_letters() == []
+    assert await folder.queue.dead_letters() == []
 
 
 # -- idempotency -------------------------------------------------------------------------------------
@@ -319,15 +333,15 @@ async def test_a_completed_delivery_is_never_run_again_even_if_the_event_is_publ
     worker = folder.worker(handlers)
     await worker.start()
     sent = event()
-    await folder.bus.publish(sent)
-    await folder.bus.publish(sent)
+    await folder.publisher.publish(sent)
+    await folder.publisher.publish(sent)
     worker.notify()
 
     async def handled() -> bool:
         return len(handlers.calls) >= 1
 
     await eventually(handled)
-    await folder.bus.publish(sent)
+    await folder.publisher.publish(sent)
     worker.notify()
     await worker.stop()
 
@@ -362,7 +376,7 @@ async def test_only_the_lease_holder_dispatches_and_another_takes_over_when_it_s
         await leases.close()
         sent = [event() for _ in range(6)]
         for item in sent:
-            await first.bus.publish(item)
+            await first.publisher.publish(item)
         for worker in workers:
             worker.notify()
 
@@ -381,7 +395,7 @@ async def test_only_the_lease_holder_dispatches_and_another_takes_over_when_it_s
         await leader.stop()
         await eventually(lambda: _true(follower.is_leader), timeout=2.0)
         more = event()
-        await second.bus.publish(more)
+        await second.publisher.publish(more)
         follower.notify()
 
         async def taken_over() -> bool:
@@ -406,36 +420,38 @@ async def test_a_delivery_left_running_by_a_dead_process_is_run_again_once_its_l
 ) -> None:
     await register(folder, ["Order.created"])
     crashed, finished = event(), event()
-    await folder.bus.publish(crashed)
-    await folder.bus.publish(finished)
+    await folder.publisher.publish(crashed)
+    await folder.publisher.publish(finished)
     # The dead process: it held the worker lease, had claimed both, and completed only one.
     leases = SqliteLeases(folder.path)
     assert await leases.acquire("worker", "dead-process", ttl_seconds=0.3)
     await leases.close()
-    claimed = await folder.bus.claim_due(10, lease_seconds=120)
-    await folder.bus.complete(next(d for d in claimed if d.event.id == finished.id))
+    claimed = await folder.queue.claim_due(10, 120, RetryPolicy().max_attempts)
+    await folder.queue.complete(next(d for d in claimed if d.event.id == finished.id))
 
     handlers = Handlers()
     worker = folder.worker(handlers)
     await worker.start()
 
     async def recovered() -> bool:
-        return [d.status for d in await folder.bus.deliveries(crashed.id)] == ["done"]
+        return [d.status for d in await folder.queue.deliveries(crashed.id)] == ["done"]
 
     await eventually(recovered, timeout=3.0)
     assert handlers.event_ids() == [crashed.id]
-    [delivery] = await folder.bus.deliveries(crashed.id)
+    [delivery] = await folder.queue.deliveries(crashed.id)
     assert delivery.attempts == 2
 
 
 _CHILD = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from mcpdo.adapters.local_bus import LocalEventBus
-    from mcpdo.adapters.local_scheduler import LocalScheduler
+    from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
     from mcpdo.adapters.sqlite_leases import SqliteLeases
     from mcpdo.adapters.sqlite_runs import SqliteRunLog
-    from mcpdo.worker import HandlerOutcome, Worker
+    from mcpdo.adapters.sqlite_schedules import SqliteSchedules
+    from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
+    from mcpdo.events import Deliveries, HandlerOutcome, Publisher
+    from mcpdo.worker import Worker
 
     db, log = Path(sys.argv[1]), Path(sys.argv[2])
 
@@ -449,7 +465,10 @@ _CHILD = textwrap.dedent("""
         return HandlerOutcome()
 
     async def main():
-        worker = Worker(LocalEventBus(db), LocalScheduler(db), SqliteLeases(db), invoke, runs=SqliteRunLog(db),
+        queue, schedules, subscriptions = SqliteDeliveryStore(db), SqliteSchedules(db), SqliteSubscriptions(db)
+        deliveries = Deliveries(queue, Publisher(subscriptions, queue), invoke, SqliteRunLog(db),
+                                subscriptions=subscriptions, schedules=schedules)
+        worker = Worker(queue, schedules, SqliteLeases(db), deliveries,
                         concurrency=2, poll_interval=0.05, lease_ttl=1.0, renew_interval=0.2)
         await worker.start()
         await asyncio.sleep(120)
@@ -466,7 +485,7 @@ async def test_after_kill_9_every_accepted_event_is_delivered_and_completed_ones
     fast = [event(data={"slow": False}) for _ in range(3)]
     slow = [event(data={"slow": True}) for _ in range(2)]
     for item in fast + slow:
-        await folder.bus.publish(item)
+        await folder.publisher.publish(item)
     log = tmp_path / "child.log"
     log.touch()
     child = subprocess.Popen(
@@ -483,7 +502,7 @@ async def test_after_kill_9_every_accepted_event_is_delivered_and_completed_ones
 
         await eventually(busy, timeout=10.0)
         # Accepted while both of the child's slots are busy: it cannot have started it.
-        await folder.bus.publish(queued := event(data={"slow": False}))
+        await folder.publisher.publish(queued := event(data={"slow": False}))
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -496,7 +515,7 @@ async def test_after_kill_9_every_accepted_event_is_delivered_and_completed_ones
     expected = {e.id for e in slow} | {queued.id}
 
     async def all_delivered() -> bool:
-        statuses = [d.status for e in fast + slow + [queued] for d in await folder.bus.deliveries(e.id)]
+        statuses = [d.status for e in fast + slow + [queued] for d in await folder.queue.deliveries(e.id)]
         return statuses == ["done"] * 6
 
     await eventually(all_delivered, timeout=5.0)
@@ -540,7 +559,7 @@ async def test_a_schedule_fires_within_one_second_of_its_slot(folder: Folder) ->
 async def test_a_schedule_missed_during_downtime_fires_once_on_restart(folder: Folder) -> None:
     [ref] = await register(folder, schedules=["1m"])
     before = (utc_now() - timedelta(hours=1)).replace(second=5, microsecond=0)
-    assert await folder.scheduler.due(before) == []  # the last process saw it, then went down
+    assert await folder.schedules.due(before) == []  # the last process saw it, then went down
     now = (utc_now() + timedelta(minutes=30)).replace(second=10, microsecond=0)
     handlers = Handlers()
     worker = folder.worker(handlers, clock=shifted_clock(now))
@@ -555,11 +574,11 @@ async def test_a_schedule_missed_during_downtime_fires_once_on_restart(folder: F
 async def test_a_scheduled_slot_queued_twice_is_delivered_once(folder: Folder) -> None:
     await register(folder, schedules=["1m"])
     before = (utc_now() - timedelta(hours=1)).replace(second=5, microsecond=0)
-    await folder.scheduler.due(before)
+    await folder.schedules.due(before)
     now = utc_now().replace(second=10, microsecond=0) + timedelta(minutes=30)
-    [due] = await folder.scheduler.due(now)
+    [due] = await folder.schedules.due(now)
     # A process that queued the fire and died before recording it: the restart queues the same slot again.
-    await folder.bus.enqueue(schedule_event(due), due.entry.handler)
+    await folder.publisher.enqueue(schedule_event(due.entry, due.scheduled_time), due.entry.handler)
     handlers = Handlers()
     worker = folder.worker(handlers, clock=shifted_clock(now))
     assert await worker.run_once() == Step(leader=True, fired=1, delivered=1)
@@ -586,7 +605,7 @@ async def test_events_published_while_a_module_is_re_registered_run_exactly_once
         async def run() -> None:
             while not stop.is_set() or len(sent) < 40:
                 item = event()
-                await publisher.bus.publish(item)
+                await publisher.publisher.publish(item)
                 sent.append(item.id)
 
         asyncio.run(run())
@@ -618,7 +637,7 @@ async def test_email_send_without_a_user_handler_lands_in_the_outbox_once(folder
     worker = folder.worker(handlers)
     await worker.start()
     mail = event("Email.send", {"to": "alice@example.com", "subject": "Shipped", "body": "On its way"})
-    await folder.bus.publish(mail)
+    await folder.publisher.publish(mail)
     worker.notify()
 
     async def sent() -> bool:
@@ -635,14 +654,14 @@ async def test_email_send_without_a_user_handler_lands_in_the_outbox_once(folder
 async def test_an_email_without_a_recipient_is_dead_lettered_with_the_reason(folder: Folder) -> None:
     worker = folder.worker(Handlers())
     await worker.start()
-    await folder.bus.publish(event("Email.send", {"subject": "nobody"}))
+    await folder.publisher.publish(event("Email.send", {"subject": "nobody"}))
     worker.notify()
 
     async def dead() -> bool:
-        return len(await folder.bus.dead_letters()) == 1
+        return len(await folder.queue.dead_letters()) == 1
 
     await eventually(dead)
-    [letter] = await folder.bus.dead_letters()
+    [letter] = await folder.queue.dead_letters()
     assert letter.last_error is not None and "'to'" in letter.last_error
 
 

@@ -12,6 +12,9 @@ from typing import Any
 from mcpdo.errors import StoreError
 
 SqlFunction = tuple[str, int, Callable[..., Any]]
+Migration = tuple[str, str, str]
+"""A column added after its table first shipped: (table, column, definition). `CREATE TABLE IF NOT EXISTS`
+leaves an existing file's tables as they were, so each is added when missing; its DEFAULT fills old rows."""
 
 
 class SqliteDatabase:
@@ -27,6 +30,7 @@ class SqliteDatabase:
         what: str,
         schema: str,
         functions: Sequence[SqlFunction] = (),
+        migrations: Sequence[Migration] = (),
         connection: sqlite3.Connection | None = None,
     ) -> None:
         self.what = what
@@ -42,6 +46,19 @@ class SqliteDatabase:
             self._conn.executescript(schema)
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot open the {what} at {os.fspath(path)!r}: {exc}") from exc
+        if migrations:
+            self._migrate(migrations)
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        with self.transaction(immediate=False) as conn:
+            missing = [m for m in migrations if not _has_column(conn, m[0], m[1])]
+        if not missing:
+            return
+        # Several adapters (or processes) may open an old file at once: look again under the write lock.
+        with self.transaction() as conn:
+            for table, column, definition in missing:
+                if not _has_column(conn, table, column):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextmanager
     def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
@@ -76,3 +93,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with suppress(sqlite3.Error):  # the original error is the one worth reporting
             conn.execute("ROLLBACK")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))

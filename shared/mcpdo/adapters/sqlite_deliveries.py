@@ -1,18 +1,11 @@
-"""The local EventBus and RunLog on SQLite: a durable event log, one delivery row per (event, handler).
+"""The DeliveryStore on SQLite, polled by the local worker: events, and one delivery row per (event, handler).
 
-`publish` appends the event and fans it out to the live subscriptions in the same transaction, so an
-accepted event is never lost and always sees one consistent set of subscriptions. Deliveries are claimed
-with a lease: a dispatcher that dies mid-attempt leaves a `running` row whose lease expires, and the row is
-handed out again. A delivery marked `done` is never handed out again.
-
-Retries: a delivery gets `1 + max_retries` attempts (default 4). After the n-th failed attempt it waits
-`backoff_base * 2 ** (n - 1)` seconds; after the last one it is dead-lettered until replayed.
-
-Storms: an event deeper than `hop_limit` (handlers sending events that trigger handlers...) is stored, and
-its deliveries are written as dead letters in the same transaction, never run or retried; replaying one runs
-that hop once, and anything it sends is past the limit again. An event matching more than
-`max_deliveries_per_send` subscriptions is refused whole (LimitExceeded, nothing stored). Claims take turns
-across tenants, so one tenant's backlog cannot queue ahead of another tenant's work (see `claim_due`).
+`add` stores the event and its deliveries in one transaction, so an accepted event is never half-stored.
+Deliveries are claimed with a lease: a worker that dies mid-attempt leaves a `running` row whose lease
+expires, and the row is handed out again. A delivery marked `done` is never handed out again. Which
+handlers, when to retry and when to give up are the core's decisions (`mcpdo.events`); this stores them.
+Claims take turns across tenants, so one tenant's backlog cannot queue ahead of another tenant's work
+(see `_CLAIM_FAIR`).
 """
 
 from __future__ import annotations
@@ -21,27 +14,54 @@ import builtins
 import json
 import os
 import secrets
-from collections.abc import Callable, Mapping
+import sqlite3
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from mcpdo.adapters.sqlite_events_db import EventsDatabase
-from mcpdo.errors import Conflict, InputError, LimitExceeded, NotFound
-from mcpdo.ids import check_id, new_id
-from mcpdo.patterns import check_event_type, matches
-from mcpdo.ports import (
-    HOP_LIMIT,
-    MAILER_MODULE,
-    MAX_DELIVERIES_PER_SEND,
-    Delivery,
-    DeliveryStatus,
-    Event,
-    HandlerRef,
-)
+from mcpdo.adapters.sqlite_db import Migration, SqliteDatabase
+from mcpdo.errors import Conflict, InputError, NotFound
+from mcpdo.ids import new_id
+from mcpdo.ports import Delivery, DeliveryStatus, Event, HandlerRef
 from mcpdo.timeparse import format_iso, now_ms, to_epoch_ms
 
-MAX_ERROR_LENGTH = 4_000
-DEFAULT_FALLBACKS: Mapping[str, str] = {"Email.send": MAILER_MODULE}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id             TEXT    PRIMARY KEY,
+    tenant         TEXT    NOT NULL,
+    type           TEXT    NOT NULL,
+    data           TEXT    NOT NULL,  -- JSON
+    source         TEXT    NOT NULL,
+    time           TEXT    NOT NULL,
+    correlation_id TEXT    NOT NULL,
+    published_at   INTEGER NOT NULL,  -- epoch ms
+    depth          INTEGER NOT NULL DEFAULT 0  -- handler hops from a script or schedule fire (see MIGRATIONS)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id        TEXT    NOT NULL,
+    handler_id      TEXT    NOT NULL,  -- module_id#index
+    id              TEXT    NOT NULL UNIQUE,
+    tenant          TEXT    NOT NULL,
+    module_id       TEXT    NOT NULL,
+    version         INTEGER NOT NULL,
+    idx             INTEGER NOT NULL,
+    status          TEXT    NOT NULL,  -- pending | running | done | dead
+    attempts        INTEGER NOT NULL,  -- attempts started
+    next_attempt_at INTEGER NOT NULL,  -- epoch ms
+    lease_until     INTEGER,           -- epoch ms, while running
+    claim           TEXT,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (event_id, handler_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_tenant ON deliveries (tenant, status);
+-- Fair claiming: walk the tenants with pending work and take each one's oldest due deliveries by seeks.
+CREATE INDEX IF NOT EXISTS deliveries_fair ON deliveries (status, tenant, next_attempt_at, created_at);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (("events", "depth", "INTEGER NOT NULL DEFAULT 0"),)
 
 # Fair claiming. Each due delivery's turn is its rank within its tenant (oldest first) plus the tenant's
 # deliveries already in flight; the lowest turns win, ties going to the tenant served least recently
@@ -85,92 +105,28 @@ _DELIVERY_SELECT = (
 )
 
 
-class LocalEventBus:
-    """EventBus on the state database file (its own connection)."""
+class SqliteDeliveryStore:
+    """DeliveryQueue on the state database file (its own connection)."""
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        backoff_base: float = 1.0,
-        max_retries: int = 3,
-        clock: Callable[[], int] = now_ms,
-        fallbacks: Mapping[str, str] | None = None,
-        hop_limit: int = HOP_LIMIT,
-        max_deliveries_per_send: int = MAX_DELIVERIES_PER_SEND,
-    ) -> None:
-        if backoff_base < 0 or max_retries < 0 or hop_limit < 0:
-            raise ValueError("backoff_base, max_retries and hop_limit must not be negative")
-        if max_deliveries_per_send < 1:
-            raise ValueError("max_deliveries_per_send must be at least 1")
-        self._db = EventsDatabase(path, "event bus")
-        self._base_ms = backoff_base * 1000
-        self._max_attempts = max_retries + 1
-        self._hop_limit = hop_limit
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], int] = now_ms) -> None:
+        self._db = SqliteDatabase(path, what="delivery store", schema=SCHEMA, migrations=MIGRATIONS)
         # When each tenant was last served a claim (a claim counter): the tie-break of fair claiming.
         self._served: dict[str, int] = {}
         self._claims = 0
-        self._max_deliveries = max_deliveries_per_send
         self._clock = clock
-        # Event types delivered to a built-in handler when no user handler claims them.
-        self._fallbacks = dict(DEFAULT_FALLBACKS if fallbacks is None else fallbacks)
 
-    async def publish(self, event: Event) -> None:
-        """Append `event` and queue one delivery per live matching subscription; an already-known id is a no-op."""
+    async def add(self, event: Event, handlers: Sequence[HandlerRef], *, dead_error: str | None = None) -> bool:
+        """Store `event` with one delivery per handler (dead letters with `dead_error`), once per event id."""
         row = _event_row(event)
         now = self._clock()
         with self._db.transaction() as conn:
             if not _insert_event(conn, row, now):
-                return
-            subscriptions = conn.execute(
-                "SELECT module_id, version, idx, pattern FROM subscriptions WHERE tenant = ?", (event.tenant,)
-            ).fetchall()
-            targets: list[HandlerRef] = []
-            claimed = False
-            for module_id, version, idx, pattern in subscriptions:
-                if matches(pattern, event.type):
-                    targets.append(HandlerRef(event.tenant, module_id, version, idx))
-                    # `*` and `*.verb` observe events; exact and `Type.*` subscriptions take over delivery.
-                    claimed = claimed or not pattern.startswith("*")
-            fallback = self._fallbacks.get(event.type)
-            if fallback is not None and not claimed:
-                targets.append(HandlerRef(event.tenant, fallback, 0, 0))
-            if len(targets) > self._max_deliveries:
-                # Raised inside the transaction: the event row goes too, so nothing is half-published.
-                raise LimitExceeded(
-                    "deliveries",
-                    (
-                        f"send({event.type}) would make {len(targets)} deliveries, past the limit of "
-                        f"{self._max_deliveries} per send (MCPDO_MAX_DELIVERIES_PER_SEND); nothing was published. "
-                        f"Narrow the on() patterns that match {event.type}"
-                    ),
-                )
-            refused = self._too_deep(event)
-            for handler in targets:
-                _insert_delivery(conn, event, handler, now, dead_error=refused)
+                return False
+            for handler in handlers:
+                _insert_delivery(conn, event, handler, now, dead_error=dead_error)
+        return True
 
-    async def enqueue(self, event: Event, handler: HandlerRef) -> None:
-        """Append `event` (if new) with one delivery to exactly `handler`; repeating it changes nothing."""
-        if handler.tenant != event.tenant:
-            raise InputError(
-                f"Cannot deliver an event of tenant {event.tenant!r} to a handler of tenant {handler.tenant!r}"
-            )
-        row = _event_row(event)
-        now = self._clock()
-        with self._db.transaction() as conn:
-            _insert_event(conn, row, now)
-            _insert_delivery(conn, event, handler, now, dead_error=self._too_deep(event))
-
-    def _too_deep(self, event: Event) -> str | None:
-        """The dead-letter reason of an event past the hop limit, or None when it may be delivered."""
-        if event.depth <= self._hop_limit:
-            return None
-        return (
-            f"Event chain too deep: {event.type} reached depth {event.depth}, past the hop limit of "
-            f"{self._hop_limit} (MCPDO_EVENT_HOP_LIMIT); handlers that send events in a loop stop here"
-        )
-
-    async def claim_due(self, limit: int, lease_seconds: float) -> builtins.list[Delivery]:
+    async def claim_due(self, limit: int, lease_seconds: float, max_attempts: int) -> builtins.list[Delivery]:
         """Lease up to `limit` due deliveries (pending and due, or running with an expired lease), taking
         turns across tenants (see `_CLAIM_FAIR`)."""
         if limit <= 0:
@@ -194,7 +150,7 @@ class LocalEventBus:
                 "UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, updated_at = ?, "
                 "last_error = 'Attempt ' || attempts || ' was interrupted (its worker stopped) and no retry is "
                 "left' WHERE status = 'running' AND lease_until <= ? AND attempts >= ?",
-                (now, now, self._max_attempts),
+                (now, now, max_attempts),
             )
             candidates = conn.execute(_CLAIM_FAIR, {"now": now, "limit": limit}).fetchall()
             if not candidates:
@@ -225,31 +181,23 @@ class LocalEventBus:
                 (now, delivery.id),
             )
 
-    async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> None:
-        """Record the failure of the claimed attempt: retry after back-off, or dead-letter after the last one
-        (or at once when `retry` is False)."""
+    async def retry(self, delivery: Delivery, error: str, at: datetime) -> None:
+        """Record the failure of the claimed attempt; the delivery is due again at `at`."""
+        self._finish_claim(delivery, "pending", error, to_epoch_ms(at))
+
+    async def bury(self, delivery: Delivery, error: str) -> None:
+        """Record the failure of the claimed attempt and make the delivery a dead letter."""
+        self._finish_claim(delivery, "dead", error, None)
+
+    def _finish_claim(self, delivery: Delivery, status: DeliveryStatus, error: str, next_at: int | None) -> None:
+        # Only the claim that holds the delivery may settle it: after its lease expired another claim took over.
         now = self._clock()
-        error = error[:MAX_ERROR_LENGTH]
         with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT attempts FROM deliveries WHERE id = ? AND status = 'running' AND claim = ?",
-                (delivery.id, delivery.claim),
-            ).fetchone()
-            if row is None:
-                return  # the claim expired and someone else holds (or finished) the delivery now
-            attempts = int(row[0])
-            if attempts >= self._max_attempts or not retry:
-                conn.execute(
-                    "UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, "
-                    "last_error = ?, updated_at = ? WHERE id = ?",
-                    (error, now, delivery.id),
-                )
-                return
-            wait_ms = int(self._base_ms * 2 ** (attempts - 1))
             conn.execute(
-                "UPDATE deliveries SET status = 'pending', lease_until = NULL, claim = NULL, "
-                "next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                (now + wait_ms, error, now, delivery.id),
+                "UPDATE deliveries SET status = ?, lease_until = NULL, claim = NULL, last_error = ?, "
+                "next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? "
+                "WHERE id = ? AND status = 'running' AND claim = ?",
+                (status, error, next_at, now, delivery.id, delivery.claim),
             )
 
     async def requeue_running(self) -> int:
@@ -280,6 +228,12 @@ class LocalEventBus:
         with self._db.transaction(immediate=False) as conn:
             return _select_deliveries(conn, where, params)
 
+    async def dead_letter(self, delivery_id: str) -> Delivery | None:
+        """One dead letter by id, or None."""
+        with self._db.transaction(immediate=False) as conn:
+            found = _select_deliveries(conn, "d.id = ? AND d.status = 'dead'", (delivery_id,))
+        return found[0] if found else None
+
     async def replay(self, delivery_id: str, version: int | None = None) -> None:
         """Queue a dead letter again with its attempts reset, to module `version` when given."""
         now = self._clock()
@@ -309,18 +263,14 @@ class LocalEventBus:
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
-    check_id(event.id, "event id")
-    check_event_type(event.type)
     try:
         data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"Event {event.type} data must be JSON-serializable: {exc}") from exc
-    if isinstance(event.depth, bool) or not isinstance(event.depth, int) or event.depth < 0:
-        raise InputError(f"Event {event.type} depth must be a non-negative integer, got {event.depth!r}")
     return (event.id, event.tenant, event.type, data, event.source, event.time, event.correlation_id, event.depth)
 
 
-def _insert_event(conn: Any, row: tuple[Any, ...], now: int) -> bool:
+def _insert_event(conn: sqlite3.Connection, row: tuple[Any, ...], now: int) -> bool:
     cursor = conn.execute(
         "INSERT OR IGNORE INTO events (id, tenant, type, data, source, time, correlation_id, depth, published_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -329,7 +279,9 @@ def _insert_event(conn: Any, row: tuple[Any, ...], now: int) -> bool:
     return bool(cursor.rowcount)
 
 
-def _insert_delivery(conn: Any, event: Event, handler: HandlerRef, now: int, *, dead_error: str | None = None) -> None:
+def _insert_delivery(
+    conn: sqlite3.Connection, event: Event, handler: HandlerRef, now: int, *, dead_error: str | None = None
+) -> None:
     """Queue one delivery, or with `dead_error` write it straight to the dead letters (0 attempts)."""
     conn.execute(
         "INSERT OR IGNORE INTO deliveries (event_id, handler_id, id, tenant, module_id, version, idx, status, "
@@ -352,7 +304,7 @@ def _insert_delivery(conn: Any, event: Event, handler: HandlerRef, now: int, *, 
     )
 
 
-def _select_deliveries(conn: Any, where: str, params: tuple[Any, ...]) -> builtins.list[Delivery]:
+def _select_deliveries(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> builtins.list[Delivery]:
     rows = conn.execute(f"{_DELIVERY_SELECT} WHERE {where} ORDER BY d.created_at, d.id", params).fetchall()
     out: builtins.list[Delivery] = []
     for (

@@ -6,14 +6,22 @@ import os
 import time
 from collections.abc import Callable
 
-from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.adapters.sqlite_db import SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    name       TEXT    PRIMARY KEY,
+    owner      TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL  -- epoch ms
+);
+"""
 
 
 class SqliteLeases:
     """Named leases in the state database: one owner at a time, until it releases or stops renewing."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
-        self._db = EventsDatabase(path, "lease store")
+        self._db = SqliteDatabase(path, what="lease store", schema=SCHEMA)
         self._clock = clock
 
     async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:

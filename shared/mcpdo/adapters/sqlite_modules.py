@@ -1,9 +1,4 @@
-"""ModuleStore on SQLite: module versions, and the live subscriptions and schedules of each module.
-
-A save writes the new version and swaps the module's subscriptions and schedules in one transaction, and
-the local event bus reads the subscriptions inside its own publish transaction, so an event published
-while a module is re-registered goes to the old handlers or to the new ones, never to both or neither.
-"""
+"""ModuleStore on SQLite: every registered version of every module, per tenant."""
 
 from __future__ import annotations
 
@@ -12,11 +7,25 @@ import json
 import os
 from typing import Any
 
-from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.adapters.sqlite_db import SqliteDatabase
 from mcpdo.errors import Conflict, InputError
-from mcpdo.patterns import validate_pattern
-from mcpdo.ports import HandlerRef, ScheduleEntry, StoredModule, Subscription
-from mcpdo.schedules import parse_schedule
+from mcpdo.ports import StoredModule
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS modules (
+    tenant     TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    type       TEXT,
+    source     TEXT    NOT NULL,
+    code       TEXT    NOT NULL,
+    owner      TEXT    NOT NULL,  -- JSON object
+    exports    TEXT    NOT NULL,  -- JSON array of names
+    metadata   TEXT    NOT NULL,  -- JSON object
+    created_at TEXT    NOT NULL,  -- ISO-8601
+    PRIMARY KEY (tenant, id, version)
+);
+"""
 
 _COLUMNS = "tenant, id, version, type, source, code, owner, exports, metadata, created_at"
 
@@ -25,25 +34,11 @@ class SqliteModuleStore:
     """Registered modules in the state database file (its own connection)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = EventsDatabase(path, "module store")
+        self._db = SqliteDatabase(path, what="module store", schema=SCHEMA)
 
-    async def save(
-        self, module: StoredModule, subscriptions: builtins.list[Subscription], schedules: builtins.list[ScheduleEntry]
-    ) -> None:
-        """Store a new version and replace the module's live subscriptions and schedules, in one transaction."""
+    async def save(self, module: StoredModule) -> None:
+        """Store a new version; Conflict when that version or a later one exists."""
         _check_version(module.version)
-        for sub in subscriptions:
-            _check_handler(module, sub.handler, "subscription")
-            validate_pattern(sub.pattern)
-        for entry in schedules:
-            _check_handler(module, entry.handler, "schedule")
-            parse_schedule(entry.schedule)
-        for what, refs in (
-            ("subscription", [s.handler.index for s in subscriptions]),
-            ("schedule", [e.handler.index for e in schedules]),
-        ):
-            if len(set(refs)) != len(refs):
-                raise InputError(f"Module {module.id}: two {what}s share a handler index")
         row = (
             module.tenant,
             module.id,
@@ -69,16 +64,6 @@ class SqliteModuleStore:
             if latest is not None and module.version < latest:
                 raise Conflict(f"Module {module.id} version {module.version} is older than the latest version {latest}")
             conn.execute(f"INSERT INTO modules ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-            for table in ("subscriptions", "schedules"):
-                conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND module_id = ?", (module.tenant, module.id))
-            conn.executemany(
-                "INSERT INTO subscriptions (tenant, module_id, version, idx, pattern) VALUES (?, ?, ?, ?, ?)",
-                [(module.tenant, module.id, module.version, s.handler.index, s.pattern) for s in subscriptions],
-            )
-            conn.executemany(
-                "INSERT INTO schedules (tenant, module_id, version, idx, schedule) VALUES (?, ?, ?, ?, ?)",
-                [(module.tenant, module.id, module.version, e.handler.index, e.schedule) for e in schedules],
-            )
 
     async def get(self, tenant: str, id: str, version: int | None = None) -> StoredModule | None:
         """One version of a module (the latest when `version` is None), or None."""
@@ -112,26 +97,6 @@ class SqliteModuleStore:
             ).fetchall()
         return [_module(row) for row in rows]
 
-    async def subscriptions(self, tenant: str) -> builtins.list[Subscription]:
-        """The live subscriptions of `tenant`, by module and handler index."""
-        with self._db.transaction(immediate=False) as conn:
-            rows = conn.execute(
-                "SELECT tenant, module_id, version, idx, pattern FROM subscriptions "
-                "WHERE tenant = ? ORDER BY module_id, idx",
-                (tenant,),
-            ).fetchall()
-        return [Subscription(HandlerRef(row[0], row[1], row[2], row[3]), row[4]) for row in rows]
-
-    async def schedules(self, tenant: str | None = None) -> builtins.list[ScheduleEntry]:
-        """The live schedules of `tenant` (of every tenant when None)."""
-        sql = "SELECT tenant, module_id, version, idx, schedule FROM schedules"
-        params: tuple[str, ...] = ()
-        if tenant is not None:
-            sql, params = sql + " WHERE tenant = ?", (tenant,)
-        with self._db.transaction(immediate=False) as conn:
-            rows = conn.execute(sql + " ORDER BY tenant, module_id, idx", params).fetchall()
-        return [ScheduleEntry(HandlerRef(row[0], row[1], row[2], row[3]), row[4]) for row in rows]
-
     async def close(self) -> None:
         """Release the connection."""
         self._db.close()
@@ -140,14 +105,6 @@ class SqliteModuleStore:
 def _check_version(version: object) -> None:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise InputError(f"A module version must be a positive integer, got {version!r}")
-
-
-def _check_handler(module: StoredModule, ref: HandlerRef, what: str) -> None:
-    if (ref.tenant, ref.module_id, ref.version) != (module.tenant, module.id, module.version):
-        raise InputError(
-            f"A {what} of module {module.id} version {module.version} (tenant {module.tenant}) points at "
-            f"{ref.module_id} version {ref.version} (tenant {ref.tenant})"
-        )
 
 
 def _dumps(value: Any) -> str:

@@ -12,17 +12,26 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.adapters.sqlite_db import SqliteDatabase
 from mcpdo.errors import InputError
 from mcpdo.mail import checked_message, listed
 from mcpdo.timeparse import format_iso, now_ms
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    key     TEXT    NOT NULL UNIQUE,
+    message TEXT    NOT NULL,  -- JSON object
+    sent_at INTEGER NOT NULL   -- epoch ms
+);
+"""
 
-class LocalOutbox:
+
+class SqliteOutbox:
     """Mailer that keeps messages in the outbox table (its own connection)."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], int] = now_ms) -> None:
-        self._db = EventsDatabase(path, "outbox")
+        self._db = SqliteDatabase(path, what="outbox", schema=SCHEMA)
         self._clock = clock
 
     async def send(self, message: dict[str, Any], idempotency_key: str) -> None:

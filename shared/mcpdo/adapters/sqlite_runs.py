@@ -7,16 +7,37 @@ import json
 import os
 from typing import cast
 
-from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.adapters.sqlite_db import SqliteDatabase
 from mcpdo.errors import InputError
 from mcpdo.ports import HandlerRef, Run
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT    NOT NULL UNIQUE,
+    tenant      TEXT    NOT NULL,
+    module_id   TEXT    NOT NULL,
+    version     INTEGER NOT NULL,
+    idx         INTEGER NOT NULL,
+    status      TEXT    NOT NULL,  -- ok | error
+    event_id    TEXT,
+    event_type  TEXT,
+    schedule    TEXT,
+    attempt     INTEGER NOT NULL,
+    logs        TEXT    NOT NULL,  -- JSON array of {level, message, timestamp}
+    error       TEXT,
+    started_at  TEXT    NOT NULL,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, seq);
+"""
 
 
 class SqliteRunLog:
     """RunLog on the state database file: the latest `keep` runs are kept."""
 
     def __init__(self, path: str | os.PathLike[str], *, keep: int = 10_000) -> None:
-        self._db = EventsDatabase(path, "runs log")
+        self._db = SqliteDatabase(path, what="runs log", schema=SCHEMA)
         self._keep = keep
         self._since_prune = 0
 

@@ -1,10 +1,11 @@
-"""The local Scheduler: fire times of the live `every()` schedules, kept in the state database.
+"""The local cron table: the live `every()` schedules and their fire times, in the state database.
 
-Each live schedule has a state row (next fire time, last slot fired). `due(now)` first reconciles the
-state with the live schedules: a new schedule (or one whose text changed) starts from `now`, a schedule
-re-registered unchanged keeps its next fire time (now run by the new version's handler), and a removed one
-loses its state and stops firing. A schedule whose next fire time passed while nothing ran (downtime) is
-due once, for its latest missed slot; after `mark_fired` it resumes its normal cadence.
+`sync` replaces a module's schedules in one transaction. Each live schedule has a state row (next fire
+time, last slot fired). `due(now)` first reconciles the state with the live schedules: a new schedule (or
+one whose text changed) starts from `now`, a schedule re-registered unchanged keeps its next fire time (now
+run by the new version's handler), and a removed one loses its state and stops firing. A schedule whose
+next fire time passed while nothing ran (downtime) is due once, for its latest missed slot; after
+`mark_fired` it resumes its normal cadence.
 """
 
 from __future__ import annotations
@@ -14,21 +15,61 @@ import os
 import sqlite3
 from datetime import UTC, datetime
 
-from mcpdo.adapters.sqlite_events_db import EventsDatabase
+from mcpdo.adapters.sqlite_db import SqliteDatabase
 from mcpdo.errors import InputError
-from mcpdo.ports import DueSchedule, HandlerRef, ScheduleEntry
+from mcpdo.ports import DueSchedule, HandlerRef, ScheduleEntry, StoredModule
 from mcpdo.schedules import Schedule, parse_schedule
 from mcpdo.timeparse import from_epoch_ms, to_epoch_ms
 
-_Key = tuple[str, str, int]
+SCHEMA = """
+-- The live schedules: only the latest version's of each module, replaced together by `sync`.
+CREATE TABLE IF NOT EXISTS schedules (
+    tenant    TEXT    NOT NULL,
+    module_id TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    idx       INTEGER NOT NULL,
+    schedule  TEXT    NOT NULL,
+    PRIMARY KEY (tenant, module_id, idx)
+);
+CREATE TABLE IF NOT EXISTS schedule_state (
+    tenant     TEXT    NOT NULL,
+    module_id  TEXT    NOT NULL,
+    idx        INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    schedule   TEXT    NOT NULL,
+    next_fire  INTEGER NOT NULL,  -- epoch ms
+    last_fired INTEGER,           -- epoch ms of the slot last fired
+    PRIMARY KEY (tenant, module_id, idx)
+);
+"""
 
 
-class LocalScheduler:
-    """Scheduler on the state database file (its own connection); reads the module store's live schedules."""
+class SqliteSchedules:
+    """CronTable on the state database file (its own connection)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = EventsDatabase(path, "scheduler")
+        self._db = SqliteDatabase(path, what="schedule table", schema=SCHEMA)
         self._parsed: dict[str, Schedule | None] = {}
+
+    async def sync(self, module: StoredModule, schedules: builtins.list[ScheduleEntry]) -> None:
+        """Replace the live schedules of `module` with `schedules`, in one transaction (the fire times follow
+        at the next `due`)."""
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM schedules WHERE tenant = ? AND module_id = ?", (module.tenant, module.id))
+            conn.executemany(
+                "INSERT INTO schedules (tenant, module_id, version, idx, schedule) VALUES (?, ?, ?, ?, ?)",
+                [(module.tenant, module.id, e.handler.version, e.handler.index, e.schedule) for e in schedules],
+            )
+
+    async def list(self, tenant: str | None = None) -> builtins.list[ScheduleEntry]:
+        """The live schedules of `tenant` (of every tenant when None)."""
+        sql = "SELECT tenant, module_id, version, idx, schedule FROM schedules"
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            sql, params = sql + " WHERE tenant = ?", (tenant,)
+        with self._db.transaction(immediate=False) as conn:
+            rows = conn.execute(sql + " ORDER BY tenant, module_id, idx", params).fetchall()
+        return [ScheduleEntry(HandlerRef(row[0], row[1], row[2], row[3]), row[4]) for row in rows]
 
     async def due(self, now: datetime) -> builtins.list[DueSchedule]:
         """The schedules due at `now`, each once, for its latest slot at or before `now`."""
@@ -112,7 +153,7 @@ class LocalScheduler:
             )
 
     async def next_fire(self, entry: ScheduleEntry) -> datetime | None:
-        """The next fire time the scheduler holds for `entry`, or None before it has seen the entry."""
+        """The next fire time held for `entry`, or None before the cron loop has seen the entry."""
         ref = entry.handler
         with self._db.transaction(immediate=False) as conn:
             row = conn.execute(

@@ -1,6 +1,10 @@
 """Delivering events: the core step that the local worker loop, and an events function in the cloud, both
 call. One delivery is one run of one handler (or of the built-in mailer for `Email.send`), recorded in the
-runs log, completed, retried with back-off or dead-lettered through the event bus.
+runs log, then completed, retried with back-off or dead-lettered in the delivery store.
+
+Retries: a delivery gets `1 + max_retries` attempts (default 4). After the n-th failed attempt it waits
+`backoff_base * 2 ** (n - 1)` seconds; after the last one (or at once, for a failure no retry can fix, such
+as a revoked owner) it is a dead letter until replayed. A replay runs the live version of the handler.
 
 A schedule fire is an event delivered to exactly the scheduled handler, so it shares the retries, dead
 letters and runs log of ordinary deliveries::
@@ -19,26 +23,28 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from mcpdo.errors import McpdoError, NotConfigured
+from mcpdo.errors import Conflict, McpdoError, NotConfigured
+from mcpdo.events.routing import MAILER_MODULE, Publisher
 from mcpdo.ids import new_id
 from mcpdo.ports import (
-    MAILER_MODULE,
     Delivery,
-    DueSchedule,
+    DeliveryStore,
     Event,
-    EventBus,
     HandlerRef,
     Mailer,
     Run,
     RunLog,
-    Scheduler,
+    ScheduleEntry,
+    ScheduleSync,
+    SubscriptionSync,
 )
 from mcpdo.timeparse import format_iso, utc_now
 
 SCHEDULE_EVENT_TYPE = "Schedule.fired"
+MAX_ERROR_LENGTH = 4_000
 
 log = logging.getLogger("mcpdo.delivery")
 
@@ -64,18 +70,40 @@ class HandlerFailed(Exception):
 Invoke = Callable[[HandlerRef, Event], Awaitable[HandlerOutcome]]
 
 
-def schedule_event(due: DueSchedule, now: datetime | None = None) -> Event:
-    """The event that fires `due`: same handler and slot, same id."""
-    ref = due.entry.handler
-    slot = format_iso(due.scheduled_time)
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how soon a failed delivery is tried again (settings MCPDO_RETRY_BASE_SECONDS)."""
+
+    max_retries: int = 3
+    backoff_base: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.backoff_base < 0 or self.max_retries < 0:
+            raise ValueError("backoff_base and max_retries must not be negative")
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    def delay(self, attempts: int) -> timedelta | None:
+        """The wait before the next attempt after `attempts` failed ones, or None when none is left."""
+        if attempts >= self.max_attempts:
+            return None
+        return timedelta(seconds=self.backoff_base * 2 ** (max(attempts, 1) - 1))
+
+
+def schedule_event(entry: ScheduleEntry, slot_time: datetime, now: datetime | None = None) -> Event:
+    """The event that fires one slot of `entry`: same handler and slot, same id."""
+    ref = entry.handler
+    slot = format_iso(slot_time)
     digest = hashlib.sha256(
-        "\n".join((ref.tenant, ref.module_id, str(ref.index), due.entry.schedule, slot)).encode()
+        "\n".join((ref.tenant, ref.module_id, str(ref.index), entry.schedule, slot)).encode()
     ).hexdigest()[:32]
     event_id = f"sch_{digest}"
     return Event(
         id=event_id,
         type=SCHEDULE_EVENT_TYPE,
-        data={"schedule": due.entry.schedule, "scheduledTime": slot},
+        data={"schedule": entry.schedule, "scheduledTime": slot},
         source=f"schedule:{ref.handler_id}",
         time=format_iso(now or utc_now()),
         tenant=ref.tenant,
@@ -84,38 +112,73 @@ def schedule_event(due: DueSchedule, now: datetime | None = None) -> Event:
 
 
 class Deliveries:
-    """Runs deliveries and fires schedules over the ports; holds no state of its own."""
+    """Runs deliveries, fires schedule slots and replays dead letters over the ports; no state of its own."""
 
     def __init__(
         self,
-        bus: EventBus,
-        scheduler: Scheduler,
+        store: DeliveryStore,
+        publisher: Publisher,
         invoke: Invoke,
         runs: RunLog,
+        *,
+        subscriptions: SubscriptionSync,
+        schedules: ScheduleSync,
         mailer: Mailer | None = None,
+        policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._bus = bus
-        self._scheduler = scheduler
+        self._store = store
+        self._publisher = publisher
         self._invoke = invoke
         self._runs = runs
+        self._subscriptions = subscriptions
+        self._schedules = schedules
         self._mailer = mailer
+        self.policy = policy
         self._clock = clock
 
-    async def fire_due(self) -> int:
-        """Queue one delivery for each schedule whose slot has come; how many fired."""
-        fired = 0
-        for due in await self._scheduler.due(self._clock()):
-            await self.fire(due)
-            fired += 1
-        return fired
-
-    async def fire(self, due: DueSchedule) -> Event:
-        """Queue the delivery of one schedule slot to its handler and record the slot as fired."""
-        event = schedule_event(due, self._clock())
-        await self._bus.enqueue(event, due.entry.handler)
-        await self._scheduler.mark_fired(due.entry, due.scheduled_time)
+    async def fire(self, entry: ScheduleEntry, slot_time: datetime) -> Event:
+        """Queue the delivery of one slot of a schedule to its handler; firing a slot again changes nothing."""
+        event = schedule_event(entry, slot_time, self._clock())
+        await self._publisher.enqueue(event, entry.handler)
         return event
+
+    async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> None:
+        """Record a failed attempt of a claimed delivery: due again after its back-off, or a dead letter after
+        the last attempt (at once when `retry` is False)."""
+        error = error[:MAX_ERROR_LENGTH]
+        wait = self.policy.delay(delivery.attempts) if retry else None
+        if wait is None:
+            await self._store.bury(delivery, error)
+        else:
+            await self._store.retry(delivery, error, self._clock() + wait)
+
+    async def replay(self, delivery_id: str) -> None:
+        """Queue a dead letter again with fresh retries, to the live version of its handler."""
+        dead = await self._store.dead_letter(delivery_id)
+        # Unknown ids and live deliveries are refused by the store, naming which it is.
+        version = None if dead is None else await self._live_version(dead)
+        await self._store.replay(delivery_id, version)
+
+    async def _live_version(self, delivery: Delivery) -> int | None:
+        """The module version a replay runs: the live one whose handler at the same index still takes the
+        event (None: the built-in mailer, which has no versions). Conflict when none does."""
+        ref = delivery.handler
+        if ref.module_id == MAILER_MODULE:
+            return None
+        event = delivery.event
+        if event.type == SCHEDULE_EVENT_TYPE:
+            live = [entry.handler for entry in await self._schedules.list(ref.tenant)]
+        else:
+            live = [s.handler for s in await self._subscriptions.matching(ref.tenant, event.type)]
+        for handler in live:
+            if handler.module_id == ref.module_id and handler.index == ref.index:
+                return handler.version
+        raise Conflict(
+            f"Cannot replay {delivery.id}: the live version of {ref.module_id} has no handler "
+            f"#{ref.index} for {event.type} (the module was registered again without it); the dead "
+            f"letter stays"
+        )
 
     async def deliver(self, delivery: Delivery) -> Run:
         """Run one claimed delivery: the built-in mailer or the handler; then complete it, or schedule its
@@ -139,9 +202,9 @@ class Deliveries:
         duration_ms = int((time.monotonic() - t0) * 1000)
         try:
             if error is None:
-                await self._bus.complete(delivery)
+                await self._store.complete(delivery)
             else:
-                await self._bus.fail(delivery, error, retry=retry)
+                await self.fail(delivery, error, retry=retry)
         except Exception:
             log.exception("cannot record the outcome of delivery %s", delivery.id)
         event = delivery.event
