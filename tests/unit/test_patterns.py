@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mcpdo.errors import InputError
-from mcpdo.patterns import check_event_type, matches, to_eventbridge, validate_pattern
+from mcpdo.patterns import candidates, check_event_type, matches, to_eventbridge, validate_pattern
 
 
 @pytest.mark.parametrize(
@@ -91,3 +93,26 @@ def test_patterns_map_to_eventbridge_prefix_and_suffix_matches() -> None:
     assert to_eventbridge("Order.*") == {"detail-type": [{"prefix": "Order."}]}
     assert to_eventbridge("*.created") == {"detail-type": [{"suffix": ".created"}]}
     assert to_eventbridge("*") == {"detail-type": [{"prefix": ""}]}
+
+
+_segment = st.text(alphabet="abAB01_-", min_size=1, max_size=3)
+_type = st.lists(_segment, min_size=2, max_size=4).map(".".join)
+_pattern = st.one_of(
+    _type,
+    st.lists(_segment, min_size=1, max_size=3).map(lambda parts: ".".join(parts) + ".*"),
+    st.lists(_segment, min_size=1, max_size=3).map(lambda parts: "*." + ".".join(parts)),
+    st.just("*"),
+)
+
+
+@given(pattern=_pattern, event_type=_type)
+def test_a_pattern_matches_an_event_type_exactly_when_it_is_among_its_candidates(pattern: str, event_type: str) -> None:
+    # Indexed lookups (SQLite, DynamoDB) find subscriptions by candidate; it must agree with `matches`.
+    validate_pattern(pattern)
+    assert matches(pattern, event_type) == (pattern in candidates(event_type))
+
+
+def test_the_candidates_of_a_three_segment_type_are_its_prefixes_suffixes_and_the_wildcard() -> None:
+    assert sorted(candidates("Order.item.added")) == sorted(
+        ["Order.item.added", "Order.*", "Order.item.*", "*.item.added", "*.added", "*"]
+    )
