@@ -304,7 +304,8 @@ class Execution {
       throw new Error(`${name}(): arguments must be JSON`)
     }
     if (!Array.isArray(args)) throw new Error(`${name}(): arguments must be a list`)
-    const problem = valueProblem(args, this.limits.max_value_depth, `${name}() arguments`, 'arguments')
+    // The argument list is not a level of its own: each argument may nest as deep as a result may.
+    const problem = valueProblem(args, this.limits.max_value_depth, `${name}() arguments`, 'arguments', -1)
     if (problem) throw new Error(problem)
     const id = nextCallId++
     const deferred = this.inst.ctx.newPromise()

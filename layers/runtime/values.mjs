@@ -18,8 +18,8 @@ function describePath(entry, root) {
  * The first problem of a parsed JSON `value` as a sentence, or null. `subject` starts the sentence
  * ("Result", "db.create() arguments"); `root` starts the path to the bad string ("result", "arguments").
  */
-export function valueProblem(value, maxDepth, subject, root) {
-  const stack = [{ v: value, depth: 0, parent: null, key: null }]
+export function valueProblem(value, maxDepth, subject, root, startDepth = 0) {
+  const stack = [{ v: value, depth: startDepth, parent: null, key: null }]
   while (stack.length) {
     const entry = stack.pop()
     const v = entry.v

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -20,6 +21,8 @@ from mcpdo.errors import (
     ScriptRuntimeError,
     ScriptSyntaxError,
 )
+from mcpdo.execution import user_view
+from mcpdo.identity import KNOWN_ROLES, READ_ACTIONS, WRITE_ACTIONS, Identity
 from mcpdo.sandbox import ExecutionRequest, Limits, Sandbox
 from mcpdo.sdk.calls import CONDITIONAL_WRITE_CALLS, WRITE_CALLS
 
@@ -481,3 +484,17 @@ async def test_an_uncaught_refusal_ends_as_the_hosts_error_and_a_forged_one_stay
     with pytest.raises(ScriptRuntimeError) as thrown:
         await run(sandbox, forged)
     assert thrown.value.message == "Permission denied: delete Everything"
+
+
+async def test_user_can_in_the_guest_answers_exactly_what_the_host_decides_for_every_role(sandbox: Sandbox) -> None:
+    # The guest answers from the grants the host sends; this pins its reading of them to the host's.
+    actions = [*READ_ACTIONS, *WRITE_ACTIONS, "admin", "register", "*", "frobnicate"]
+    resources = ["Order", "*", "stripe", ""]
+    pairs = [[action, resource] for action in actions for resource in resources]
+    identities = [Identity.anonymous("t")] + [
+        Identity.for_roles(id="k", tenant="t", auth_type="apiKey", roles=(role,)) for role in (*KNOWN_ROLES, "nobody")
+    ]
+    for identity in identities:
+        code = f"{json.dumps(pairs)}.map(([a, r]) => user.can(a, r))"
+        result = await run(sandbox, code, user=user_view(identity))
+        assert result.value == [identity.can(action, resource) for action, resource in pairs], identity.roles

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from mcpdo.errors import LimitExceeded, McpdoError, ScriptRuntimeError
+from mcpdo.inputs import MAX_VALUE_DEPTH
 from mcpdo.sandbox import ExecutionRequest, ExecutionResult, Limits, Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -96,6 +97,17 @@ async def test_protocol_looking_text_in_every_guest_string_reaches_the_host_exac
     assert all(name != "Pwned" and args[:1] != ["Pwned"] for name, args in host.calls)
     assert sandbox.processes[0].pid == pid
     await assert_bystander_served(sandbox)
+
+
+async def test_an_argument_and_a_result_may_each_nest_exactly_as_deep_as_record_data(sandbox: Sandbox) -> None:
+    # One depth rule (record data's): the argument list around a value is not a level of its own.
+    nest = "let v: any = 1\nfor (let i = 0; i < {n}; i++) v = [v]\n"
+    host = Host(answer=True)
+    assert (await run(sandbox, nest.format(n=MAX_VALUE_DEPTH) + "await db.create('Deep', v)", host)).value is True
+    assert host.calls and host.calls[0][0] == "db.create"
+    assert (await run(sandbox, nest.format(n=MAX_VALUE_DEPTH) + "v")).value is not None
+    too_deep = await failure(sandbox, nest.format(n=MAX_VALUE_DEPTH + 1) + "await db.create('Deep', v)")
+    assert f"db.create() arguments: nested more than {MAX_VALUE_DEPTH} levels deep" in too_deep.message
 
 
 async def test_an_uncaught_error_with_protocol_text_is_reported_as_that_text(sandbox: Sandbox) -> None:

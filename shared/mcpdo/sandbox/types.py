@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcpdo.errors import LimitExceeded
+from mcpdo.inputs import MAX_VALUE_DEPTH
 
 # The host side of every SDK call: (name such as "db.create", JSON arguments) -> JSON value.
 # It raises an McpdoError subclass to make the call throw inside the script with that message.
@@ -24,9 +25,9 @@ class Limits:
     max_sdk_calls: int = 1_000
     max_log_bytes: int = 256 * 1024
     # Every value crossing the bridge (call arguments, results): its JSON size and its nesting of arrays and
-    # objects, checked in the runner before the host decodes anything.
+    # objects, checked in the runner before the host decodes anything; the depth is the record data rule's.
     max_call_bytes: int = 8 * 1024 * 1024
-    max_value_depth: int = 64
+    max_value_depth: int = MAX_VALUE_DEPTH
 
 
 def check_code_size(code: str, limits: Limits, what: str) -> None:
