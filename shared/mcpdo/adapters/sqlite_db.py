@@ -20,7 +20,7 @@ leaves an existing file's tables as they were, so each is added when missing; it
 class SqliteDatabase:
     """A connection to the state database guarded by a lock; writes run in `BEGIN IMMEDIATE` transactions.
 
-    `what` names the store in error messages ("entity store", "event bus", ...), which never carry data.
+    `what` names the store in error messages ("entity store", "delivery store", ...), which never carry data.
     """
 
     def __init__(

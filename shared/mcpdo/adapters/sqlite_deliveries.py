@@ -65,7 +65,7 @@ MIGRATIONS: tuple[Migration, ...] = (("events", "depth", "INTEGER NOT NULL DEFAU
 
 # Fair claiming. Each due delivery's turn is its rank within its tenant (oldest first) plus the tenant's
 # deliveries already in flight; the lowest turns win, ties going to the tenant served least recently
-# (remembered by the bus), then to the oldest. So tenants with due work take turns, a tenant holding the in-flight
+# (remembered by the store), then to the oldest. So tenants with due work take turns, a tenant holding the in-flight
 # slots yields the next free one to a tenant with nothing running, and a tenant alone takes the whole limit
 # oldest first. The cost is bounded by (tenants with pending work) x limit index seeks, not by the size of
 # a backlog: `waiting` walks the distinct tenants by seeking `deliveries_fair`, and each tenant contributes

@@ -182,7 +182,7 @@ class Deliveries:
 
     async def deliver(self, delivery: Delivery) -> Run:
         """Run one claimed delivery: the built-in mailer or the handler; then complete it, or schedule its
-        retry or dead-letter it, and record the run. Idempotent per (event, handler): the bus never hands
+        retry or dead-letter it, and record the run. Idempotent per (event, handler): the store never hands
         out a completed delivery again."""
         started = format_iso(self._clock())
         t0 = time.monotonic()

@@ -117,7 +117,7 @@ class EventsApi:
             event_id = f"evt_{digest}"
         else:
             event_id = f"evt_{ulid()}"
-        # One hop deeper than the event that triggered the handler: the bus stops chains past the hop limit.
+        # One hop deeper than the event that triggered the handler: routing stops chains past the hop limit.
         return Event(
             id=event_id,
             type=event_type,
