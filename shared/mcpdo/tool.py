@@ -11,6 +11,7 @@ from typing import Any
 from mcpdo.docs import DOC_NAMES, load_doc
 from mcpdo.errors import InputError, McpdoError
 from mcpdo.identity import Identity
+from mcpdo.inputs import text_problem
 from mcpdo.ports import StoredModule
 from mcpdo.sandbox.types import ExecutionResult, LogEntry
 from mcpdo.sdk.args import describe
@@ -123,6 +124,10 @@ def parse_arguments(arguments: Any) -> tuple[str | None, str | None]:
         value = arguments.get(name)
         if value is not None and not isinstance(value, str):
             raise InputError(f"'{name}' must be a string, got {describe(value)}")
+        problem = None if value is None else text_problem(value, name=False)
+        if problem is not None:
+            # JSON can carry a lone surrogate (`"\ud800"`); no store or runtime could keep such text intact.
+            raise InputError(f"'{name}' contains {problem}")
         values[name] = value if value and value.strip() else None
     if values["script"] is None and values["module"] is None:
         raise InputError("At least one of 'script' or 'module' is required")

@@ -4,14 +4,18 @@ exactly as they were, and the next call works."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.client import connect, text_of, value_of
 from tests.support.server import RunningServer
+from tests.support.sync import call_tool
+from tests.support.victim import make_victim
 
 pytestmark = pytest.mark.anyio
 
@@ -234,3 +238,30 @@ async def test_lists_at_the_limits_still_work_after_the_attacks(server: RunningS
     found = value_of(await run(server, keys["attacker"], script))
     assert created["id"] in found["ins"]
     assert found["deep"] == 0
+
+
+@pytest.mark.parametrize("argument", ["script", "module"])
+def test_a_lone_surrogate_in_the_tools_text_is_refused_and_nothing_is_stored(
+    server: RunningServer, keys: dict[str, str], argument: str
+) -> None:
+    # JSON escapes (`"\ud800"`) can carry text no store can encode: the server's JSON parser refuses it
+    # before the tool (which would refuse it too, by name: tests/unit/test_tool.py).
+    victim = make_victim(server, f"surrogate-victim-{argument}")
+    text = (
+        "---\n$id: https://acme.test/surrogate\n$type: Workflow\n---\n# Bad \ud800 title\n\n"
+        "```ts\nexport const a = await db.create('Pwned', { n: 1 })\n```\n"
+        if argument == "module"
+        else "await db.create('Pwned', { note: '\ud800' })"
+    )
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "do", "arguments": {argument: text}}}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-11-25",
+        "Authorization": f"Bearer {keys['attacker']}",
+    }
+    response = httpx.post(server.url, content=json.dumps(body), headers=headers, timeout=60)
+    error = response.json()["error"]
+    assert error["code"] == -32700 and "escape" in error["message"]
+    assert call_tool(server, keys["attacker"], {"script": "await db.list('Pwned')"}) == (False, "[]")
+    victim.assert_untouched()

@@ -26,11 +26,16 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def call_tool(server: RunningServer, key: str | None, arguments: dict[str, str]) -> tuple[bool, str]:
     """(is_error, first text item) of one `do` call (script and/or module) over HTTP, with `key` or anonymous."""
-    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
     if key:
         headers["Authorization"] = f"Bearer {key}"
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "do", "arguments": arguments}}
-    response = httpx.post(server.url, json=body, timeout=60, headers=headers)
+    # ASCII escapes, as any JSON client may send them: text that is not valid Unicode still reaches the server.
+    response = httpx.post(server.url, content=json.dumps(body), timeout=60, headers=headers)
     assert response.status_code == 200, response.text
     result = response.json()["result"]
     return bool(result.get("isError")), str(result["content"][0]["text"])

@@ -31,6 +31,14 @@ def test_missing_script_and_module_is_the_exact_required_error(arguments: object
         ({"script": True}, "'script' must be a string, got a boolean"),
         ({"script": "1", "code": "2"}, "Unknown argument 'code': the do tool takes 'script' and/or 'module'"),
         ("1 + 1", "The do tool's arguments must be an object with 'script' and/or 'module'"),
+        (
+            {"module": "# \ud800"},
+            "'module' contains a lone surrogate (\\ud800), strings must be valid Unicode",
+        ),
+        (
+            {"script": "'\udfff'"},
+            "'script' contains a lone surrogate (\\udfff), strings must be valid Unicode",
+        ),
     ],
 )
 def test_wrong_argument_shapes_name_what_was_wrong(arguments: object, text: str) -> None:
