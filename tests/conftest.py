@@ -9,6 +9,30 @@ import pytest
 from tests.support.server import RunningServer, start_server, stop_server
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One moto server for the session; every boto3 client of the test process talks to it."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.support.aws import moto_environment
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with moto_environment(endpoint):
+        yield endpoint
+    moto.stop()
+
+
+@pytest.fixture
+def state_table(moto_endpoint: str) -> str:
+    """A fresh state table, made from template.yaml's own definition."""
+    from tests.support.aws import create_table
+
+    return create_table()
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -1,0 +1,65 @@
+"""One DynamoDB table shared by the AWS adapters: calls off the event loop, errors translated into ours.
+
+The client is built in wiring (`bootstrap.build_aws`) and passed in, so a test points it at moto with
+`AWS_ENDPOINT_URL` and the core never builds one. boto3 is synchronous: each call runs in a worker thread
+so a slow request never stalls the other executions of the process. Error texts name the store and the
+operation, never the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mcpdo.errors import StoreError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+TRANSACTION_CANCELED = "TransactionCanceledException"
+
+
+class ConditionFailed(Exception):
+    """A conditional write's condition was false; `reasons` holds a transaction's cancellation codes."""
+
+    def __init__(self, reasons: tuple[str, ...] = ()) -> None:
+        super().__init__("condition failed")
+        self.reasons = reasons
+
+
+class DynamoTable:
+    """A table name with its client; `call` runs one operation with `TableName` filled in."""
+
+    def __init__(self, client: DynamoDBClient, name: str, *, what: str) -> None:
+        self.client = client
+        self.name = name
+        self.what = what
+
+    async def call(self, operation: str, **arguments: Any) -> dict[str, Any]:
+        """`client.<operation>(TableName=..., **arguments)`; ConditionFailed for a false condition."""
+        return await self.raw(operation, TableName=self.name, **arguments)
+
+    async def raw(self, operation: str, **arguments: Any) -> dict[str, Any]:
+        """`client.<operation>(**arguments)` (for calls that name tables themselves, like transactions)."""
+        method = getattr(self.client, operation)
+        try:
+            result: dict[str, Any] = await asyncio.to_thread(method, **arguments)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == CONDITION_FAILED:
+                raise ConditionFailed() from exc
+            if code == TRANSACTION_CANCELED:
+                reasons = tuple(r.get("Code", "None") for r in exc.response.get("CancellationReasons", []))
+                if CONDITION_FAILED in reasons:
+                    raise ConditionFailed(reasons) from exc
+            raise StoreError(f"The {self.what} operation {operation} failed: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"The {self.what} is unavailable ({operation}): {exc}") from exc
+        return result
+
+    async def close(self) -> None:
+        """Release the client's connections."""
+        self.client.close()
