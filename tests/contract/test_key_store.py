@@ -6,22 +6,27 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from mcpdo.adapters.dynamodb_keys import DynamoKeyStore
 from mcpdo.adapters.memory import MemoryKeyStore
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
 from mcpdo.errors import Conflict
 from mcpdo.ports import ApiKey, KeyStore
 
+from tests.contract.dynamodb_backends import dynamo_table
+
 pytestmark = pytest.mark.anyio
 
-KEY_STORES: dict[str, Callable[[Path], KeyStore]] = {
-    "memory": lambda path: MemoryKeyStore(),
-    "sqlite": lambda path: SqliteKeyStore(path / "keys.db"),
+# Each factory gets a fresh directory, and the test's request for the fixtures it needs (a moto table).
+KEY_STORES: dict[str, Callable[[Path, pytest.FixtureRequest], KeyStore]] = {
+    "memory": lambda path, request: MemoryKeyStore(),
+    "sqlite": lambda path, request: SqliteKeyStore(path / "keys.db"),
+    "dynamodb": lambda path, request: DynamoKeyStore(dynamo_table(request)),
 }
 
 
 @pytest.fixture(params=sorted(KEY_STORES))
 async def keys(request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str) -> AsyncIterator[KeyStore]:
-    store = KEY_STORES[request.param](tmp_path)
+    store = KEY_STORES[request.param](tmp_path, request)
     try:
         yield store
     finally:

@@ -1,5 +1,5 @@
 """The ModuleStore contract, and the live handlers registering makes (SubscriptionSync, ScheduleSync): every
-backend in events_backends.BACKEND_FACTORIES must pass all of it."""
+backend in events_backends.BACKEND_FACTORIES, and the DynamoDB one of dynamodb_backends, must pass all of it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import dataclasses
 import pytest
 from mcpdo.errors import Conflict, InputError
 
+from tests.contract.dynamodb_backends import dynamo_backend_fixture  # noqa: F401  (fixture)
 from tests.contract.events_backends import (  # noqa: F401  (fixtures)
     EventsBackend,
-    backend_factory_fixture,
-    backend_fixture,
     clock_fixture,
     module,
     schedule,

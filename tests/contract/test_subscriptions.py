@@ -1,13 +1,13 @@
-"""The SubscriptionSync contract: lookups by event type over every backend in events_backends.BACKEND_FACTORIES."""
+"""The SubscriptionSync contract: lookups by event type over every backend in events_backends.BACKEND_FACTORIES
+and the DynamoDB one of dynamodb_backends."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.contract.dynamodb_backends import dynamo_backend_fixture  # noqa: F401  (fixture)
 from tests.contract.events_backends import (  # noqa: F401  (fixtures)
     EventsBackend,
-    backend_factory_fixture,
-    backend_fixture,
     clock_fixture,
     module,
     subscription,

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# Inside a transaction's cancellation reasons the same failure is named without the suffix.
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 TRANSACTION_CANCELED = "TransactionCanceledException"
 
 
@@ -53,7 +55,7 @@ class DynamoTable:
                 raise ConditionFailed() from exc
             if code == TRANSACTION_CANCELED:
                 reasons = tuple(r.get("Code", "None") for r in exc.response.get("CancellationReasons", []))
-                if CONDITION_FAILED in reasons:
+                if CONDITION_FAILED_REASON in reasons:
                     raise ConditionFailed(reasons) from exc
             raise StoreError(f"The {self.what} operation {operation} failed: {code or exc}") from exc
         except BotoCoreError as exc:

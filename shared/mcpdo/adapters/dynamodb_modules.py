@@ -1,0 +1,195 @@
+"""ModuleStore on the shared DynamoDB table: every registered version of every module, per tenant.
+
+Key layout (`<tenant>` has `%` and `#` percent-encoded, so the first `#` after it ends it and a module id,
+kept whole as the last part, may contain anything):
+
+- `pk = "MOD#<tenant>#<module id>"`, `sk = "V#<version, 10 digits>"`: one version, written once.
+- same `pk`, `sk = "LATEST"`: a copy of the latest version, in the `gsi2` partition `gsi2pk = "MODS#<tenant>"`
+  with `gsi2sk = "M#<module id>"` (prefixed so that even an empty id is a valid key). `get` without a version
+  and `next_version` read it; `list(tenant)` queries that partition, which DynamoDB orders by the ids' UTF-8
+  bytes, as SQLite's `ORDER BY id` does.
+
+`save` is one transaction: the version item on the condition that it is new, the latest copy on the condition
+that it holds an older version (or none). Concurrent registrations of one module cannot both store a version,
+and the latest copy never goes back. Owner, exports and metadata are JSON text encoded as the SQLite adapter
+encodes them, so they read back the same.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from typing import Any
+
+from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable
+from mcpdo.errors import Conflict, InputError
+from mcpdo.ports import StoredModule
+
+_LATEST = "LATEST"
+_NEWER = "attribute_not_exists(pk) OR #version < :version"
+_VERSION_NAME = {"#version": "version"}  # spelled through a name: expressions refuse some attribute names
+
+Item = dict[str, Any]
+
+
+class DynamoModuleStore:
+    """ModuleStore on the state table; the table (and its client) is shared with the other AWS adapters."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self._table = table
+
+    async def save(self, module: StoredModule) -> None:
+        """Store a new version; Conflict when that version or a later one exists."""
+        _check_version(module.version)
+        fields = _fields(module)
+        pk = _pk(module.tenant, module.id)
+        latest = {**fields, "pk": _s(pk), "sk": _s(_LATEST), **_listed(module.tenant, module.id)}
+        writes = [
+            _put(self._table.name, {**fields, "pk": _s(pk), "sk": _s(_version_sk(module.version))}),
+            _put(
+                self._table.name,
+                latest,
+                _NEWER,
+                ExpressionAttributeNames=_VERSION_NAME,
+                ExpressionAttributeValues={":version": _n(module.version)},
+            ),
+        ]
+        try:
+            await self._table.raw("transact_write_items", TransactItems=writes)
+        except ConditionFailed as exc:
+            raise await self._conflict(module, exc.reasons) from exc
+
+    async def get(self, tenant: str, id: str, version: int | None = None) -> StoredModule | None:
+        """One version of a module (the latest when `version` is None), or None."""
+        sk = _LATEST if version is None else _version_sk(version)
+        item = await self._item(_pk(tenant, id), sk)
+        return None if item is None else _module(item)
+
+    async def next_version(self, tenant: str, id: str) -> int:
+        """The version number the next save of this module should carry (1 for a new module)."""
+        latest = await self._latest_version(tenant, id)
+        return 1 if latest is None else latest + 1
+
+    async def list(self, tenant: str) -> builtins.list[StoredModule]:
+        """The latest version of every module of `tenant`, by id."""
+        items = await _query_all(
+            self._table,
+            IndexName="gsi2",
+            KeyConditionExpression="gsi2pk = :tenant",
+            ExpressionAttributeValues={":tenant": _s(_tenant_partition(tenant))},
+        )
+        return [_module(item) for item in items]
+
+    async def close(self) -> None:
+        """Release the shared table's client (closing it again is harmless)."""
+        await self._table.close()
+
+    async def _conflict(self, module: StoredModule, reasons: tuple[str, ...]) -> Conflict:
+        # The cancellation reasons are in the order of the writes: the version item's comes first, so an
+        # existing version is reported as such even when it is also older (the SQLite adapter's order). A
+        # transaction names a false condition `ConditionalCheckFailed`, a single write with the `Exception`.
+        if not reasons or reasons[0].startswith("ConditionalCheckFailed"):
+            return Conflict(f"Module {module.id} version {module.version} already exists")
+        latest = await self._latest_version(module.tenant, module.id)
+        return Conflict(f"Module {module.id} version {module.version} is older than the latest version {latest}")
+
+    async def _latest_version(self, tenant: str, id: str) -> int | None:
+        item = await self._item(
+            _pk(tenant, id), _LATEST, ProjectionExpression="#version", ExpressionAttributeNames=_VERSION_NAME
+        )
+        return None if item is None else int(item["version"]["N"])
+
+    async def _item(self, pk: str, sk: str, **extra: Any) -> Item | None:
+        found = await self._table.call("get_item", Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True, **extra)
+        item: Item | None = found.get("Item")
+        return item
+
+
+def _check_version(version: object) -> None:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"A module version must be a positive integer, got {version!r}")
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"Module data must be JSON-serializable: {exc}") from exc
+
+
+def _part(text: str) -> str:
+    """`text` as a key part that never contains `#` (percent-encoded, so distinct texts stay distinct)."""
+    return text.replace("%", "%25").replace("#", "%23")
+
+
+def _pk(tenant: str, id: str) -> str:
+    return f"MOD#{_part(tenant)}#{id}"
+
+
+def _tenant_partition(tenant: str) -> str:
+    return f"MODS#{tenant}"
+
+
+def _listed(tenant: str, id: str) -> Item:
+    return {"gsi2pk": _s(_tenant_partition(tenant)), "gsi2sk": _s(f"M#{id}")}
+
+
+def _version_sk(version: int) -> str:
+    # Zero-padded so that a module's versions sort in order when read by hand; nothing relies on it.
+    return f"V#{version:010d}"
+
+
+def _s(text: str) -> dict[str, str]:
+    return {"S": text}
+
+
+def _n(number: int) -> dict[str, str]:
+    return {"N": str(number)}
+
+
+def _put(table: str, item: Item, condition: str = "attribute_not_exists(pk)", **expression: Any) -> Item:
+    return {"Put": {"TableName": table, "Item": item, "ConditionExpression": condition, **expression}}
+
+
+async def _query_all(table: DynamoTable, **arguments: Any) -> list[Item]:
+    """Every item a query finds, page after page (a page stops at 1 MB)."""
+    items: list[Item] = []
+    while True:
+        page = await table.call("query", **arguments)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _fields(module: StoredModule) -> Item:
+    fields = {
+        "tenant": _s(module.tenant),
+        "id": _s(module.id),
+        "version": _n(module.version),
+        "source": _s(module.source),
+        "code": _s(module.code),
+        "owner": _s(_dumps(module.owner)),
+        "exports": _s(_dumps(list(module.exports))),
+        "metadata": _s(_dumps(module.metadata)),
+        "created_at": _s(module.created_at),
+    }
+    if module.type is not None:  # absent, as NULL is in the SQL column
+        fields["type"] = _s(module.type)
+    return fields
+
+
+def _module(item: Item) -> StoredModule:
+    type = item.get("type")
+    return StoredModule(
+        tenant=item["tenant"]["S"],
+        id=item["id"]["S"],
+        version=int(item["version"]["N"]),
+        type=None if type is None else type["S"],
+        source=item["source"]["S"],
+        code=item["code"]["S"],
+        owner=json.loads(item["owner"]["S"]),
+        exports=tuple(json.loads(item["exports"]["S"])),
+        metadata=json.loads(item["metadata"]["S"]),
+        created_at=item["created_at"]["S"],
+    )

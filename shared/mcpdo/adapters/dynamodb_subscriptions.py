@@ -1,0 +1,234 @@
+"""SubscriptionSync on the shared DynamoDB table: the live `on()` subscriptions, found by the patterns an
+event type matches.
+
+Key layout (`<tenant>` has `%` and `#` percent-encoded, so the first `#` after it ends it; patterns never
+contain `#`; in a sort key the module id is whatever comes before the final `#<index>`):
+
+- `pk = "SUB#<tenant>#<pattern>"`, `sk = "<module id>#<handler index>"`: one live subscription, with its
+  version. `matching` runs one strongly consistent Query per candidate pattern (`patterns.candidates`), all
+  at once, and orders what they find by module id and handler index, as the SQLite adapter does.
+- `pk = "SUBSET#<tenant>#<module id>"`, `sk = "SET"`: the module's live set (JSON `[[version, index,
+  pattern], ...]`) and a revision number, in the `gsi1` partition `gsi1pk = "SUBS#<tenant>"`,
+  `gsi1sk = "M#<module id>"`, which `list(tenant)` reads. `sync` reads it (strongly consistent) to know which
+  subscription items to delete, and writes it on the condition that its revision is still the one read: of
+  two concurrent syncs of one module, one commits and the other reads again and retries.
+
+A sync is one TransactWriteItems: the set item, and a put or a delete for every subscription item of the old
+set and of the new one (an item in both, same index and pattern, is one put). DynamoDB allows 100 writes in a
+transaction, so with this adapter a module has at most 99 `on()` handlers, and re-registering it needs old
+and new together to fit; a sync that does not fit is refused whole (InputError) and the old set stays live.
+The core bounds handlers only by the SDK call limit (each `on()` is one call; 1000 by default): this bound
+is the tighter one, and it is this adapter's.
+
+Isolation: each Query sees a sync whole or not at all, but DynamoDB gives several Queries no common snapshot,
+so a lookup running while a module is synced can combine partitions read before and after the sync (the
+SQLite adapter's single read cannot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable
+from mcpdo.errors import InputError, StoreError
+from mcpdo.patterns import candidates
+from mcpdo.ports import HandlerRef, StoredModule, Subscription
+
+MAX_WRITES = 100  # items in one TransactWriteItems
+_ATTEMPTS = 5  # syncs of one module racing this one; a handful is already unusual
+_SET = "SET"
+_REVISION = {"#revision": "revision"}  # spelled through a name: expressions refuse some attribute names
+
+Item = dict[str, Any]
+Row = tuple[int, int, str]  # version, handler index, pattern: a subscription of the synced module
+
+
+class DynamoSubscriptions:
+    """SubscriptionSync on the state table; the table (and its client) is shared with the other AWS adapters."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self._table = table
+
+    async def sync(self, module: StoredModule, subscriptions: builtins.list[Subscription]) -> None:
+        """Replace the live subscriptions of `module` with `subscriptions`, in one transaction."""
+        # Like the SQL rows: the tenant and module are the synced module's, the version and index the entry's.
+        rows = sorted(((s.handler.version, s.handler.index, s.pattern) for s in subscriptions), key=lambda r: r[1])
+        _check_indexes(module, rows)
+        for _ in range(_ATTEMPTS):
+            writes = self._writes(module, await self._live(module), rows)
+            if not writes:
+                return  # nothing live and nothing to make live
+            try:
+                await self._table.raw("transact_write_items", TransactItems=writes)
+                return
+            except ConditionFailed:
+                continue  # another sync of this module committed since the read: replace what it left
+        raise StoreError(f"The subscription index operation failed: module {module.id} kept changing during a sync")
+
+    async def matching(self, tenant: str, event_type: str) -> builtins.list[Subscription]:
+        """The live subscriptions of `tenant` matching `event_type`: one Query per candidate pattern."""
+        patterns = dict.fromkeys(candidates(event_type))  # an odd type ('*') can list a candidate twice
+        found = await asyncio.gather(*(self._partition(tenant, pattern) for pattern in patterns))
+        return _ordered(_subscription(item) for items in found for item in items)
+
+    async def list(self, tenant: str) -> builtins.list[Subscription]:
+        """Every live subscription of `tenant`, from the modules' set items."""
+        items = await _query_all(
+            self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :tenant",
+            ExpressionAttributeValues={":tenant": _s(f"SUBS#{tenant}")},
+        )
+        return _ordered(sub for item in items for sub in _set_subscriptions(item))
+
+    async def close(self) -> None:
+        """Release the shared table's client (closing it again is harmless)."""
+        await self._table.close()
+
+    async def _live(self, module: StoredModule) -> Item | None:
+        """The module's set item as stored now, or None when it has no live subscriptions."""
+        key = _set_key(module.tenant, module.id)
+        found = await self._table.call("get_item", Key=key, ConsistentRead=True)
+        item: Item | None = found.get("Item")
+        return item
+
+    def _writes(self, module: StoredModule, live: Item | None, rows: builtins.list[Row]) -> builtins.list[Item]:
+        """The transaction making `rows` the live set in place of `live`: [] when there is nothing to do."""
+        old = [] if live is None else _rows(live)
+        table = self._table.name
+        writes: dict[tuple[str, str], Item] = {}
+        for _, index, pattern in old:
+            key = _sub_key(module, index, pattern)
+            writes[key["pk"]["S"], key["sk"]["S"]] = {"Delete": {"TableName": table, "Key": key}}
+        for row in rows:
+            item = _sub_item(module, row)
+            writes[item["pk"]["S"], item["sk"]["S"]] = {"Put": {"TableName": table, "Item": item}}
+        if not writes and live is None:
+            return []
+        if len(writes) + 1 > MAX_WRITES:
+            raise _too_many(module, len(old), len(rows), len(writes) + 1)
+        return [*writes.values(), _set_write(table, module, live, rows)]
+
+    async def _partition(self, tenant: str, pattern: str) -> builtins.list[Item]:
+        return await _query_all(
+            self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _s(f"SUB#{_part(tenant)}#{pattern}")},
+            ConsistentRead=True,
+        )
+
+
+def _check_indexes(module: StoredModule, rows: builtins.list[Row]) -> None:
+    indexes = [index for _, index, _ in rows]
+    if len(set(indexes)) != len(indexes):
+        # The SQL primary key (tenant, module_id, idx) refuses this, and the transaction changes nothing.
+        raise StoreError(
+            f"The subscription index operation failed: a handler index of module {module.id} is listed twice"
+        )
+
+
+def _too_many(module: StoredModule, old: int, new: int, writes: int) -> InputError:
+    if new >= MAX_WRITES:
+        return InputError(
+            f"Module {module.id} has {new} on() handlers: with the DynamoDB backend a module has at most "
+            f"{MAX_WRITES - 1} (its subscriptions change in one transaction, of at most {MAX_WRITES} writes)"
+        )
+    # Old and new subscriptions are written together: a version without handlers in between frees room.
+    return InputError(
+        f"Module {module.id}: replacing its {old} live subscriptions with {new} takes {writes} writes, and one "
+        f"DynamoDB transaction allows {MAX_WRITES}; register a version without on() handlers first, then this one"
+    )
+
+
+def _set_write(table: str, module: StoredModule, live: Item | None, rows: builtins.list[Row]) -> Item:
+    """The write of the set item, conditional on the revision `live` was read at (or on there being none)."""
+    if live is None:
+        condition: Item = {"ConditionExpression": "attribute_not_exists(pk)"}
+        revision = 0
+    else:
+        revision = int(live["revision"]["N"])
+        condition = {
+            "ConditionExpression": "#revision = :revision",
+            "ExpressionAttributeNames": _REVISION,
+            "ExpressionAttributeValues": {":revision": _n(revision)},
+        }
+    key = _set_key(module.tenant, module.id)
+    if not rows:
+        return {"Delete": {"TableName": table, "Key": key, **condition}}
+    item = {
+        **key,
+        "tenant": _s(module.tenant),
+        "module_id": _s(module.id),
+        "revision": _n(revision + 1),
+        "subscriptions": _s(json.dumps(rows, separators=(",", ":"), ensure_ascii=False)),
+        "gsi1pk": _s(f"SUBS#{module.tenant}"),
+        "gsi1sk": _s(f"M#{module.id}"),
+    }
+    return {"Put": {"TableName": table, "Item": item, **condition}}
+
+
+def _part(text: str) -> str:
+    """`text` as a key part that never contains `#` (percent-encoded, so distinct texts stay distinct)."""
+    return text.replace("%", "%25").replace("#", "%23")
+
+
+def _set_key(tenant: str, module_id: str) -> Item:
+    return {"pk": _s(f"SUBSET#{_part(tenant)}#{module_id}"), "sk": _s(_SET)}
+
+
+def _sub_key(module: StoredModule, index: int, pattern: str) -> Item:
+    return {"pk": _s(f"SUB#{_part(module.tenant)}#{pattern}"), "sk": _s(f"{module.id}#{index}")}
+
+
+def _sub_item(module: StoredModule, row: Row) -> Item:
+    version, index, pattern = row
+    return {
+        **_sub_key(module, index, pattern),
+        "tenant": _s(module.tenant),
+        "module_id": _s(module.id),
+        "version": _n(version),
+        "idx": _n(index),
+        "pattern": _s(pattern),
+    }
+
+
+def _rows(live: Item) -> builtins.list[Row]:
+    return [(version, index, pattern) for version, index, pattern in json.loads(live["subscriptions"]["S"])]
+
+
+def _subscription(item: Item) -> Subscription:
+    handler = HandlerRef(item["tenant"]["S"], item["module_id"]["S"], int(item["version"]["N"]), int(item["idx"]["N"]))
+    return Subscription(handler, item["pattern"]["S"])
+
+
+def _set_subscriptions(item: Item) -> builtins.list[Subscription]:
+    tenant, module_id = item["tenant"]["S"], item["module_id"]["S"]
+    return [Subscription(HandlerRef(tenant, module_id, v, i), pattern) for v, i, pattern in _rows(item)]
+
+
+def _ordered(subscriptions: Iterable[Subscription]) -> builtins.list[Subscription]:
+    # By module id then handler index, as the SQL `ORDER BY module_id, idx` (both compare code points).
+    return sorted(subscriptions, key=lambda sub: (sub.handler.module_id, sub.handler.index))
+
+
+async def _query_all(table: DynamoTable, **arguments: Any) -> builtins.list[Item]:
+    """Every item a query finds, page after page (a page stops at 1 MB)."""
+    items: builtins.list[Item] = []
+    while True:
+        page = await table.call("query", **arguments)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _s(text: str) -> dict[str, str]:
+    return {"S": text}
+
+
+def _n(number: int) -> dict[str, str]:
+    return {"N": str(number)}
