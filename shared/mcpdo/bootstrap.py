@@ -15,6 +15,7 @@ from mcpdo.adapters.sqlite_schedules import SqliteSchedules
 from mcpdo.adapters.sqlite_store import SqliteEntityStore
 from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
 from mcpdo.auth import Authenticator
+from mcpdo.errors import InputError
 from mcpdo.events import Deliveries, Publisher, RetryPolicy
 from mcpdo.execution import Executor
 from mcpdo.modules import ModuleService, resolve_import
@@ -157,13 +158,72 @@ def build_app(settings: Settings, adapters: Adapters) -> App:
     )
 
 
+def build(settings: Settings) -> App:
+    """The deployment `settings.backend` names (MCPDO_BACKEND)."""
+    return build_aws(settings) if settings.backend == "aws" else build_local(settings)
+
+
 def build_local(settings: Settings) -> App:
     """The embedded default: SQLite for everything durable, a pool of warm Node runners, an in-process worker."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.database_path
     deliveries = SqliteDeliveryStore(path)
     schedules = SqliteSchedules(path)
-    sandbox = Sandbox(
+    adapters = Adapters(
+        store=SqliteEntityStore(path),
+        keys=SqliteKeyStore(path),
+        modules=SqliteModuleStore(path),
+        subscriptions=SqliteSubscriptions(path),
+        schedules=schedules,
+        deliveries=deliveries,
+        runs=SqliteRunLog(path),
+        mailer=SqliteOutbox(path),
+        sandbox=_sandbox(settings),
+        local=LocalWork(queue=deliveries, cron=schedules, leases=SqliteLeases(path)),
+    )
+    return build_app(settings, adapters)
+
+
+def build_aws(settings: Settings) -> App:
+    """AWS: DynamoDB for entities, keys, modules and subscriptions (one table, MCPDO_TABLE). The events part
+    (EventBridge, Scheduler, queues, mail) is not deployed yet: its ports say so by name."""
+    # Imported here: the local deployment never pays for boto3.
+    import boto3
+
+    from mcpdo.adapters.dynamodb_keys import DynamoKeyStore
+    from mcpdo.adapters.dynamodb_modules import DynamoModuleStore
+    from mcpdo.adapters.dynamodb_store import DynamoEntityStore
+    from mcpdo.adapters.dynamodb_subscriptions import DynamoSubscriptions
+    from mcpdo.adapters.dynamodb_table import DynamoTable
+    from mcpdo.adapters.not_deployed import (
+        DeliveriesNotDeployed,
+        MailerNotDeployed,
+        RunsNotDeployed,
+        SchedulesNotDeployed,
+        TransportNotDeployed,
+    )
+
+    if settings.table is None:
+        raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
+    # AWS_ENDPOINT_URL (moto in tests) and the region come from the environment, as boto3 reads them.
+    table = DynamoTable(boto3.client("dynamodb"), settings.table, what="state table")
+    adapters = Adapters(
+        store=DynamoEntityStore(table),
+        keys=DynamoKeyStore(table),
+        modules=DynamoModuleStore(table),
+        subscriptions=DynamoSubscriptions(table),
+        schedules=SchedulesNotDeployed(),
+        deliveries=DeliveriesNotDeployed(),
+        runs=RunsNotDeployed(),
+        mailer=MailerNotDeployed(),
+        sandbox=_sandbox(settings),
+        transport=TransportNotDeployed(),
+    )
+    return build_app(settings, adapters)
+
+
+def _sandbox(settings: Settings) -> Sandbox:
+    return Sandbox(
         node_path=settings.node_path,
         runner_path=settings.runner_path,
         size=settings.sandbox_pool_size,
@@ -176,16 +236,3 @@ def build_local(settings: Settings) -> App:
             anonymous_runners=settings.anonymous_runners,
         ),
     )
-    adapters = Adapters(
-        store=SqliteEntityStore(path),
-        keys=SqliteKeyStore(path),
-        modules=SqliteModuleStore(path),
-        subscriptions=SqliteSubscriptions(path),
-        schedules=schedules,
-        deliveries=deliveries,
-        runs=SqliteRunLog(path),
-        mailer=SqliteOutbox(path),
-        sandbox=sandbox,
-        local=LocalWork(queue=deliveries, cron=schedules, leases=SqliteLeases(path)),
-    )
-    return build_app(settings, adapters)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from mcpdo.bootstrap import App, build_local
+from mcpdo.bootstrap import App, build
 from mcpdo.errors import InputError, McpdoError, NotFound
 from mcpdo.settings import Settings
 from mcpdo.timeparse import format_iso, utc_now
@@ -110,7 +110,7 @@ async def _with_app(
     settings: Settings, work: Callable[[App], Awaitable[int]], *, sandbox: bool = True, worker: bool = False
 ) -> int:
     """Build the app, start what the command needs (the worker only in long-lived processes), clean up."""
-    app = build_local(settings)
+    app = build(settings)
     try:
         if sandbox:
             await app.start(worker=worker)
@@ -140,7 +140,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
 async def _stdio(settings: Settings, args: argparse.Namespace) -> int:
     from mcpdo.server.stdio import serve_stdio
 
-    app = build_local(settings)
+    app = build(settings)
     try:
         # Check the key before anything starts: a bad key is an error, never an anonymous session.
         identity = await app.auth.authenticate(f"Bearer {settings.api_key}" if settings.api_key else None)

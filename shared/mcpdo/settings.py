@@ -15,6 +15,10 @@ from mcpdo.sandbox.types import Limits
 
 MiB = 1024 * 1024
 TIMEOUT_CAP_MS = 60_000
+# API Gateway HTTP APIs cut every request at 30 s: on AWS a script's budget stays below that, leaving room for
+# the function's own start and the answer (SPEC: "lower where the front door caps lower").
+AWS_TIMEOUT_CAP_MS = 25_000
+BACKENDS = ("local", "aws")
 
 
 @dataclass(frozen=True)
@@ -48,13 +52,20 @@ class Settings:
     rate_limit_authenticated: int = 100
     event_hop_limit: int = HOP_LIMIT
     max_deliveries_per_send: int = MAX_DELIVERIES_PER_SEND
+    # Which deployment (`build_local` or `build_aws`); on AWS the state table and the hosts API Gateway
+    # answers on (the Host/Origin allow-list of the function).
+    backend: str = "local"
+    table: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `MCPDO_*` variables; each bad value is an error naming the variable."""
         env = os.environ if env is None else env
         reader = _Reader(env)
-        authenticated = reader.int("MCPDO_TIMEOUT_MS", 30_000)
+        backend = reader.choice("MCPDO_BACKEND", "local", BACKENDS)
+        cap = AWS_TIMEOUT_CAP_MS if backend == "aws" else TIMEOUT_CAP_MS
+        authenticated = reader.int("MCPDO_TIMEOUT_MS", min(30_000, cap))
         pool_size = reader.int("MCPDO_SANDBOX_POOL_SIZE", max(2, os.cpu_count() or 2), high=64)
         pool_max = reader.int("MCPDO_SANDBOX_POOL_MAX", min(2 * pool_size, max(pool_size, 64)), low=pool_size, high=128)
         settings = cls(
@@ -63,8 +74,8 @@ class Settings:
             port=reader.int("MCPDO_PORT", 8787, low=0, high=65535),
             default_tenant=env.get("MCPDO_DEFAULT_TENANT", DEFAULT_TENANT),
             default_context=env.get("MCPDO_CONTEXT", "https://mcpdo.local"),
-            anonymous_timeout_ms=reader.int("MCPDO_ANONYMOUS_TIMEOUT_MS", 10_000, high=TIMEOUT_CAP_MS),
-            authenticated_timeout_ms=min(authenticated, TIMEOUT_CAP_MS),
+            anonymous_timeout_ms=reader.int("MCPDO_ANONYMOUS_TIMEOUT_MS", 10_000, high=cap),
+            authenticated_timeout_ms=min(authenticated, cap),
             memory_bytes=reader.int("MCPDO_MEMORY_MB", 128, low=16, high=2048) * MiB,
             max_script_bytes=reader.int("MCPDO_MAX_SCRIPT_BYTES", 100 * 1024),
             max_result_bytes=reader.int("MCPDO_MAX_RESULT_BYTES", MiB),
@@ -86,7 +97,12 @@ class Settings:
             max_deliveries_per_send=reader.int(
                 "MCPDO_MAX_DELIVERIES_PER_SEND", MAX_DELIVERIES_PER_SEND, low=1, high=10_000
             ),
+            backend=backend,
+            table=env.get("MCPDO_TABLE") or None,
+            allowed_hosts=tuple(host.strip() for host in env.get("MCPDO_ALLOWED_HOSTS", "").split(",") if host.strip()),
         )
+        if backend == "aws" and settings.table is None:
+            raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
         return settings
 
     def limits(self, *, anonymous: bool) -> Limits:
@@ -108,6 +124,12 @@ class Settings:
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self._env.get(name) or default
+        if raw not in choices:
+            raise InputError(f"Setting '{name}' has value '{raw}'. It must be one of: {', '.join(choices)}.")
+        return raw
 
     def int(self, name: str, default: int, low: int = 1, high: int | None = None) -> int:
         raw = self._env.get(name)

@@ -72,6 +72,8 @@ class ToolResult:
     texts: list[str]
     structured: dict[str, Any] | None = None
     is_error: bool = False
+    error_kind: str | None = None
+    """The error's class (`ScriptRuntimeError`, `LimitExceeded`, ...), for logs and metrics."""
 
 
 class DoTool:
@@ -170,7 +172,7 @@ def error_result(exc: McpdoError) -> ToolResult:
     """Failure: one text item with the exact error text; logs captured before the failure stay visible."""
     logs: tuple[LogEntry, ...] = exc.logs
     structured: dict[str, Any] = {"error": exc.text, "logs": [_log_json(entry) for entry in logs]}
-    return ToolResult(texts=[exc.text], structured=structured, is_error=True)
+    return ToolResult(texts=[exc.text], structured=structured, is_error=True, error_kind=type(exc).__name__)
 
 
 def format_logs(logs: tuple[LogEntry, ...]) -> str:

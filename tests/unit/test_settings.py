@@ -20,9 +20,26 @@ from mcpdo.settings import Settings
         ("MCPDO_EVENT_HOP_LIMIT", "many", "Not a valid integer."),
         ("MCPDO_EVENT_HOP_LIMIT", "-1", "It must be between 0 and 100."),
         ("MCPDO_MAX_DELIVERIES_PER_SEND", "0", "It must be between 1 and 10000."),
+        ("MCPDO_BACKEND", "gcp", "It must be one of: local, aws."),
     ],
 )
 def test_a_bad_setting_is_an_error_naming_the_variable(tmp_path: Path, name: str, raw: str, complaint: str) -> None:
     with pytest.raises(InputError) as refused:
         Settings.from_env({"MCPDO_DATA_DIR": str(tmp_path), "MCPDO_SANDBOX_POOL_SIZE": "2", name: raw})
     assert refused.value.message == f"Setting '{name}' has value '{raw}'. {complaint}"
+
+
+def test_on_aws_the_script_budget_stays_under_api_gateways_30_second_cut_and_the_table_is_required() -> None:
+    env = {"MCPDO_BACKEND": "aws", "MCPDO_TABLE": "state", "MCPDO_ALLOWED_HOSTS": "a.example, b.example"}
+    settings = Settings.from_env({**env, "MCPDO_TIMEOUT_MS": "60000"})
+    assert (settings.backend, settings.table, settings.allowed_hosts) == ("aws", "state", ("a.example", "b.example"))
+    assert settings.limits(anonymous=False).timeout_ms == 25_000
+    assert Settings.from_env(env).limits(anonymous=False).timeout_ms == 25_000
+    with pytest.raises(InputError) as refused:
+        Settings.from_env({**env, "MCPDO_ANONYMOUS_TIMEOUT_MS": "26000"})
+    assert (
+        refused.value.message
+        == "Setting 'MCPDO_ANONYMOUS_TIMEOUT_MS' has value '26000'. It must be between 1 and 25000."
+    )
+    with pytest.raises(InputError, match="'MCPDO_TABLE' is required with MCPDO_BACKEND=aws"):
+        Settings.from_env({"MCPDO_BACKEND": "aws"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -15,6 +17,19 @@ from mcpdo.tool import DESCRIPTION, INPUT_SCHEMA, TOOL_NAME, DoTool, ToolResult,
 
 IdentityResolver = Callable[[ServerRequestContext[Any, Any]], Awaitable[Identity]]
 
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What an operator sees of one `do` call: who, the outcome, the error's kind, how long. Never its text."""
+
+    identity: Identity
+    ok: bool
+    error_kind: str | None
+    duration_ms: float
+
+
+ToolCallObserver = Callable[[ToolCall], None]
+
 INSTRUCTIONS = (
     "One tool, `do`: write TypeScript against the SDK ($, db, ai, api, on, send, every, user). "
     "Call it with script 'do.md' for the full guide."
@@ -24,10 +39,17 @@ INSTRUCTIONS = (
 NOOP_TOOL = "noop"
 
 
-def build_server(tool: DoTool, resolve_identity: IdentityResolver, *, with_noop: bool = False) -> Server[Any]:
+def build_server(
+    tool: DoTool,
+    resolve_identity: IdentityResolver,
+    *,
+    with_noop: bool = False,
+    observe: ToolCallObserver | None = None,
+) -> Server[Any]:
     """A server whose every tools/call runs as the identity the transport resolved for that request.
 
-    `with_noop` adds a tool that does nothing, the baseline the benchmarks compare `do` against.
+    `with_noop` adds a tool that does nothing, the baseline the benchmarks compare `do` against; `observe`
+    hears of every `do` call once it is answered (logs and metrics of the front door).
     """
 
     async def list_tools(
@@ -46,7 +68,12 @@ def build_server(tool: DoTool, resolve_identity: IdentityResolver, *, with_noop:
         if params.name != TOOL_NAME:
             return to_mcp(error_result(InputError(f"Unknown tool '{params.name}': this server has one tool, 'do'")))
         identity = await resolve_identity(ctx)
-        return to_mcp(await tool.call(params.arguments, identity))
+        started = time.perf_counter()
+        result = await tool.call(params.arguments, identity)
+        if observe is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            observe(ToolCall(identity, not result.is_error, result.error_kind, elapsed))
+        return to_mcp(result)
 
     return Server(
         "mcpdo", version=__version__, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool

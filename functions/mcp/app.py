@@ -1,0 +1,17 @@
+"""The MCP function: API Gateway HTTP API events to the `do` tool (see mcpdo.server.lambda_runtime)."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from mcpdo.server.lambda_runtime import LambdaRuntime
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+runtime = LambdaRuntime.start(logger, metrics)  # INIT: once per execution environment
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: object) -> dict:
+    return runtime.handle(event)

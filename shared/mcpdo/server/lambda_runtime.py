@@ -1,0 +1,94 @@
+"""One Lambda execution environment: built once in INIT, then reused by every invocation it serves.
+
+INIT reads the settings, wires the app (`bootstrap.build`), and starts the sandbox's Node runners while
+the MCP SDK is imported in a thread: the two slowest steps of a cold start overlap instead of adding up.
+One event loop lives as long as the environment, so the runners and their pipes survive between
+invocations (Lambda freezes the process in between; nothing runs while frozen).
+
+Each `do` call is one structured log line (caller, tenant, outcome, error kind, duration; never the script,
+a key or a token) and metrics in CloudWatch's embedded format: calls, errors by kind, duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mcpdo.bootstrap import App, build
+from mcpdo.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger, Metrics
+
+    from mcpdo.server.lambda_http import LambdaFrontDoor
+    from mcpdo.server.mcp_server import ToolCall
+
+
+class LambdaRuntime:
+    """The app, its front door and the event loop they run on."""
+
+    def __init__(self, app: App, front_door: LambdaFrontDoor, loop: asyncio.Runner) -> None:
+        self.app = app
+        self.front_door = front_door
+        self._loop = loop
+
+    @classmethod
+    def start(cls, logger: Logger, metrics: Metrics, env: Mapping[str, str] | None = None) -> LambdaRuntime:
+        """INIT: settings, wiring, warm runners; the front door is built once the SDK is imported."""
+        settings = Settings.from_env(env)
+        app = build(settings)
+        loop = asyncio.Runner()
+        loop.run(_warm_up(app))
+        from mcpdo.server.lambda_http import LambdaFrontDoor
+
+        observer = _Observer(logger, metrics)
+        door = LambdaFrontDoor(app.tool, app.auth, allowed_hosts=settings.allowed_hosts, observe=observer)
+        return cls(app, door, loop)
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """One invocation: an API Gateway v2 event in, its response out."""
+        return self._loop.run(self.front_door.handle(event))
+
+    def close(self) -> None:
+        """Stop the runners and release the clients (tests; Lambda just ends the process)."""
+        self._loop.run(self.app.close())
+        self._loop.close()
+
+
+async def _warm_up(app: App) -> None:
+    # The import holds the GIL in a thread while the runners boot in their own processes.
+    await asyncio.gather(
+        app.start(worker=False), asyncio.to_thread(importlib.import_module, "mcpdo.server.lambda_http")
+    )
+
+
+class _Observer:
+    """Logs and meters each `do` call through Powertools."""
+
+    def __init__(self, logger: Logger, metrics: Metrics) -> None:
+        self._logger = logger
+        self._metrics = metrics
+
+    def __call__(self, call: ToolCall) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        identity = call.identity
+        self._logger.info(
+            "tool call",
+            extra={
+                "caller": identity.id or "anonymous",
+                "tenant": identity.tenant,
+                "authType": identity.auth_type,
+                "outcome": "ok" if call.ok else "error",
+                "errorKind": call.error_kind,
+                "durationMs": round(call.duration_ms, 1),
+            },
+        )
+        self._metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
+        self._metrics.add_metric(name="ToolDuration", unit=MetricUnit.Milliseconds, value=call.duration_ms)
+        if not call.ok:
+            # Its own metric set: a `kind` dimension on the shared set would split every other metric too.
+            with single_metric(name="ToolErrors", unit=MetricUnit.Count, value=1) as error:
+                error.add_dimension(name="kind", value=call.error_kind or "Unknown")
