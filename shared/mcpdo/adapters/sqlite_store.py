@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from mcpdo.adapters.sqlite_db import SqliteDatabase
 from mcpdo.errors import InputError
+from mcpdo.evaluate import canonical_text, record_json
 from mcpdo.ports import Direction, ListQuery, Ref
 from mcpdo.query import (
     And,
@@ -121,7 +122,7 @@ class SqliteEntityStore(RecordStore):
                 conn.execute(
                     "INSERT INTO entities (tenant, type, id, data, created, updated, version) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (tenant, row.type, row.id, _dumps(row.data), row.created, row.updated, row.version),
+                    (tenant, row.type, row.id, record_json(row.data), row.created, row.updated, row.version),
                 )
             except sqlite3.IntegrityError:
                 return False
@@ -138,7 +139,7 @@ class SqliteEntityStore(RecordStore):
             row = change(_stored(found))
             conn.execute(
                 "UPDATE entities SET data = ?, updated = ?, version = ? WHERE tenant = ? AND type = ? AND id = ?",
-                (_dumps(row.data), row.updated, row.version, tenant, type, id),
+                (record_json(row.data), row.updated, row.version, tenant, type, id),
             )
         return row
 
@@ -210,33 +211,15 @@ def _stored(row: tuple[Any, ...]) -> StoredRecord:
     return StoredRecord(type_, id_, json.loads(body), created, updated, version)
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
 def _sql_iso_ms(value: object) -> int | None:
     return parse_iso_ms(value) if isinstance(value, str) else None
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_canonical(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _canonical(item) for key, item in value.items()}
-    return value
-
-
-def _canon_text(value: Any) -> str:
-    return json.dumps(_canonical(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def _sql_canon(text: object) -> str | None:
     if not isinstance(text, str):
         return None
     try:
-        return _canon_text(json.loads(text))
+        return canonical_text(json.loads(text))
     except ValueError:
         return None
 
@@ -326,7 +309,7 @@ class _Compiler:
             return f"({kind} = '{'true' if operand else 'false'}')"
         if isinstance(operand, list | dict):
             shape = "array" if isinstance(operand, list) else "object"
-            return f"({kind} = '{shape}' AND mcpdo_canon({value}) = {self.bind(_canon_text(operand))})"
+            return f"({kind} = '{shape}' AND mcpdo_canon({value}) = {self.bind(canonical_text(operand))})"
         if isinstance(operand, str):
             same = f"({kind} = 'text' AND {value} = {self.bind(operand)})"
         else:
@@ -346,7 +329,7 @@ class _Compiler:
             element = f"e.type = 'text' AND e.value = {self.bind(operand)}"
         elif isinstance(operand, list | dict):
             shape = "array" if isinstance(operand, list) else "object"
-            element = f"e.type = '{shape}' AND mcpdo_canon(e.value) = {self.bind(_canon_text(operand))}"
+            element = f"e.type = '{shape}' AND mcpdo_canon(e.value) = {self.bind(canonical_text(operand))}"
         else:
             element = f"e.type IN {_NUMERIC} AND e.value = {self.bind(operand)}"
         members = f"SELECT 1 FROM json_each(data, {path}) AS e WHERE {element}"
