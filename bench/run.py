@@ -64,16 +64,17 @@ def main() -> int:
             key = server.stdout.readline().strip()
             url = f"http://127.0.0.1:{port}/mcp"
             _wait_ready(url)
-            rows = measure(url, key, Path(tmp))
+            rows, noop_do = measure(url, key, Path(tmp))
         finally:
             server.terminate()
             server.wait(timeout=10)
         rows += measure_events(Path(tmp))
+        rows += measure_lambda(noop_do)
     print_table(rows)
     return 0
 
 
-def measure(url: str, key: str, tmp: Path) -> list[Row]:
+def measure(url: str, key: str, tmp: Path) -> tuple[list[Row], list[float]]:
     auth = {**HEADERS, "Authorization": f"Bearer {key}"}
     with httpx.Client(headers=auth, timeout=30) as client:
         # Interleaved, so drift in the machine's load hits both sides of the ratio alike.
@@ -88,7 +89,7 @@ def measure(url: str, key: str, tmp: Path) -> list[Row]:
     do_rate = _throughput(url, auth, "do", {"script": "1"}, seconds=3.0)
     python_start, cold = _cold_start(tmp)
     noop_ratio = statistics.median(noop_do) / statistics.median(noop_tool)
-    return [
+    rows = [
         Row("no-op tool over HTTP (median)", _ms(noop_tool), "-", "-", "baseline", None),
         Row(
             "no-op do over HTTP (median)",
@@ -131,6 +132,7 @@ def measure(url: str, key: str, tmp: Path) -> list[Row]:
             cold < 0.5,
         ),
     ]
+    return rows, noop_do
 
 
 def measure_events(tmp: Path) -> list[Row]:
@@ -155,6 +157,51 @@ def measure_events(tmp: Path) -> list[Row]:
             f"{rate:.0f}/s",
             f"{noop_rate:.0f}/s (no-op executions, concurrency 4)",
             f"{rate / noop_rate:.2f}x",
+            "reported",
+            None,
+        ),
+    ]
+
+
+def measure_lambda(local_noop: list[float]) -> list[Row]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import aws
+
+    found = aws.run(TWENTY_CREATES)
+    cold, warm, creates = found["cold_init_s"], found["warm_noop_ms"], found["creates_ms"]
+    lookup = found["key_read_ms"]
+    python_start = statistics.median(found["python_start_s"])
+    warm_ratio = statistics.median(warm) / statistics.median(local_noop)
+    return [
+        Row(
+            "Lambda cold INIT (fresh process: imports, wiring, warm runner)",
+            f"{statistics.median(cold) * 1000:.0f} ms",
+            f"{python_start * 1000:.0f} ms (python -c pass)",
+            f"{statistics.median(cold) / python_start:.1f}x",
+            "< 1000 ms",
+            statistics.median(cold) < 1.0,
+        ),
+        Row(
+            "Lambda warm no-op tools/call through the handler (moto)",
+            _ms(warm),
+            _ms(local_noop) + " (local HTTP)",
+            f"{warm_ratio:.2f}x",
+            "<= 1.5x",
+            warm_ratio <= 1.5,
+        ),
+        Row(
+            "  of which one key read from moto DynamoDB",
+            _ms(lookup),
+            "-",
+            f"{statistics.median(lookup) / statistics.median(warm):.0%} of the call",
+            "reported",
+            None,
+        ),
+        Row(
+            "Lambda: 20 db.create + db.list on DynamoDB (moto)",
+            _ms(creates),
+            _ms(warm),
+            f"{statistics.median(creates) / statistics.median(warm):.1f}x",
             "reported",
             None,
         ),

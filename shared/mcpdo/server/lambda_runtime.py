@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcpdo.bootstrap import App, build
 from mcpdo.settings import Settings
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from mcpdo.server.lambda_http import LambdaFrontDoor
     from mcpdo.server.mcp_server import ToolCall
+
+T = TypeVar("T")
 
 
 class LambdaRuntime:
@@ -49,7 +51,11 @@ class LambdaRuntime:
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """One invocation: an API Gateway v2 event in, its response out."""
-        return self._loop.run(self.front_door.handle(event))
+        return self.run(self.front_door.handle(event))
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the environment's loop, where the runners live (invocations, benchmarks, tests)."""
+        return self._loop.run(work)
 
     def close(self) -> None:
         """Stop the runners and release the clients (tests; Lambda just ends the process)."""
