@@ -7,7 +7,7 @@ PY_STAMP := $(VENV)/.deps-installed
 NODE_STAMP := layers/runtime/node_modules/.deps-installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup serve test lint bench clean
+.PHONY: setup serve test lint bench clean sam-setup sam-check sam-clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -24,7 +24,7 @@ $(NODE_STAMP): layers/runtime/package.json layers/runtime/package-lock.json $(PY
 serve: setup
 	$(BIN)/mcpdo serve
 
-test: setup
+test: setup sam-check
 	$(BIN)/python -m pytest
 
 # What exists of the Python trees (functions/ arrives with the Lambda entrypoints).
@@ -40,3 +40,29 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) layers/runtime/node_modules .pytest_cache .mypy_cache .ruff_cache
+
+# SAM CLI in a virtualenv of its own (it pins its own boto3, pydantic and cfn-lint). `sam-check` validates
+# and lints the template (also as CloudFormation gets it, after the SAM transform), builds both artifacts
+# into .aws-sam/build without Docker, then checks them: bin/node for the template's architecture, the runner
+# complete, the function plus its layer under Lambda's 250 MB. No AWS credentials are needed; SAM only
+# wants a region. MAKEFLAGS is cleared so that the Makefiles SAM runs behave as under a plain `sam build`.
+SAM_VENV := .sam-venv
+SAM_CLI_VERSION := 1.170.0
+SAM_STAMP := $(SAM_VENV)/.sam-cli-$(SAM_CLI_VERSION)
+SAM_ENV := MAKEFLAGS= AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
+
+sam-setup: $(SAM_STAMP)
+
+$(SAM_STAMP):
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'aws-sam-cli==$(SAM_CLI_VERSION)'
+	touch $@
+
+sam-check: setup $(SAM_STAMP)
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint
+	$(SAM_ENV) $(SAM_VENV)/bin/python layers/build_check.py lint-transformed
+	$(SAM_ENV) $(SAM_VENV)/bin/sam build
+	$(BIN)/python layers/build_check.py check-build .aws-sam/build
+
+sam-clean:
+	rm -rf $(SAM_VENV) .aws-sam

@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.aws import create_table, moto_environment  # noqa: E402
+from tests.support.aws import create_table, function_environment, moto_environment  # noqa: E402
 from tests.support.gateway import SAMPLE_HOST, LambdaContext, load_function, v2_event  # noqa: E402
 
 COLD_PROBE = """
@@ -48,17 +48,9 @@ def _moto() -> Iterator[str]:
 
 
 def _function_env(table: str) -> dict[str, str]:
-    return {
-        "MCPDO_BACKEND": "aws",
-        "MCPDO_TABLE": table,
-        "MCPDO_ALLOWED_HOSTS": SAMPLE_HOST,
-        "MCPDO_SANDBOX_POOL_SIZE": "1",
-        "MCPDO_SANDBOX_POOL_MAX": "1",
-        "POWERTOOLS_SERVICE_NAME": "mcpdo",
-        "POWERTOOLS_METRICS_NAMESPACE": "mcpdo",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
+    # As template.yaml sets it, with the sample host allowed, no X-Ray daemon and quiet logs.
+    quiet = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    return {**function_environment(table), "MCPDO_ALLOWED_HOSTS": SAMPLE_HOST, **quiet}
 
 
 def _cold_inits(env: dict[str, str], runs: int = 3) -> list[float]:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.aws import create_table
+from tests.support.aws import create_table, function_environment
 from tests.support.client import connect, text_of, value_of
 from tests.support.gateway import SAMPLE_HOST, FakeGateway, fake_gateway, sample_events, v2_event
 
@@ -27,17 +27,8 @@ TENANT = "acme"
 
 @pytest.fixture(scope="module")
 def function_env(moto_endpoint: str) -> dict[str, str]:
-    """The environment template.yaml gives the function, over a fresh table in moto."""
-    return {
-        "MCPDO_BACKEND": "aws",
-        "MCPDO_TABLE": create_table(),
-        "MCPDO_SANDBOX_POOL_SIZE": "1",
-        "MCPDO_SANDBOX_POOL_MAX": "1",
-        "MCPDO_TIMEOUT_MS": "25000",
-        "POWERTOOLS_SERVICE_NAME": "mcpdo",
-        "POWERTOOLS_METRICS_NAMESPACE": "mcpdo",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
+    """The environment template.yaml gives the function, over a fresh table in moto (no X-Ray daemon here)."""
+    return {**function_environment(create_table()), "POWERTOOLS_TRACE_DISABLED": "true"}
 
 
 def mcpdo_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -84,3 +84,23 @@ def moto_environment(endpoint: str) -> Iterator[None]:
 
 
 _ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+
+
+# Where the function's environment names the layer's files, a test process uses this checkout's instead.
+_LAYER_PATHS = ("MCPDO_NODE", "MCPDO_RUNNER")
+
+
+def function_environment(table: str) -> dict[str, str]:
+    """McpFunction's environment as template.yaml sets it, with `table` as the state table, parameters at
+    their defaults and the layer's paths left to this checkout (the host list is the caller's to set)."""
+    resources = template()
+    params = {name: str(spec.get("Default", "")) for name, spec in resources.get("Parameters", {}).items()}
+    variables = resources["Resources"]["McpFunction"]["Properties"]["Environment"]["Variables"]
+    env: dict[str, str] = {}
+    for name, value in variables.items():
+        if name in _LAYER_PATHS or name == "MCPDO_ALLOWED_HOSTS":
+            continue
+        if isinstance(value, dict) and "Ref" in value:
+            value = table if value["Ref"] == "StateTable" else params[value["Ref"]]
+        env[name] = str(value)
+    return env
