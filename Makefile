@@ -27,8 +27,8 @@ serve: setup
 test: setup sam-check
 	$(BIN)/python -m pytest
 
-# What exists of the Python trees (functions/ arrives with the Lambda entrypoints).
-PY_TREES = $(wildcard shared tests bench functions)
+# The Python trees (and the build check, a script of its own).
+PY_TREES = $(wildcard shared tests bench functions layers/build_check.py)
 
 lint: setup
 	$(BIN)/ruff check $(PY_TREES)
