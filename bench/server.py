@@ -9,7 +9,8 @@ from pathlib import Path
 
 import uvicorn
 from mcpdo.bootstrap import build_local
-from mcpdo.server.http import RateLimits, build_http_app
+from mcpdo.ratelimit import RateLimits
+from mcpdo.server.http import build_http_app
 from mcpdo.settings import Settings
 
 

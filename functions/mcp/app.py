@@ -10,8 +10,9 @@ tracer = Tracer()
 runtime = LambdaRuntime.start(logger, metrics)  # INIT: once per execution environment
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
+# Events carry the Authorization header and responses tenants' records: neither goes to logs or traces.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
     return runtime.handle(event)

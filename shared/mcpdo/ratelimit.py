@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcpdo.identity import Identity
 
 # Buckets idle this long are full again and carry no information: dropped to bound memory.
 _IDLE_SECONDS = 120.0
@@ -49,3 +54,41 @@ class RateLimiter:
         stale = [key for key, bucket in self._buckets.items() if now - bucket.updated > _IDLE_SECONDS]
         for key in stale:
             del self._buckets[key]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A tool call past its caller's quota: the message to answer with and the seconds to wait."""
+
+    message: str
+    retry_after: int
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Tool calls per minute: anonymous callers per source address, authenticated callers per key. Every front
+    door asks this before a `tools/call` runs (the handshake and listings are cheap and not counted)."""
+
+    anonymous: RateLimiter
+    authenticated: RateLimiter
+
+    @classmethod
+    def per_minute(cls, anonymous: int, authenticated: int) -> RateLimits:
+        return cls(RateLimiter(anonymous), RateLimiter(authenticated))
+
+    @property
+    def enabled(self) -> bool:
+        return self.anonymous.per_minute > 0 or self.authenticated.per_minute > 0
+
+    def check(self, identity: Identity) -> Refusal | None:
+        """Count one tool call of `identity`; a Refusal when its quota is spent."""
+        if identity.is_anonymous:
+            limiter, key, who = self.anonymous, f"ip:{identity.source}", "anonymous callers from this address"
+        else:
+            limiter, key, who = self.authenticated, f"key:{identity.id}", "this key"
+        wait = limiter.check(key)
+        if wait is None:
+            return None
+        seconds = max(1, math.ceil(wait))
+        text = f"Rate limit exceeded: {limiter.per_minute} tool calls per minute for {who}; retry in {seconds} s"
+        return Refusal(text, seconds)

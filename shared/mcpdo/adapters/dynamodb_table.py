@@ -9,6 +9,7 @@ operation, never the data.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +23,8 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 # Inside a transaction's cancellation reasons the same failure is named without the suffix.
 CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 TRANSACTION_CANCELED = "TransactionCanceledException"
+
+log = logging.getLogger(__name__)
 
 
 class ConditionFailed(Exception):
@@ -57,9 +60,13 @@ class DynamoTable:
                 reasons = tuple(r.get("Code", "None") for r in exc.response.get("CancellationReasons", []))
                 if CONDITION_FAILED_REASON in reasons:
                     raise ConditionFailed(reasons) from exc
-            raise StoreError(f"The {self.what} operation {operation} failed: {code or exc}") from exc
+            # The code names the kind of failure; the message may carry names of the table or its keys.
+            log.warning("%s %s failed: %s", self.what, operation, exc)
+            raise StoreError(f"The {self.what} operation {operation} failed: {code or 'error'}") from exc
         except BotoCoreError as exc:
-            raise StoreError(f"The {self.what} is unavailable ({operation}): {exc}") from exc
+            # Endpoint URLs and connection details stay in the server's log.
+            log.warning("%s %s unavailable: %s", self.what, operation, exc)
+            raise StoreError(f"The {self.what} is unavailable ({operation})") from exc
         return result
 
     async def close(self) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from mcp.server import ServerRequestContext
@@ -22,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mcpdo.auth import Authenticator
 from mcpdo.errors import Unauthorized
 from mcpdo.identity import Identity
-from mcpdo.ratelimit import RateLimiter
+from mcpdo.ratelimit import RateLimits
 from mcpdo.server.mcp_server import build_server
 from mcpdo.tool import DoTool
 
@@ -30,22 +29,6 @@ log = logging.getLogger(__name__)
 
 IDENTITY_KEY = "mcpdo.identity"
 MAX_BODY_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """Tool calls per minute: anonymous callers per source address, authenticated callers per key."""
-
-    anonymous: RateLimiter
-    authenticated: RateLimiter
-
-    @classmethod
-    def per_minute(cls, anonymous: int, authenticated: int) -> RateLimits:
-        return cls(RateLimiter(anonymous), RateLimiter(authenticated))
-
-    @property
-    def enabled(self) -> bool:
-        return self.anonymous.per_minute > 0 or self.authenticated.per_minute > 0
 
 
 def build_http_app(
@@ -170,19 +153,13 @@ class _McpEndpoint:
         message = _json_rpc(body)
         if message.get("method") != "tools/call":
             return None
-        if identity.is_anonymous:
-            limiter, key, who = self._limits.anonymous, f"ip:{identity.source}", "anonymous callers from this address"
-        else:
-            limiter, key, who = self._limits.authenticated, f"key:{identity.id}", "this key"
-        wait = limiter.check(key)
-        if wait is None:
+        refusal = self._limits.check(identity)
+        if refusal is None:
             return None
-        seconds = max(1, math.ceil(wait))
-        text = f"Rate limit exceeded: {limiter.per_minute} tool calls per minute for {who}; retry in {seconds} s"
         return JSONResponse(
-            {"jsonrpc": "2.0", "id": message.get("id"), "error": {"code": -32000, "message": text}},
+            {"jsonrpc": "2.0", "id": message.get("id"), "error": {"code": -32000, "message": refusal.message}},
             status_code=429,
-            headers={"Retry-After": str(seconds)},
+            headers={"Retry-After": str(refusal.retry_after)},
         )
 
 

@@ -36,6 +36,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from mcpdo.auth import Authenticator
 from mcpdo.errors import Unauthorized
 from mcpdo.identity import Identity
+from mcpdo.ratelimit import RateLimits
 from mcpdo.server.mcp_server import ToolCallObserver, build_server
 from mcpdo.tool import DoTool
 
@@ -85,9 +86,12 @@ class LambdaFrontDoor:
         auth: Authenticator,
         *,
         allowed_hosts: tuple[str, ...],
+        limits: RateLimits | None = None,
         observe: ToolCallObserver | None = None,
     ) -> None:
         self._auth = auth
+        # Counted per execution environment: API Gateway's stage throttling (template.yaml) bounds the whole.
+        self._limits = limits
         # Empty only outside AWS (tests pick their host); the template always sets API Gateway's.
         self._allowed_hosts = {host.lower() for host in allowed_hosts}
         self._server: Server[Any] = build_server(tool, _identity_of_request, observe=observe)
@@ -126,9 +130,33 @@ class LambdaFrontDoor:
         except Unauthorized as exc:
             return _unauthorized(exc, host)
         if identity.is_anonymous:
+            # API Gateway's own view of the peer, never a client-sent header such as X-Forwarded-For.
             source = event.get("requestContext", {}).get("http", {}).get("sourceIp")
             identity = replace(identity, source=str(source or "unknown"))
+        refusal = self._rate_limited(identity, body)
+        if refusal is not None:
+            return refusal
         return await self._json_rpc(body, headers, LambdaRequest(identity, headers))
+
+    def _rate_limited(self, identity: Identity, body: bytes) -> Response | None:
+        """Only tool calls count: the handshake and listings are cheap and every client sends them."""
+        if self._limits is None or not self._limits.enabled:
+            return None
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            return None  # answered as a parse error, uncounted
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            return None
+        refusal = self._limits.check(identity)
+        if refusal is None:
+            return None
+        request_id = message.get("id")
+        response = _json(
+            429, {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": refusal.message}}
+        )
+        response["headers"]["Retry-After"] = str(refusal.retry_after)
+        return response
 
     async def _json_rpc(self, body: bytes, headers: Mapping[str, str], request: LambdaRequest) -> Response:
         try:
@@ -178,8 +206,13 @@ async def _identity_of_request(ctx: ServerRequestContext[Any, Any]) -> Identity:
 
 
 def _headers(event: Mapping[str, Any]) -> dict[str, str]:
-    """Header names lowercased (API Gateway passes them as the client sent them); repeated ones joined."""
-    return {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
+    """Header names lowercased, values of names that differ only in case joined with commas in event order,
+    as API Gateway joins repeated headers: `Authorization` and `authorization` never let the last one win."""
+    headers: dict[str, str] = {}
+    for name, value in (event.get("headers") or {}).items():
+        key = str(name).lower()
+        headers[key] = f"{headers[key]},{value}" if key in headers else str(value)
+    return headers
 
 
 def _body(event: Mapping[str, Any]) -> bytes | None:

@@ -17,6 +17,8 @@ from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcpdo.bootstrap import App, build
+from mcpdo.errors import InputError
+from mcpdo.ratelimit import RateLimits
 from mcpdo.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,13 +42,21 @@ class LambdaRuntime:
     def start(cls, logger: Logger, metrics: Metrics, env: Mapping[str, str] | None = None) -> LambdaRuntime:
         """INIT: settings, wiring, warm runners; the front door is built once the SDK is imported."""
         settings = Settings.from_env(env)
+        if not settings.allowed_hosts:
+            # Without it the Host check would be off: the template always sets API Gateway's host.
+            raise InputError("Setting 'MCPDO_ALLOWED_HOSTS' is required on Lambda: the hosts API Gateway answers on")
         app = build(settings)
         loop = asyncio.Runner()
         loop.run(_warm_up(app))
         from mcpdo.server.lambda_http import LambdaFrontDoor
 
-        observer = _Observer(logger, metrics)
-        door = LambdaFrontDoor(app.tool, app.auth, allowed_hosts=settings.allowed_hosts, observe=observer)
+        door = LambdaFrontDoor(
+            app.tool,
+            app.auth,
+            allowed_hosts=settings.allowed_hosts,
+            limits=RateLimits.per_minute(settings.rate_limit_anonymous, settings.rate_limit_authenticated),
+            observe=_Observer(logger, metrics),
+        )
         return cls(app, door, loop)
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:

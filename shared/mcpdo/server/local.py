@@ -8,7 +8,8 @@ from pathlib import Path
 import uvicorn
 
 from mcpdo.bootstrap import App
-from mcpdo.server.http import RateLimits, build_http_app
+from mcpdo.ratelimit import RateLimits
+from mcpdo.server.http import build_http_app
 
 
 async def serve_http(app: App) -> int:
