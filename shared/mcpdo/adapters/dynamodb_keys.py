@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import builtins
 import json
-from typing import Any
 
-from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable
+from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, text_value
 from mcpdo.errors import Conflict
 from mcpdo.ports import ApiKey
 
 _SK = "KEY"
 _LISTED = "KEYS"
 _UNSET = "attribute_not_exists(pk)"
-
-Item = dict[str, Any]
 
 
 class DynamoKeyStore:
@@ -38,7 +35,12 @@ class DynamoKeyStore:
     async def add(self, key: ApiKey, secret_hash: str) -> None:
         """Store a new key under its id and its hash; Conflict when either is taken."""
         record = _record(key, secret_hash)
-        by_id = {**record, **_at(f"KEY#{key.id}"), "gsi1pk": _s(_LISTED), "gsi1sk": _s(f"{key.created_at}#{key.id}")}
+        by_id = {
+            **record,
+            **_at(f"KEY#{key.id}"),
+            "gsi1pk": text_value(_LISTED),
+            "gsi1sk": text_value(f"{key.created_at}#{key.id}"),
+        }
         by_hash = {**record, **_at(f"KEYHASH#{secret_hash}")}
         puts = [
             {"Put": {"TableName": self._table.name, "Item": item, "ConditionExpression": _UNSET}}
@@ -61,11 +63,10 @@ class DynamoKeyStore:
 
     async def list(self) -> builtins.list[ApiKey]:
         """Every key, by creation time then id."""
-        items = await _query_all(
-            self._table,
+        items = await self._table.query_all(
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :listed",
-            ExpressionAttributeValues={":listed": _s(_LISTED)},
+            ExpressionAttributeValues={":listed": text_value(_LISTED)},
         )
         # Sorted here as well: `created_at#id` orders as (created_at, id) only for equal-length times.
         return sorted((_key(item) for item in items), key=lambda key: (key.created_at, key.id))
@@ -94,35 +95,20 @@ class DynamoKeyStore:
         return item
 
 
-async def _query_all(table: DynamoTable, **arguments: Any) -> list[Item]:
-    """Every item a query finds, page after page (a page stops at 1 MB)."""
-    items: list[Item] = []
-    while True:
-        page = await table.call("query", **arguments)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _s(text: str) -> dict[str, str]:
-    return {"S": text}
-
-
 def _at(pk: str) -> Item:
-    return {"pk": _s(pk), "sk": _s(_SK)}
+    return {"pk": text_value(pk), "sk": text_value(_SK)}
 
 
 def _record(key: ApiKey, secret_hash: str) -> Item:
     # Like the SQL insert, a new key is never stored revoked, whatever `revoked_at` says.
     return {
-        "id": _s(key.id),
-        "name": _s(key.name),
-        "tenant": _s(key.tenant),
-        "roles": _s(json.dumps(list(key.roles))),
-        "prefix": _s(key.prefix),
-        "secret_hash": _s(secret_hash),
-        "created_at": _s(key.created_at),
+        "id": text_value(key.id),
+        "name": text_value(key.name),
+        "tenant": text_value(key.tenant),
+        "roles": text_value(json.dumps(list(key.roles))),
+        "prefix": text_value(key.prefix),
+        "secret_hash": text_value(secret_hash),
+        "created_at": text_value(key.created_at),
     }
 
 
@@ -133,7 +119,7 @@ def _revoke(table: str, pk: str, when: str) -> Item:
             "Key": _at(pk),
             "UpdateExpression": "SET revoked_at = :when",
             "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
-            "ExpressionAttributeValues": {":when": _s(when)},
+            "ExpressionAttributeValues": {":when": text_value(when)},
         }
     }
 

@@ -21,15 +21,13 @@ import builtins
 import json
 from typing import Any
 
-from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable
+from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, key_part, text_value
 from mcpdo.errors import Conflict, InputError
 from mcpdo.ports import StoredModule
 
 _LATEST = "LATEST"
 _NEWER = "attribute_not_exists(pk) OR #version < :version"
 _VERSION_NAME = {"#version": "version"}  # spelled through a name: expressions refuse some attribute names
-
-Item = dict[str, Any]
 
 
 class DynamoModuleStore:
@@ -43,9 +41,9 @@ class DynamoModuleStore:
         _check_version(module.version)
         fields = _fields(module)
         pk = _pk(module.tenant, module.id)
-        latest = {**fields, "pk": _s(pk), "sk": _s(_LATEST), **_listed(module.tenant, module.id)}
+        latest = {**fields, "pk": text_value(pk), "sk": text_value(_LATEST), **_listed(module.tenant, module.id)}
         writes = [
-            _put(self._table.name, {**fields, "pk": _s(pk), "sk": _s(_version_sk(module.version))}),
+            _put(self._table.name, {**fields, "pk": text_value(pk), "sk": text_value(_version_sk(module.version))}),
             _put(
                 self._table.name,
                 latest,
@@ -72,11 +70,10 @@ class DynamoModuleStore:
 
     async def list(self, tenant: str) -> builtins.list[StoredModule]:
         """The latest version of every module of `tenant`, by id."""
-        items = await _query_all(
-            self._table,
+        items = await self._table.query_all(
             IndexName="gsi2",
             KeyConditionExpression="gsi2pk = :tenant",
-            ExpressionAttributeValues={":tenant": _s(_tenant_partition(tenant))},
+            ExpressionAttributeValues={":tenant": text_value(_tenant_partition(tenant))},
         )
         return [_module(item) for item in items]
 
@@ -100,7 +97,9 @@ class DynamoModuleStore:
         return None if item is None else int(item["version"]["N"])
 
     async def _item(self, pk: str, sk: str, **extra: Any) -> Item | None:
-        found = await self._table.call("get_item", Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True, **extra)
+        found = await self._table.call(
+            "get_item", Key={"pk": text_value(pk), "sk": text_value(sk)}, ConsistentRead=True, **extra
+        )
         item: Item | None = found.get("Item")
         return item
 
@@ -117,13 +116,8 @@ def _dumps(value: Any) -> str:
         raise InputError(f"Module data must be JSON-serializable: {exc}") from exc
 
 
-def _part(text: str) -> str:
-    """`text` as a key part that never contains `#` (percent-encoded, so distinct texts stay distinct)."""
-    return text.replace("%", "%25").replace("#", "%23")
-
-
 def _pk(tenant: str, id: str) -> str:
-    return f"MOD#{_part(tenant)}#{id}"
+    return f"MOD#{key_part(tenant)}#{id}"
 
 
 def _tenant_partition(tenant: str) -> str:
@@ -131,16 +125,12 @@ def _tenant_partition(tenant: str) -> str:
 
 
 def _listed(tenant: str, id: str) -> Item:
-    return {"gsi2pk": _s(_tenant_partition(tenant)), "gsi2sk": _s(f"M#{id}")}
+    return {"gsi2pk": text_value(_tenant_partition(tenant)), "gsi2sk": text_value(f"M#{id}")}
 
 
 def _version_sk(version: int) -> str:
     # Zero-padded so that a module's versions sort in order when read by hand; nothing relies on it.
     return f"V#{version:010d}"
-
-
-def _s(text: str) -> dict[str, str]:
-    return {"S": text}
 
 
 def _n(number: int) -> dict[str, str]:
@@ -151,31 +141,20 @@ def _put(table: str, item: Item, condition: str = "attribute_not_exists(pk)", **
     return {"Put": {"TableName": table, "Item": item, "ConditionExpression": condition, **expression}}
 
 
-async def _query_all(table: DynamoTable, **arguments: Any) -> list[Item]:
-    """Every item a query finds, page after page (a page stops at 1 MB)."""
-    items: list[Item] = []
-    while True:
-        page = await table.call("query", **arguments)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def _fields(module: StoredModule) -> Item:
     fields = {
-        "tenant": _s(module.tenant),
-        "id": _s(module.id),
+        "tenant": text_value(module.tenant),
+        "id": text_value(module.id),
         "version": _n(module.version),
-        "source": _s(module.source),
-        "code": _s(module.code),
-        "owner": _s(_dumps(module.owner)),
-        "exports": _s(_dumps(list(module.exports))),
-        "metadata": _s(_dumps(module.metadata)),
-        "created_at": _s(module.created_at),
+        "source": text_value(module.source),
+        "code": text_value(module.code),
+        "owner": text_value(_dumps(module.owner)),
+        "exports": text_value(_dumps(list(module.exports))),
+        "metadata": text_value(_dumps(module.metadata)),
+        "created_at": text_value(module.created_at),
     }
     if module.type is not None:  # absent, as NULL is in the SQL column
-        fields["type"] = _s(module.type)
+        fields["type"] = text_value(module.type)
     return fields
 
 

@@ -51,7 +51,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from mcpdo.adapters.dynamodb_table import CONDITION_FAILED, ConditionFailed, DynamoTable
+from mcpdo.adapters.dynamodb_table import CONDITION_FAILED, ConditionFailed, DynamoTable, Item
 from mcpdo.errors import InputError, StoreError
 
 # The core's query evaluator, for now in the in-memory adapter (private there, hence the alias).
@@ -64,7 +64,6 @@ from mcpdo.query import And, Condition, Eq, Or, Range, StartsWith, parse_field
 from mcpdo.records import RecordStore, StoredRecord
 from mcpdo.timeparse import now_ms
 
-Item = dict[str, Any]
 Key = tuple[str, str]  # pk, sk
 
 _MS_DIGITS = 15  # MAX_INSTANT_MS - MIN_INSTANT_MS has 15 digits

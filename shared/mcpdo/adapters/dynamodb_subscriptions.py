@@ -31,9 +31,8 @@ import asyncio
 import builtins
 import json
 from collections.abc import Iterable
-from typing import Any
 
-from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable
+from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, key_part, text_value
 from mcpdo.errors import InputError, StoreError
 from mcpdo.patterns import candidates
 from mcpdo.ports import HandlerRef, StoredModule, Subscription
@@ -43,7 +42,6 @@ _ATTEMPTS = 5  # syncs of one module racing this one; a handful is already unusu
 _SET = "SET"
 _REVISION = {"#revision": "revision"}  # spelled through a name: expressions refuse some attribute names
 
-Item = dict[str, Any]
 Row = tuple[int, int, str]  # version, handler index, pattern: a subscription of the synced module
 
 
@@ -77,11 +75,10 @@ class DynamoSubscriptions:
 
     async def list(self, tenant: str) -> builtins.list[Subscription]:
         """Every live subscription of `tenant`, from the modules' set items."""
-        items = await _query_all(
-            self._table,
+        items = await self._table.query_all(
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :tenant",
-            ExpressionAttributeValues={":tenant": _s(f"SUBS#{tenant}")},
+            ExpressionAttributeValues={":tenant": text_value(f"SUBS#{tenant}")},
         )
         return _ordered(sub for item in items for sub in _set_subscriptions(item))
 
@@ -114,10 +111,9 @@ class DynamoSubscriptions:
         return [*writes.values(), _set_write(table, module, live, rows)]
 
     async def _partition(self, tenant: str, pattern: str) -> builtins.list[Item]:
-        return await _query_all(
-            self._table,
+        return await self._table.query_all(
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": _s(f"SUB#{_part(tenant)}#{pattern}")},
+            ExpressionAttributeValues={":pk": text_value(f"SUB#{key_part(tenant)}#{pattern}")},
             ConsistentRead=True,
         )
 
@@ -161,38 +157,33 @@ def _set_write(table: str, module: StoredModule, live: Item | None, rows: builti
         return {"Delete": {"TableName": table, "Key": key, **condition}}
     item = {
         **key,
-        "tenant": _s(module.tenant),
-        "module_id": _s(module.id),
+        "tenant": text_value(module.tenant),
+        "module_id": text_value(module.id),
         "revision": _n(revision + 1),
-        "subscriptions": _s(json.dumps(rows, separators=(",", ":"), ensure_ascii=False)),
-        "gsi1pk": _s(f"SUBS#{module.tenant}"),
-        "gsi1sk": _s(f"M#{module.id}"),
+        "subscriptions": text_value(json.dumps(rows, separators=(",", ":"), ensure_ascii=False)),
+        "gsi1pk": text_value(f"SUBS#{module.tenant}"),
+        "gsi1sk": text_value(f"M#{module.id}"),
     }
     return {"Put": {"TableName": table, "Item": item, **condition}}
 
 
-def _part(text: str) -> str:
-    """`text` as a key part that never contains `#` (percent-encoded, so distinct texts stay distinct)."""
-    return text.replace("%", "%25").replace("#", "%23")
-
-
 def _set_key(tenant: str, module_id: str) -> Item:
-    return {"pk": _s(f"SUBSET#{_part(tenant)}#{module_id}"), "sk": _s(_SET)}
+    return {"pk": text_value(f"SUBSET#{key_part(tenant)}#{module_id}"), "sk": text_value(_SET)}
 
 
 def _sub_key(module: StoredModule, index: int, pattern: str) -> Item:
-    return {"pk": _s(f"SUB#{_part(module.tenant)}#{pattern}"), "sk": _s(f"{module.id}#{index}")}
+    return {"pk": text_value(f"SUB#{key_part(module.tenant)}#{pattern}"), "sk": text_value(f"{module.id}#{index}")}
 
 
 def _sub_item(module: StoredModule, row: Row) -> Item:
     version, index, pattern = row
     return {
         **_sub_key(module, index, pattern),
-        "tenant": _s(module.tenant),
-        "module_id": _s(module.id),
+        "tenant": text_value(module.tenant),
+        "module_id": text_value(module.id),
         "version": _n(version),
         "idx": _n(index),
-        "pattern": _s(pattern),
+        "pattern": text_value(pattern),
     }
 
 
@@ -213,21 +204,6 @@ def _set_subscriptions(item: Item) -> builtins.list[Subscription]:
 def _ordered(subscriptions: Iterable[Subscription]) -> builtins.list[Subscription]:
     # By module id then handler index, as the SQL `ORDER BY module_id, idx` (both compare code points).
     return sorted(subscriptions, key=lambda sub: (sub.handler.module_id, sub.handler.index))
-
-
-async def _query_all(table: DynamoTable, **arguments: Any) -> builtins.list[Item]:
-    """Every item a query finds, page after page (a page stops at 1 MB)."""
-    items: builtins.list[Item] = []
-    while True:
-        page = await table.call("query", **arguments)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _s(text: str) -> dict[str, str]:
-    return {"S": text}
 
 
 def _n(number: int) -> dict[str, str]:

@@ -19,6 +19,9 @@ from mcpdo.errors import StoreError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+Item = dict[str, Any]
+"""A DynamoDB item (or key) in the low-level client's typed form: `{"pk": {"S": "..."}}`."""
+
 CONDITION_FAILED = "ConditionalCheckFailedException"
 # Inside a transaction's cancellation reasons the same failure is named without the suffix.
 CONDITION_FAILED_REASON = "ConditionalCheckFailed"
@@ -69,6 +72,26 @@ class DynamoTable:
             raise StoreError(f"The {self.what} is unavailable ({operation})") from exc
         return result
 
+    async def query_all(self, **arguments: Any) -> list[Item]:
+        """Every item a query finds, page after page (a page stops at 1 MB)."""
+        items: list[Item] = []
+        while True:
+            page = await self.call("query", **arguments)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     async def close(self) -> None:
         """Release the client's connections."""
         self.client.close()
+
+
+def key_part(text: str) -> str:
+    """`text` as a key part that never contains `#` (percent-encoded, so distinct texts stay distinct)."""
+    return text.replace("%", "%25").replace("#", "%23")
+
+
+def text_value(text: str) -> dict[str, str]:
+    """A string attribute value."""
+    return {"S": text}
