@@ -182,6 +182,14 @@ def measure_lambda(local_noop: list[float]) -> list[Row]:
             statistics.median(cold) < 1.0,
         ),
         Row(
+            "  then its first invocation (anonymous no-op tools/call)",
+            f"{statistics.median(found['first_call_s']) * 1000:.0f} ms",
+            "-",
+            "-",
+            "reported",
+            None,
+        ),
+        Row(
             "Lambda warm no-op tools/call through the handler (moto)",
             _ms(warm),
             _ms(local_noop) + " (local HTTP)",
