@@ -13,7 +13,7 @@ from mcpdo.adapters import dynamodb_store
 from mcpdo.adapters.dynamodb_store import DynamoEntityStore
 from mcpdo.adapters.dynamodb_table import DynamoTable
 from mcpdo.adapters.memory_store import MemoryEntityStore
-from mcpdo.errors import McpdoError
+from mcpdo.errors import LimitExceeded, McpdoError
 from mcpdo.ports import ListQuery, Ref
 from mcpdo.query import parse_list_options
 from mcpdo.records import RecordStore
@@ -302,3 +302,13 @@ async def test_every_read_path_answers_as_the_memory_adapter_does(store: DynamoE
     for direction in ("out", "in", "both"):
         for ref in (Ref("Order", "a1"), Ref("Order", "b1")):
             assert await store.related(T, ref, None, direction) == await memory.related(T, ref, None, direction)
+
+
+async def test_a_record_past_dynamodbs_item_size_is_refused_naming_the_limit_and_nothing_is_stored(
+    store: DynamoEntityStore,
+) -> None:
+    with pytest.raises(McpdoError) as refused:
+        await store.create(T, "Blob", {"id": "blob_1", "text": "x" * 500_000})
+    assert isinstance(refused.value, LimitExceeded)
+    assert "DynamoDB items hold at most 400 KB" in refused.value.message
+    assert await store.get(T, "Blob", "blob_1") is None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mcpdo.errors import StoreError
+from mcpdo.errors import LimitExceeded, StoreError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -63,6 +63,12 @@ class DynamoTable:
                 reasons = tuple(r.get("Code", "None") for r in exc.response.get("CancellationReasons", []))
                 if CONDITION_FAILED_REASON in reasons:
                     raise ConditionFailed(reasons) from exc
+            if code == "ValidationException" and "size" in str(exc).lower():
+                raise LimitExceeded(
+                    "item size",
+                    f"The {self.what} cannot keep this: DynamoDB items hold at most 400 KB (a record's data with its "
+                    "keys, a module's source) and key values at most 1 KB",
+                ) from exc
             # The code names the kind of failure; the message may carry names of the table or its keys.
             log.warning("%s %s failed: %s", self.what, operation, exc)
             raise StoreError(f"The {self.what} operation {operation} failed: {code or 'error'}") from exc
