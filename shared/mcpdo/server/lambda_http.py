@@ -92,7 +92,7 @@ class LambdaFrontDoor:
         self._auth = auth
         # Counted per execution environment: API Gateway's stage throttling (template.yaml) bounds the whole.
         self._limits = limits
-        # Empty only outside AWS (tests pick their host); the template always sets API Gateway's.
+        # Empty means unchecked: LambdaRuntime refuses to start so, and the template sets API Gateway's host.
         self._allowed_hosts = {host.lower() for host in allowed_hosts}
         self._server: Server[Any] = build_server(tool, _identity_of_request, observe=observe)
 
