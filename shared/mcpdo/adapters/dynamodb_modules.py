@@ -18,12 +18,12 @@ encodes them, so they read back the same.
 from __future__ import annotations
 
 import builtins
-import json
 from typing import Any
 
 from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, key_part, text_value
-from mcpdo.errors import Conflict, InputError
+from mcpdo.errors import Conflict
 from mcpdo.ports import StoredModule
+from mcpdo.stored_modules import check_version, decode, encode
 
 _LATEST = "LATEST"
 _NEWER = "attribute_not_exists(pk) OR #version < :version"
@@ -38,7 +38,7 @@ class DynamoModuleStore:
 
     async def save(self, module: StoredModule) -> None:
         """Store a new version; Conflict when that version or a later one exists."""
-        _check_version(module.version)
+        check_version(module.version)
         fields = _fields(module)
         pk = _pk(module.tenant, module.id)
         latest = {**fields, "pk": text_value(pk), "sk": text_value(_LATEST), **_listed(module.tenant, module.id)}
@@ -104,18 +104,6 @@ class DynamoModuleStore:
         return item
 
 
-def _check_version(version: object) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InputError(f"A module version must be a positive integer, got {version!r}")
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"Module data must be JSON-serializable: {exc}") from exc
-
-
 def _pk(tenant: str, id: str) -> str:
     return f"MOD#{key_part(tenant)}#{id}"
 
@@ -142,15 +130,16 @@ def _put(table: str, item: Item, condition: str = "attribute_not_exists(pk)", **
 
 
 def _fields(module: StoredModule) -> Item:
+    owner, exports, metadata = encode(module)
     fields = {
         "tenant": text_value(module.tenant),
         "id": text_value(module.id),
         "version": _n(module.version),
         "source": text_value(module.source),
         "code": text_value(module.code),
-        "owner": text_value(_dumps(module.owner)),
-        "exports": text_value(_dumps(list(module.exports))),
-        "metadata": text_value(_dumps(module.metadata)),
+        "owner": text_value(owner),
+        "exports": text_value(exports),
+        "metadata": text_value(metadata),
         "created_at": text_value(module.created_at),
     }
     if module.type is not None:  # absent, as NULL is in the SQL column
@@ -160,15 +149,16 @@ def _fields(module: StoredModule) -> Item:
 
 def _module(item: Item) -> StoredModule:
     type = item.get("type")
-    return StoredModule(
+    shell = StoredModule(
         tenant=item["tenant"]["S"],
         id=item["id"]["S"],
         version=int(item["version"]["N"]),
         type=None if type is None else type["S"],
         source=item["source"]["S"],
         code=item["code"]["S"],
-        owner=json.loads(item["owner"]["S"]),
-        exports=tuple(json.loads(item["exports"]["S"])),
-        metadata=json.loads(item["metadata"]["S"]),
+        owner={},
+        exports=(),
+        metadata={},
         created_at=item["created_at"]["S"],
     )
+    return decode(shell, item["owner"]["S"], item["exports"]["S"], item["metadata"]["S"])

@@ -17,9 +17,10 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from mcpdo.errors import Conflict, InputError, NotFound, StoreError
+from mcpdo.evaluate import record_json
 from mcpdo.ids import new_id
 from mcpdo.patterns import candidates
 from mcpdo.ports import (
@@ -33,6 +34,7 @@ from mcpdo.ports import (
     Subscription,
 )
 from mcpdo.schedules import Schedule, parse_schedule
+from mcpdo.stored_modules import check_version, decode, encode
 from mcpdo.timeparse import format_iso, from_epoch_ms, now_ms, to_epoch_ms
 
 # --- modules -----------------------------------------------------------------------------------------
@@ -48,12 +50,7 @@ class _ModuleRow:
     metadata: str
 
     def load(self) -> StoredModule:
-        return dataclasses.replace(
-            self.module,
-            owner=json.loads(self.owner),
-            exports=tuple(json.loads(self.exports)),
-            metadata=json.loads(self.metadata),
-        )
+        return decode(self.module, self.owner, self.exports, self.metadata)
 
 
 class MemoryModuleStore:
@@ -65,13 +62,9 @@ class MemoryModuleStore:
 
     async def save(self, module: StoredModule) -> None:
         """Store a new version; Conflict when that version or a later one exists."""
-        _check_version(module.version)
-        row = _ModuleRow(
-            module=dataclasses.replace(module, owner={}, exports=(), metadata={}),
-            owner=_module_json(module.owner),
-            exports=_module_json(list(module.exports)),
-            metadata=_module_json(module.metadata),
-        )
+        check_version(module.version)
+        owner, exports, metadata = encode(module)
+        row = _ModuleRow(dataclasses.replace(module, owner={}, exports=(), metadata={}), owner, exports, metadata)
         versions = self._modules.setdefault(module.tenant, {}).setdefault(module.id, {})
         if module.version in versions:
             raise Conflict(f"Module {module.id} version {module.version} already exists")
@@ -102,23 +95,6 @@ class MemoryModuleStore:
 
     def _versions(self, tenant: str, id: str) -> dict[int, _ModuleRow]:
         return self._modules.get(tenant, {}).get(id, {})
-
-
-def _check_version(version: object) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InputError(f"A module version must be a positive integer, got {version!r}")
-
-
-def _module_json(value: Any) -> str:
-    try:
-        return _dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"Module data must be JSON-serializable: {exc}") from exc
-
-
-def _dumps(value: Any) -> str:
-    # The encoding of the SQLite adapters, so what comes back (lists for tuples, str keys) is the same.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 # --- live subscriptions and schedules -------------------------------------------------------------------
@@ -282,7 +258,7 @@ def _aware(moment: datetime) -> datetime:
 
 def _event_json(event: Event) -> str:
     try:
-        return _dumps(event.data)
+        return record_json(event.data)
     except (TypeError, ValueError) as exc:
         raise InputError(f"Event {event.type} data must be JSON-serializable: {exc}") from exc
 

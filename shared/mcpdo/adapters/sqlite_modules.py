@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import builtins
-import json
 import os
 from typing import Any
 
 from mcpdo.adapters.sqlite_db import SqliteDatabase
-from mcpdo.errors import Conflict, InputError
+from mcpdo.errors import Conflict
 from mcpdo.ports import StoredModule
+from mcpdo.stored_modules import check_version, decode, encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (
@@ -38,7 +38,8 @@ class SqliteModuleStore:
 
     async def save(self, module: StoredModule) -> None:
         """Store a new version; Conflict when that version or a later one exists."""
-        _check_version(module.version)
+        check_version(module.version)
+        owner, exports, metadata = encode(module)
         row = (
             module.tenant,
             module.id,
@@ -46,9 +47,9 @@ class SqliteModuleStore:
             module.type,
             module.source,
             module.code,
-            _dumps(module.owner),
-            _dumps(list(module.exports)),
-            _dumps(module.metadata),
+            owner,
+            exports,
+            metadata,
             module.created_at,
         )
         with self._db.transaction() as conn:
@@ -102,29 +103,7 @@ class SqliteModuleStore:
         self._db.close()
 
 
-def _check_version(version: object) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InputError(f"A module version must be a positive integer, got {version!r}")
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"Module data must be JSON-serializable: {exc}") from exc
-
-
 def _module(row: tuple[Any, ...]) -> StoredModule:
     tenant, id, version, type, source, code, owner, exports, metadata, created_at = row
-    return StoredModule(
-        tenant=tenant,
-        id=id,
-        version=version,
-        type=type,
-        source=source,
-        code=code,
-        owner=json.loads(owner),
-        exports=tuple(json.loads(exports)),
-        metadata=json.loads(metadata),
-        created_at=created_at,
-    )
+    module = StoredModule(tenant, id, version, type, source, code, {}, (), {}, created_at)
+    return decode(module, owner, exports, metadata)
