@@ -13,16 +13,20 @@ contain `#`; in a sort key the module id is whatever comes before the final `#<i
   subscription items to delete, and writes it on the condition that its revision is still the one read: of
   two concurrent syncs of one module, one commits and the other reads again and retries.
 
-A sync is one TransactWriteItems: the set item, and a put or a delete for every subscription item of the old
-set and of the new one (an item in both, same index and pattern, is one put). DynamoDB allows 100 writes in a
-transaction, so with this adapter a module has at most 99 `on()` handlers, and re-registering it needs old
-and new together to fit; a sync that does not fit is refused whole (InputError) and the old set stays live.
-The core bounds handlers only by the SDK call limit (each `on()` is one call; 1000 by default): this bound
-is the tighter one, and it is this adapter's.
+- `pk = "SUBREV#<tenant>"`, `sk = "REV"`: the tenant's subscription revision, raised by every sync.
 
-Isolation: each Query sees a sync whole or not at all, but DynamoDB gives several Queries no common snapshot,
-so a lookup running while a module is synced can combine partitions read before and after the sync (the
-SQLite adapter's single read cannot).
+A sync is one TransactWriteItems: the set item, the tenant's revision, and a put or a delete for every
+subscription item of the old set and of the new one (an item in both, same index and pattern, is one put).
+DynamoDB allows 100 writes in a transaction, so with this adapter a module has at most 98 `on()` handlers,
+and re-registering it needs old and new together to fit; a sync that does not fit is refused whole
+(InputError) and the old set stays live. The core bounds handlers only by the SDK call limit (each `on()` is
+one call; 1000 by default): this bound is the tighter one, and it is this adapter's.
+
+Isolation: DynamoDB gives several Queries no common snapshot, so `matching` brackets its Queries with two
+reads of the tenant's revision (GetItem is serializable with transactions): when a sync committed in
+between, the lookup may have combined partitions from before and after it, and it runs again. A lookup thus
+sees the old set or the new one, never a mix, like the SQLite adapter's single read; when syncs of the
+tenant keep committing during every one of its attempts it gives up with a StoreError (the caller retries).
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ from mcpdo.ports import HandlerRef, StoredModule, Subscription
 
 MAX_WRITES = 100  # items in one TransactWriteItems
 _ATTEMPTS = 5  # syncs of one module racing this one; a handful is already unusual
+_LOOKUP_ATTEMPTS = 10  # lookups overlapping syncs of the same tenant; each sync is one short transaction
 _SET = "SET"
 _REVISION = {"#revision": "revision"}  # spelled through a name: expressions refuse some attribute names
+_BOOKKEEPING = ("set item", "tenant revision")  # the writes of a sync besides its subscription items
 
 Row = tuple[int, int, str]  # version, handler index, pattern: a subscription of the synced module
 
@@ -68,10 +74,17 @@ class DynamoSubscriptions:
         raise StoreError(f"The subscription index operation failed: module {module.id} kept changing during a sync")
 
     async def matching(self, tenant: str, event_type: str) -> builtins.list[Subscription]:
-        """The live subscriptions of `tenant` matching `event_type`: one Query per candidate pattern."""
+        """The live subscriptions of `tenant` matching `event_type`: one Query per candidate pattern, between
+        two reads of the tenant's revision that must agree (see the module docstring)."""
         patterns = dict.fromkeys(candidates(event_type))  # an odd type ('*') can list a candidate twice
-        found = await asyncio.gather(*(self._partition(tenant, pattern) for pattern in patterns))
-        return _ordered(_subscription(item) for items in found for item in items)
+        before = await self._revision(tenant)
+        for _ in range(_LOOKUP_ATTEMPTS):
+            found = await asyncio.gather(*(self._partition(tenant, pattern) for pattern in patterns))
+            after = await self._revision(tenant)
+            if after == before:
+                return _ordered(_subscription(item) for items in found for item in items)
+            before = after
+        raise StoreError(f"The subscription index operation failed: tenant {tenant!r} kept re-registering modules")
 
     async def list(self, tenant: str) -> builtins.list[Subscription]:
         """Every live subscription of `tenant`, from the modules' set items."""
@@ -85,6 +98,11 @@ class DynamoSubscriptions:
     async def close(self) -> None:
         """Release the shared table's client (closing it again is harmless)."""
         await self._table.close()
+
+    async def _revision(self, tenant: str) -> int:
+        found = await self._table.call("get_item", Key=_revision_key(tenant), ConsistentRead=True)
+        item: Item | None = found.get("Item")
+        return 0 if item is None else int(item["revision"]["N"])
 
     async def _live(self, module: StoredModule) -> Item | None:
         """The module's set item as stored now, or None when it has no live subscriptions."""
@@ -106,9 +124,10 @@ class DynamoSubscriptions:
             writes[item["pk"]["S"], item["sk"]["S"]] = {"Put": {"TableName": table, "Item": item}}
         if not writes and live is None:
             return []
-        if len(writes) + 1 > MAX_WRITES:
-            raise _too_many(module, len(old), len(rows), len(writes) + 1)
-        return [*writes.values(), _set_write(table, module, live, rows)]
+        total = len(writes) + len(_BOOKKEEPING)
+        if total > MAX_WRITES:
+            raise _too_many(module, len(old), len(rows), total)
+        return [*writes.values(), _set_write(table, module, live, rows), _revision_write(table, module.tenant)]
 
     async def _partition(self, tenant: str, pattern: str) -> builtins.list[Item]:
         return await self._table.query_all(
@@ -128,10 +147,11 @@ def _check_indexes(module: StoredModule, rows: builtins.list[Row]) -> None:
 
 
 def _too_many(module: StoredModule, old: int, new: int, writes: int) -> InputError:
-    if new >= MAX_WRITES:
+    if new > MAX_WRITES - len(_BOOKKEEPING):
         return InputError(
             f"Module {module.id} has {new} on() handlers: with the DynamoDB backend a module has at most "
-            f"{MAX_WRITES - 1} (its subscriptions change in one transaction, of at most {MAX_WRITES} writes)"
+            f"{MAX_WRITES - len(_BOOKKEEPING)} (its subscriptions change in one transaction, of at most "
+            f"{MAX_WRITES} writes)"
         )
     # Old and new subscriptions are written together: a version without handlers in between frees room.
     return InputError(
@@ -165,6 +185,23 @@ def _set_write(table: str, module: StoredModule, live: Item | None, rows: builti
         "gsi1sk": text_value(f"M#{module.id}"),
     }
     return {"Put": {"TableName": table, "Item": item, **condition}}
+
+
+def _revision_write(table: str, tenant: str) -> Item:
+    """Raise the tenant's revision, so that a lookup overlapping this sync knows to look again."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": _revision_key(tenant),
+            "UpdateExpression": "ADD #revision :one",
+            "ExpressionAttributeNames": _REVISION,
+            "ExpressionAttributeValues": {":one": _n(1)},
+        }
+    }
+
+
+def _revision_key(tenant: str) -> Item:
+    return {"pk": text_value(f"SUBREV#{key_part(tenant)}"), "sk": text_value("REV")}
 
 
 def _set_key(tenant: str, module_id: str) -> Item:
