@@ -298,6 +298,11 @@ class ScheduleSync(Protocol):
         """When `entry` fires next as the backend holds it, or None when it is not (or not yet) live."""
         ...
 
+    async def is_live(self, entry: ScheduleEntry) -> bool:
+        """Whether exactly `entry` (tenant, module, version, handler index, text) is live now, read consistently:
+        a fire a scheduler service sent before the module was registered again is dropped when it is not."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -313,6 +318,16 @@ class CronTable(ScheduleSync, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What claiming one delivery by id gave: the delivery, now running under this claim; or nothing yet,
+    due at `due_at` (pending with a later attempt time, or running under an unexpired lease); or neither:
+    nothing to do (done, dead, unknown)."""
+
+    delivery: Delivery | None = None
+    due_at: datetime | None = None
+
+
 class DeliveryStore(Protocol):
     """The state of deliveries (one event to one handler): idempotency, attempts, retries and dead letters.
 
@@ -326,6 +341,13 @@ class DeliveryStore(Protocol):
 
     async def deliveries(self, event_id: str) -> builtins.list[Delivery]:
         """Every delivery of one event, whatever its status."""
+        ...
+
+    async def claim(self, delivery_id: str, lease_seconds: float, max_attempts: int) -> Claim:
+        """Hand out one delivery by id (a queue message names it), leased for `lease_seconds` with its
+        attempts counted, under the same rules as `DeliveryQueue.claim_due`: due when pending and past
+        `next_attempt_at`, or running with an expired lease; such an interrupted delivery that already had
+        `max_attempts` attempts becomes a dead letter instead (and the claim gives nothing)."""
         ...
 
     async def complete(self, delivery: Delivery) -> None:
@@ -377,6 +399,43 @@ class DeliveryQueue(DeliveryStore, Protocol):
 
     async def requeue_running(self) -> int:
         """Make every in-flight delivery due now (the worker that ran them is gone); returns how many."""
+        ...
+
+
+class DeliveryDispatch(Protocol):
+    """Hands pending deliveries to what runs them where no worker polls the store (a queue service): the
+    core dispatches each delivery it makes pending (routing, a schedule fire, a replay)."""
+
+    async def dispatch(self, deliveries: Sequence[Delivery]) -> None:
+        """Hold one message per delivery, naming it, until it is run; returns once the service holds them.
+        Dispatching a delivery twice is harmless: a claim hands it out once."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class QueueMessages(Protocol):
+    """The messages pushed to the events function (an SQS batch): what they say, and what becomes of one
+    besides being acknowledged."""
+
+    def read(self, body: str) -> Event | str:
+        """An event to route, or the id of a delivery to run; InputError for a body that is neither."""
+        ...
+
+    async def delay(self, receipt: str, seconds: float) -> None:
+        """Make the received message (by its receipt) come back after `seconds` instead of at once."""
+        ...
+
+    async def set_aside(self, body: str, reason: str) -> None:
+        """Keep a raw message in the dead-letter queue (a dead letter, or one nobody can read)."""
+        ...
+
+
+class ScheduleFires(Protocol):
+    """What a scheduler service hands the schedules function for one fire (its schedule's input)."""
+
+    def read(self, payload: object) -> DueSchedule:
+        """The entry and slot to fire; InputError for a payload that is not one (no retry can fix it)."""
         ...
 
 

@@ -7,23 +7,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcpdo.adapters.dynamodb_runs import DynamoRunLog
 from mcpdo.adapters.memory import MemoryRunLog
 from mcpdo.adapters.sqlite_runs import SqliteRunLog
 from mcpdo.errors import InputError
 from mcpdo.ids import new_id
 from mcpdo.ports import HandlerRef, Run, RunLog
 
+from tests.contract.dynamodb_backends import dynamo_table
+
 pytestmark = pytest.mark.anyio
 
-RUN_LOGS: dict[str, Callable[[Path], RunLog]] = {
-    "memory": lambda path: MemoryRunLog(),
-    "sqlite": lambda path: SqliteRunLog(path / "runs.db"),
+RUN_LOGS: dict[str, Callable[[Path, pytest.FixtureRequest], RunLog]] = {
+    "dynamodb": lambda path, request: DynamoRunLog(dynamo_table(request)),
+    "memory": lambda path, request: MemoryRunLog(),
+    "sqlite": lambda path, request: SqliteRunLog(path / "runs.db"),
 }
 
 
 @pytest.fixture(params=sorted(RUN_LOGS))
 async def runs(request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str) -> AsyncIterator[RunLog]:
-    log = RUN_LOGS[request.param](tmp_path)
+    log = RUN_LOGS[request.param](tmp_path, request)
     try:
         yield log
     finally:

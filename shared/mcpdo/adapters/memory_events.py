@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from mcpdo.errors import Conflict, InputError, NotFound, StoreError
+from mcpdo.errors import Conflict, InputError, StoreError
 from mcpdo.evaluate import record_json
+from mcpdo.events.claims import ClaimVerdict, claim_verdict, interrupted_error, replay_refused
 from mcpdo.ids import new_id
 from mcpdo.patterns import candidates
 from mcpdo.ports import (
+    Claim,
     Delivery,
     DeliveryStatus,
     DueSchedule,
@@ -177,6 +179,10 @@ class MemorySchedules:
         rows = [ScheduleEntry(_live_handler(module, e.handler), e.schedule) for e in schedules]
         _replace_module(self._live, module, rows, "schedule table")
 
+    async def is_live(self, entry: ScheduleEntry) -> bool:
+        """Whether exactly `entry` is live."""
+        return entry in self._entries()
+
     async def list(self, tenant: str | None = None) -> builtins.list[ScheduleEntry]:
         """The live schedules of `tenant` (of every tenant when None)."""
         return [entry for entry in self._entries() if tenant is None or entry.handler.tenant == tenant]
@@ -324,6 +330,22 @@ class _DeliveryRow:
         """Leave the running state (or any other) for `status`, releasing the lease."""
         self.status, self.lease_until, self.claim, self.updated_at = status, None, None, now
 
+    def verdict(self, now: int, max_attempts: int) -> tuple[ClaimVerdict, int | None]:
+        """What claiming it now does (`claim_verdict`), and for "wait" when it is due."""
+        return claim_verdict(self.status, self.attempts, self.next_attempt_at, self.lease_until, now, max_attempts)
+
+    def take(self, now: int, lease_until: int, claim: str) -> None:
+        """Lease it to `claim`, counting the attempt (an interrupted one's error says so)."""
+        if self.status == "running":
+            self.last_error = interrupted_error(self.attempts)
+        self.status, self.attempts, self.updated_at = "running", self.attempts + 1, now
+        self.lease_until, self.claim = lease_until, claim
+
+    def bury_interrupted(self, now: int) -> None:
+        """Dead-letter it: its lease expired on its last attempt."""
+        self.settle("dead", now)
+        self.last_error = interrupted_error(self.attempts, last=True)
+
 
 class MemoryDeliveryStore:
     """DeliveryQueue in dicts: events, and one delivery per (event, handler), claimed fairly across tenants."""
@@ -383,18 +405,31 @@ class MemoryDeliveryStore:
         self._claims += 1
         for row in picked:
             self._served[row.handler.tenant] = self._claims
-            if row.status == "running":
-                row.last_error = f"Attempt {row.attempts} was interrupted (its worker stopped)"
-            row.status, row.attempts, row.updated_at = "running", row.attempts + 1, now
-            row.lease_until, row.claim = lease_until, claim
+            row.take(now, lease_until, claim)
         return self._listed(picked)
+
+    async def claim(self, delivery_id: str, lease_seconds: float, max_attempts: int) -> Claim:
+        """Lease one delivery by id if it is due (see `claim_verdict`); otherwise say when it is, or bury an
+        interrupted one with no attempt left."""
+        now = self._clock()
+        row = self._rows.get(delivery_id)
+        if row is None:
+            return Claim()
+        verdict, due = row.verdict(now, max_attempts)
+        if verdict == "wait" and due is not None:
+            return Claim(due_at=from_epoch_ms(due))
+        if verdict == "bury":
+            row.bury_interrupted(now)
+        if verdict != "take":
+            return Claim()
+        row.take(now, now + int(lease_seconds * 1000), secrets.token_hex(8))
+        return Claim(delivery=self._delivery(row))
 
     def _bury_interrupted(self, now: int, max_attempts: int) -> None:
         """Dead-letter the interrupted deliveries (lease expired) that have no attempt left."""
         for row in self._rows.values():
-            if row.status == "running" and row.due(now) and row.attempts >= max_attempts:
-                row.settle("dead", now)
-                row.last_error = f"Attempt {row.attempts} was interrupted (its worker stopped) and no retry is left"
+            if row.verdict(now, max_attempts)[0] == "bury":
+                row.bury_interrupted(now)
 
     def _fair_pick(self, now: int, limit: int) -> builtins.list[_DeliveryRow]:
         """Up to `limit` due deliveries, by turn: the SQLite adapter's `_CLAIM_FAIR` and tie-break.
@@ -481,12 +516,8 @@ class MemoryDeliveryStore:
         """Queue a dead letter again with its attempts reset, to module `version` when given."""
         now = self._clock()
         row = self._rows.get(delivery_id)
-        if row is None:
-            raise NotFound(f"Dead letter {delivery_id} not found")
-        if row.status != "dead":
-            raise Conflict(
-                f"Delivery {delivery_id} is {row.status}, not dead-lettered: only dead letters can be replayed"
-            )
+        if row is None or row.status != "dead":
+            raise replay_refused(delivery_id, None if row is None else row.status)
         row.settle("pending", now)
         row.attempts, row.next_attempt_at, row.last_error = 0, now, None
         if version is not None:

@@ -5,7 +5,10 @@ Deliveries are claimed with a lease: a worker that dies mid-attempt leaves a `ru
 expires, and the row is handed out again. A delivery marked `done` is never handed out again. Which
 handlers, when to retry and when to give up are the core's decisions (`mcpdo.events`); this stores them.
 Claims take turns across tenants, so one tenant's backlog cannot queue ahead of another tenant's work
-(see `_CLAIM_FAIR`).
+(see `_CLAIM_FAIR`). `claim` hands out one delivery by id (a queue names it) under the same rules.
+
+What claiming one delivery in a given state does, and the texts of interrupted attempts and of refused
+replays, are the rules every store shares (`mcpdo.events.claims`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ from datetime import datetime
 from typing import Any, cast
 
 from mcpdo.adapters.sqlite_db import Migration, SqliteDatabase
-from mcpdo.errors import Conflict, InputError, NotFound
+from mcpdo.events.claims import (
+    INTERRUPTED,
+    NO_RETRY_LEFT,
+    claim_verdict,
+    event_json,
+    replay_refused,
+)
 from mcpdo.ids import new_id
-from mcpdo.ports import Delivery, DeliveryStatus, Event, HandlerRef
-from mcpdo.timeparse import format_iso, now_ms, to_epoch_ms
+from mcpdo.ports import Claim, Delivery, DeliveryStatus, Event, HandlerRef
+from mcpdo.timeparse import format_iso, from_epoch_ms, now_ms, to_epoch_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -146,12 +155,7 @@ class SqliteDeliveryStore:
             ):
                 return []
         with self._db.transaction() as conn:
-            conn.execute(
-                "UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, updated_at = ?, "
-                "last_error = 'Attempt ' || attempts || ' was interrupted (its worker stopped) and no retry is "
-                "left' WHERE status = 'running' AND lease_until <= ? AND attempts >= ?",
-                (now, now, max_attempts),
-            )
+            _bury_interrupted(conn, now, max_attempts)
             candidates = conn.execute(_CLAIM_FAIR, {"now": now, "limit": limit}).fetchall()
             if not candidates:
                 return []
@@ -162,15 +166,29 @@ class SqliteDeliveryStore:
                 self._served[row[1]] = self._claims
             ids = tuple(row[0] for row in picked)
             for delivery_id in ids:
-                conn.execute(
-                    "UPDATE deliveries SET last_error = CASE WHEN status = 'running' THEN 'Attempt ' || attempts "
-                    "|| ' was interrupted (its worker stopped)' ELSE last_error END, status = 'running', "
-                    "attempts = attempts + 1, lease_until = ?, claim = ?, updated_at = ? WHERE id = ?",
-                    (lease_until, claim, now, delivery_id),
-                )
+                _take(conn, delivery_id, lease_until, claim, now)
             # By id (a unique index), not by the unindexed claim token: that would scan a whole backlog.
             rows = _select_deliveries(conn, f"d.id IN ({', '.join('?' * len(ids))})", ids)
         return rows
+
+    async def claim(self, delivery_id: str, lease_seconds: float, max_attempts: int) -> Claim:
+        """Lease one delivery by id if it is due (see `claim_verdict`); otherwise say when it is, or bury an
+        interrupted one with no attempt left."""
+        now = self._clock()
+        with self._db.transaction() as conn:
+            row: tuple[str, int, int, int | None] | None = conn.execute(
+                "SELECT status, attempts, next_attempt_at, lease_until FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            verdict, due = ("skip", None) if row is None else claim_verdict(*row, now=now, max_attempts=max_attempts)
+            if verdict == "wait" and due is not None:
+                return Claim(due_at=from_epoch_ms(due))
+            if verdict == "bury":
+                _bury_interrupted(conn, now, max_attempts, delivery_id)
+            if verdict != "take":
+                return Claim()
+            _take(conn, delivery_id, now + int(lease_seconds * 1000), secrets.token_hex(8), now)
+            [delivery] = _select_deliveries(conn, "d.id = ?", (delivery_id,))
+        return Claim(delivery=delivery)
 
     async def complete(self, delivery: Delivery) -> None:
         """Mark the delivery done (whoever holds it now): it will never be handed out again."""
@@ -239,12 +257,8 @@ class SqliteDeliveryStore:
         now = self._clock()
         with self._db.transaction() as conn:
             row = conn.execute("SELECT status FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"Dead letter {delivery_id} not found")
-            if row[0] != "dead":
-                raise Conflict(
-                    f"Delivery {delivery_id} is {row[0]}, not dead-lettered: only dead letters can be replayed"
-                )
+            if row is None or row[0] != "dead":
+                raise replay_refused(delivery_id, None if row is None else row[0])
             conn.execute(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
                 "lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ?, "
@@ -262,11 +276,28 @@ class SqliteDeliveryStore:
         self._db.close()
 
 
+def _bury_interrupted(conn: sqlite3.Connection, now: int, max_attempts: int, delivery_id: str | None = None) -> None:
+    """Dead-letter the interrupted deliveries (lease expired) with no attempt left: all, or the one named."""
+    only = "" if delivery_id is None else " AND id = ?"
+    conn.execute(
+        "UPDATE deliveries SET status = 'dead', lease_until = NULL, claim = NULL, updated_at = ?, "
+        f"last_error = ? || attempts || ? WHERE status = 'running' AND lease_until <= ? AND attempts >= ?{only}",
+        (now, INTERRUPTED[0], INTERRUPTED[1] + NO_RETRY_LEFT, now, max_attempts)
+        + (() if delivery_id is None else (delivery_id,)),
+    )
+
+
+def _take(conn: sqlite3.Connection, delivery_id: str, lease_until: int, claim: str, now: int) -> None:
+    """Lease a due delivery to `claim`, counting the attempt (an interrupted one's error says so)."""
+    conn.execute(
+        "UPDATE deliveries SET last_error = CASE WHEN status = 'running' THEN ? || attempts || ? ELSE last_error "
+        "END, status = 'running', attempts = attempts + 1, lease_until = ?, claim = ?, updated_at = ? WHERE id = ?",
+        (*INTERRUPTED, lease_until, claim, now, delivery_id),
+    )
+
+
 def _event_row(event: Event) -> tuple[Any, ...]:
-    try:
-        data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"Event {event.type} data must be JSON-serializable: {exc}") from exc
+    data = event_json(event)
     return (event.id, event.tenant, event.type, data, event.source, event.time, event.correlation_id, event.depth)
 
 
