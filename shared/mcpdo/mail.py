@@ -24,7 +24,11 @@ def checked_message(message: object, idempotency_key: object) -> str:
         body = json.dumps(message, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"An email message must be JSON-serializable: {exc}") from exc
-    if len(body.encode()) > MAX_MESSAGE_BYTES:
+    try:
+        size = len(body.encode())
+    except UnicodeEncodeError as exc:
+        raise InputError("An email message must be valid Unicode text (it holds a lone surrogate)") from exc
+    if size > MAX_MESSAGE_BYTES:
         raise InputError(f"An email message must be at most {MAX_MESSAGE_BYTES} bytes as JSON")
     return body
 

@@ -23,7 +23,8 @@ from mcpdo.errors import InputError
 
 __all__ = ["MAX_TYPE_LENGTH", "candidates", "check_event_type", "matches", "to_eventbridge", "validate_pattern"]
 
-MAX_TYPE_LENGTH = 256
+# EventBridge carries the type as an entry's DetailType: at most 128 characters there, so everywhere.
+MAX_TYPE_LENGTH = 128
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

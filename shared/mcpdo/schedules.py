@@ -22,19 +22,24 @@ Time semantics (shared by the local scheduler and the cloud one):
   fire; a wall-clock time that occurs twice fires once, at its first occurrence (what EventBridge
   Scheduler does).
 - Interval: fires at ``anchor + k * interval``; the anchor is the Unix epoch unless one is passed. An
-  EventBridge ``rate()`` schedule counts from its ``StartDate``: create it with
-  ``StartDate=schedule.next_after(now)`` to keep the cloud on the same epoch-aligned grid.
+  EventBridge ``rate()`` schedule counts from its ``StartDate``: create (and update) it with
+  ``StartDate=schedule.eventbridge_start(now)`` (``next_after(now)``) to keep the cloud on the same
+  epoch-aligned grid.
+
+Time zones are IANA names from the zone database (``zoneinfo.available_timezones()``): files such as
+``localtime`` or ``posix/...`` that ``ZoneInfo`` would also load are refused, as Scheduler refuses them.
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter  # type: ignore[import-untyped]
 
@@ -151,6 +156,13 @@ class Schedule:
             "*",
         ]
         return f"cron({' '.join(parts)})", self.timezone
+
+    def eventbridge_start(self, now: datetime) -> datetime | None:
+        """`StartDate` for EventBridge Scheduler: for an interval the first slot after `now` (aware UTC), since a
+        `rate()` counts from its StartDate and this keeps the cloud on the epoch-aligned grid the local scheduler
+        uses; None for a cron, whose fields alone say when it fires. Always after `now`: Scheduler refuses a
+        StartDate more than 5 minutes in the past, so an update passes a fresh one on the same grid."""
+        return self.next_after(now) if self.kind == "interval" else None
 
     # -- time ----------------------------------------------------------------------------------------
     def next_after(self, dt: datetime, anchor: datetime | None = None) -> datetime:
@@ -303,10 +315,25 @@ def parse_schedule(text: str) -> Schedule:
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
+# Files of the zone database that are not zones EventBridge Scheduler knows: the machine's own zone, the
+# placeholder zone, and the POSIX rules template (the `posix/` and `right/` trees are never listed).
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    """The IANA zone names this machine knows (read once: listing them opens every zone file)."""
+    return frozenset(available_timezones()) - _NOT_ZONES
+
+
 def _check_zone(source: str, name: str) -> None:
+    """Accept only a listed IANA name: `ZoneInfo` also loads files such as `localtime`, `posix/Europe/Paris` or
+    `right/UTC`, which would run locally with another meaning (or none) and which Scheduler refuses."""
     if not name:
         raise InvalidSchedule(source, "empty time zone after TZ=")
     try:
+        if name not in _zone_names():
+            raise ZoneInfoNotFoundError(name)
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidSchedule(source, f"unknown time zone '{name}' (use an IANA name such as Europe/Paris)") from None

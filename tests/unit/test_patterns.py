@@ -116,3 +116,10 @@ def test_the_candidates_of_a_three_segment_type_are_its_prefixes_suffixes_and_th
     assert sorted(candidates("Order.item.added")) == sorted(
         ["Order.item.added", "Order.*", "Order.item.*", "*.item.added", "*.added", "*"]
     )
+
+
+def test_event_types_fit_an_eventbridge_detail_type_on_every_deployment() -> None:
+    longest = "Order." + "x" * 122
+    assert check_event_type(longest) == longest  # 128 characters: EventBridge's DetailType limit
+    with pytest.raises(InputError, match="128"):
+        check_event_type(longest + "x")

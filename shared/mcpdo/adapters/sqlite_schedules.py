@@ -61,6 +61,17 @@ class SqliteSchedules:
                 [(module.tenant, module.id, e.handler.version, e.handler.index, e.schedule) for e in schedules],
             )
 
+    async def is_live(self, entry: ScheduleEntry) -> bool:
+        """Whether exactly `entry` is live (one indexed read)."""
+        ref = entry.handler
+        with self._db.transaction(immediate=False) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM schedules WHERE tenant = ? AND module_id = ? AND idx = ? AND version = ? "
+                "AND schedule = ?",
+                (ref.tenant, ref.module_id, ref.index, ref.version, entry.schedule),
+            ).fetchone()
+        return row is not None
+
     async def list(self, tenant: str | None = None) -> builtins.list[ScheduleEntry]:
         """The live schedules of `tenant` (of every tenant when None)."""
         sql = "SELECT tenant, module_id, version, idx, schedule FROM schedules"
