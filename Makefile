@@ -42,10 +42,12 @@ clean:
 	rm -rf $(VENV) layers/runtime/node_modules .pytest_cache .mypy_cache .ruff_cache
 
 # SAM CLI in a virtualenv of its own (it pins its own boto3, pydantic and cfn-lint). `sam-check` validates
-# and lints the template (also as CloudFormation gets it, after the SAM transform), builds both artifacts
-# into .aws-sam/build without Docker, then checks them: bin/node for the template's architecture, the runner
-# complete, the function plus its layer under Lambda's 250 MB. No AWS credentials are needed; SAM only
-# wants a region. MAKEFLAGS is cleared so that the Makefiles SAM runs behave as under a plain `sam build`.
+# and lints the template (also as CloudFormation gets it, after the SAM transform), builds every artifact
+# into .aws-sam/build without Docker (the two layers: PythonLayer with mcpdo and its wheels, built once, and
+# RuntimeLayer with Node and the runner; each function only its handler), then checks them: the wheels and
+# bin/node for the template's architecture, the runner complete, each function plus its layers under
+# Lambda's 250 MB. No AWS credentials are needed; SAM only wants a region. MAKEFLAGS is cleared so that the
+# Makefiles SAM runs behave as under a plain `sam build`.
 SAM_VENV := .sam-venv
 SAM_CLI_VERSION := 1.170.0
 SAM_STAMP := $(SAM_VENV)/.sam-cli-$(SAM_CLI_VERSION)
