@@ -1,6 +1,7 @@
-"""The MCP function as Lambda runs it, over DynamoDB in moto: cold INIT in a fresh process, a warm no-op
-`tools/call` through the handler, and the 20-create script on the DynamoDB adapter (moto's speed is not
-DynamoDB's: reported only). Run by bench/run.py, which compares the warm call with the local HTTP path.
+"""The functions as Lambda runs them, over moto: cold INIT of the MCP function in a fresh process, a warm
+no-op `tools/call` through the handler, the 20-create script on the DynamoDB adapter, and `send` to handler
+effect through the bus, the queues and the events function (moto's speed is not AWS's: reported only). Run
+by bench/run.py, which compares the warm call with the local HTTP path.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.aws import create_table, function_environment, moto_environment  # noqa: E402
+from mcpdo.ports import ListQuery  # noqa: E402
+
+from tests.support.aws import create_event_stack, create_table, function_environment, moto_environment  # noqa: E402
 from tests.support.gateway import SAMPLE_HOST, LambdaContext, load_function, v2_event  # noqa: E402
+from tests.support.sqs_source import SqsEventSource, environment, pump  # noqa: E402
+from tests.support.sqs_source import load_function as load_named_function  # noqa: E402
 
 COLD_PROBE = """
 import json, sys, time
@@ -52,12 +57,20 @@ def _moto() -> Iterator[str]:
         server.stop()
 
 
+# No X-Ray daemon and quiet logs; quotas off, as on the local bench server: a benchmark makes far more calls
+# than a minute's quota.
+_QUIET = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "MCPDO_RATE_LIMIT_ANONYMOUS": "0",
+    "MCPDO_RATE_LIMIT_AUTHENTICATED": "0",
+}
+
+
 def _function_env(table: str) -> dict[str, str]:
-    # As template.yaml sets it, with the sample host allowed, no X-Ray daemon and quiet logs.
-    quiet = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
-    # Quotas off, as on the local bench server: a benchmark makes far more calls than a minute's quota.
-    quiet |= {"MCPDO_RATE_LIMIT_ANONYMOUS": "0", "MCPDO_RATE_LIMIT_AUTHENTICATED": "0"}
-    return {**function_environment(table), "MCPDO_ALLOWED_HOSTS": SAMPLE_HOST, **quiet}
+    """McpFunction's environment as template.yaml sets it, with the sample host allowed."""
+    return {**function_environment(table), "MCPDO_ALLOWED_HOSTS": SAMPLE_HOST, **_QUIET}
 
 
 def _cold_inits(env: dict[str, str], runs: int = 3) -> tuple[list[float], list[float]]:
@@ -80,8 +93,9 @@ def _cold_inits(env: dict[str, str], runs: int = 3) -> tuple[list[float], list[f
     return samples, firsts
 
 
-def _call_event(key: str, script: str) -> dict[str, Any]:
-    params = {"name": "do", "arguments": {"script": script}}
+def _call_event(key: str, script: str | None = None, module: str | None = None) -> dict[str, Any]:
+    arguments = {name: text for name, text in (("script", script), ("module", module)) if text is not None}
+    params = {"name": "do", "arguments": arguments}
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
     headers = {
         "Host": SAMPLE_HOST,
@@ -115,24 +129,17 @@ def run(twenty_creates: str) -> dict[str, list[float]]:
     """Cold INIT seconds, warm no-op call ms and 20-create ms, all over one moto server."""
     with _moto():
         env = _function_env(create_table())
-        saved = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
-        try:
+        with environment(env):
             cold, first_calls = _cold_inits(env)
             function = load_function()
-            try:
-                key, _ = function.runtime.run(function.runtime.app.auth.create_key("bench", tenant="bench"))
-                noop = _timed_invocations(function, _call_event(key, "1"), 300)
-                creates = _timed_invocations(function, _call_event(key, twenty_creates), 20)
-                lookup = _timed_key_reads(function, key, 100)
-            finally:
-                function.runtime.close()
+        try:
+            key, _ = function.runtime.run(function.runtime.app.auth.create_key("bench", tenant="bench"))
+            noop = _timed_invocations(function, _call_event(key, "1"), 300)
+            creates = _timed_invocations(function, _call_event(key, twenty_creates), 20)
+            lookup = _timed_key_reads(function, key, 100)
         finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            function.runtime.close()
+        send_to_effect = _send_to_effect(20)
     return {
         "cold_init_s": cold,
         "first_call_s": first_calls,
@@ -140,7 +147,50 @@ def run(twenty_creates: str) -> dict[str, list[float]]:
         "warm_noop_ms": noop,
         "creates_ms": creates,
         "key_read_ms": lookup,
+        "send_to_effect_ms": send_to_effect,
     }
+
+
+PONG_MODULE = """---
+$id: https://bench.test/pong
+---
+on($.Bench.ping, async (data) => {
+  await db.create('Pong', { n: data.n })
+})
+"""
+
+
+def _send_to_effect(count: int) -> list[float]:
+    """Milliseconds from a script's `send` through the MCP function to its handler's record being stored:
+    PutEvents, the rule to the events queue, routing in the events function, the deliveries queue, the
+    handler run. The queues are polled in this process as Lambda's event source would (a 50 ms wait when a
+    poll finds nothing, as `pump` does)."""
+    stack = create_event_stack()
+    with environment({**stack.environment("McpFunction"), "MCPDO_ALLOWED_HOSTS": SAMPLE_HOST, **_QUIET}):
+        mcp = load_function()
+    events = load_named_function("events", {**stack.environment("EventsFunction"), **_QUIET})
+    try:
+        key, _ = mcp.runtime.run(mcp.runtime.app.auth.create_key("bench", tenant="bench"))
+        _invoke(mcp, _call_event(key, module=PONG_MODULE))
+        sources = [
+            SqsEventSource(stack.events_queue, events.handler, "EventsFunction"),
+            SqsEventSource(stack.deliveries_queue, events.handler, "EventsFunction"),
+        ]
+        store = events.runtime.app.adapters.store
+
+        def pongs() -> int:
+            return len(events.runtime.run(store.list("bench", "Pong", ListQuery(limit=1000))))
+
+        samples = []
+        for n in range(count):
+            started = time.perf_counter()
+            _invoke(mcp, _call_event(key, f"await send($.Bench.ping, {{ n: {n} }})"))
+            pump(sources, lambda n=n: pongs() > n)
+            samples.append((time.perf_counter() - started) * 1000)
+        return samples
+    finally:
+        events.runtime.close()
+        mcp.runtime.close()
 
 
 def _timed_key_reads(function: Any, key: str, count: int) -> list[float]:
@@ -169,9 +219,8 @@ def profile(count: int = 200) -> None:
     import pstats
 
     with _moto():
-        env = _function_env(create_table())
-        os.environ.update(env)
-        function = load_function()
+        with environment(_function_env(create_table())):
+            function = load_function()
         key, _ = function.runtime.run(function.runtime.app.auth.create_key("bench", tenant="bench"))
         event = _call_event(key, "1")
         _timed_invocations(function, event, 20)

@@ -206,6 +206,14 @@ def measure_lambda(local_noop: list[float]) -> list[Row]:
             None,
         ),
         Row(
+            "AWS: send -> handler effect (bus, events queue, routing, deliveries queue, handler; moto)",
+            _ms(found["send_to_effect_ms"]),
+            "-",
+            "-",
+            "reported",
+            None,
+        ),
+        Row(
             "Lambda: 20 db.create + db.list on DynamoDB (moto)",
             _ms(creates),
             _ms(warm),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
@@ -22,6 +24,7 @@ from mcpdo.modules import ModuleService, resolve_import
 from mcpdo.ports import (
     Closable,
     CronTable,
+    DeliveryDispatch,
     DeliveryQueue,
     DeliveryStore,
     EntityStore,
@@ -30,13 +33,15 @@ from mcpdo.ports import (
     Leases,
     Mailer,
     ModuleStore,
+    QueueMessages,
     RunLog,
+    ScheduleFires,
     ScheduleSync,
     SubscriptionSync,
 )
 from mcpdo.sandbox.admission import Caps
 from mcpdo.sandbox.pool import Sandbox
-from mcpdo.settings import Settings
+from mcpdo.settings import AwsResources, Settings
 from mcpdo.tool import DoTool
 from mcpdo.worker import Worker
 
@@ -65,12 +70,17 @@ class Adapters:
     mailer: Mailer
     sandbox: Sandbox
     transport: EventTransport | None = None
+    dispatch: DeliveryDispatch | None = None
+    queue_messages: QueueMessages | None = None
+    schedule_fires: ScheduleFires | None = None
     local: LocalWork | None = None
 
     def closables(self) -> tuple[Closable, ...]:
         """Every backend that holds a connection, in the order they are released."""
         local: tuple[Closable, ...] = () if self.local is None else (self.local.leases,)
+        dispatch: tuple[Closable, ...] = () if self.dispatch is None else (self.dispatch,)
         return (
+            *dispatch,
             self.deliveries,
             self.runs,
             self.schedules,
@@ -117,6 +127,7 @@ def build_app(settings: Settings, adapters: Adapters) -> App:
         adapters.subscriptions,
         adapters.deliveries,
         transport=adapters.transport,
+        dispatch=adapters.dispatch,
         hop_limit=settings.event_hop_limit,
         max_deliveries_per_send=settings.max_deliveries_per_send,
     )
@@ -185,41 +196,124 @@ def build_local(settings: Settings) -> App:
 
 
 def build_aws(settings: Settings) -> App:
-    """AWS: DynamoDB for entities, keys, modules and subscriptions (one table, MCPDO_TABLE). The events part
-    (EventBridge, Scheduler, queues, mail) is not deployed yet: its ports say so by name."""
+    """AWS: DynamoDB for entities, keys, modules, subscriptions, deliveries and runs (one table, MCPDO_TABLE);
+    EventBridge carries `send`, SQS the deliveries, Scheduler the `every` schedules, SES the mail. A part whose
+    settings are unset is not deployed: its ports refuse by name (see `mcpdo.adapters.not_deployed`)."""
     # Imported here: the local deployment never pays for boto3.
     import boto3
 
+    from mcpdo.adapters.dynamodb_deliveries import DynamoDeliveryStore
     from mcpdo.adapters.dynamodb_keys import DynamoKeyStore
     from mcpdo.adapters.dynamodb_modules import DynamoModuleStore
+    from mcpdo.adapters.dynamodb_runs import DynamoRunLog
     from mcpdo.adapters.dynamodb_store import DynamoEntityStore
     from mcpdo.adapters.dynamodb_subscriptions import DynamoSubscriptions
     from mcpdo.adapters.dynamodb_table import DynamoTable
-    from mcpdo.adapters.not_deployed import (
-        DeliveriesNotDeployed,
-        MailerNotDeployed,
-        RunsNotDeployed,
-        SchedulesNotDeployed,
-        TransportNotDeployed,
-    )
 
     if settings.table is None:
         raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
     # AWS_ENDPOINT_URL (moto in tests) and the region come from the environment, as boto3 reads them.
     table = DynamoTable(boto3.client("dynamodb"), settings.table, what="state table")
+    events = _aws_events(settings.aws, boto3.client)
+    schedules = _aws_schedules(settings.aws, table, boto3.client)
     adapters = Adapters(
         store=DynamoEntityStore(table),
         keys=DynamoKeyStore(table),
         modules=DynamoModuleStore(table),
         subscriptions=DynamoSubscriptions(table),
-        schedules=SchedulesNotDeployed(),
-        deliveries=DeliveriesNotDeployed(),
-        runs=RunsNotDeployed(),
-        mailer=MailerNotDeployed(),
+        schedules=schedules,
+        deliveries=DynamoDeliveryStore(table),
+        runs=DynamoRunLog(table),
+        mailer=_aws_mailer(settings.aws, table, boto3.client),
         sandbox=_sandbox(settings),
-        transport=TransportNotDeployed(),
+        transport=events.transport,
+        dispatch=events.dispatch,
+        queue_messages=events.messages,
+        schedule_fires=_schedule_fires(schedules),
     )
     return build_app(settings, adapters)
+
+
+@dataclass(frozen=True)
+class _AwsEvents:
+    transport: EventTransport
+    dispatch: DeliveryDispatch
+    messages: QueueMessages | None
+
+
+def _aws_events(aws: AwsResources, client: Callable[..., Any]) -> _AwsEvents:
+    """The bus `send` publishes to and the queues deliveries travel on: all three settings, or none."""
+    from mcpdo.adapters.not_deployed import DispatchNotDeployed, TransportNotDeployed
+
+    parts = {
+        "MCPDO_EVENT_BUS": aws.event_bus,
+        "MCPDO_DELIVERY_QUEUE_URL": aws.delivery_queue_url,
+        "MCPDO_DEAD_LETTER_QUEUE_URL": aws.dead_letter_queue_url,
+    }
+    _all_or_none("the events deployment", parts)
+    if aws.event_bus is None or aws.delivery_queue_url is None or aws.dead_letter_queue_url is None:
+        return _AwsEvents(TransportNotDeployed(), DispatchNotDeployed(), None)
+    from mcpdo.adapters.eventbridge_transport import EventBridgeTransport
+    from mcpdo.adapters.sqs_dispatch import SqsDispatch
+    from mcpdo.adapters.sqs_messages import SqsMessages
+
+    sqs = client("sqs")
+    return _AwsEvents(
+        transport=EventBridgeTransport(client("events"), bus_name=aws.event_bus),
+        dispatch=SqsDispatch(sqs, queue_url=aws.delivery_queue_url),
+        messages=SqsMessages(sqs, queue_url=aws.delivery_queue_url, dead_letter_queue_url=aws.dead_letter_queue_url),
+    )
+
+
+def _aws_schedules(aws: AwsResources, table: Any, client: Callable[..., Any]) -> ScheduleSync:
+    """One Scheduler schedule per `every()` in the stack's group: all four settings, or none."""
+    from mcpdo.adapters.not_deployed import SchedulesNotDeployed
+
+    parts = {
+        "MCPDO_SCHEDULE_GROUP": aws.schedule_group,
+        "MCPDO_SCHEDULE_TARGET_ARN": aws.schedule_target_arn,
+        "MCPDO_SCHEDULER_ROLE_ARN": aws.scheduler_role_arn,
+        "MCPDO_SCHEDULE_DLQ_ARN": aws.schedule_dlq_arn,
+    }
+    _all_or_none("the schedules deployment", parts)
+    if aws.schedule_group is None or aws.schedule_target_arn is None:
+        return SchedulesNotDeployed()
+    if aws.scheduler_role_arn is None or aws.schedule_dlq_arn is None:
+        return SchedulesNotDeployed()
+    from mcpdo.adapters.scheduler_schedules import SchedulerSchedules
+
+    return SchedulerSchedules(
+        table,
+        client("scheduler"),
+        group=aws.schedule_group,
+        target_arn=aws.schedule_target_arn,
+        role_arn=aws.scheduler_role_arn,
+        dead_letter_arn=aws.schedule_dlq_arn,
+    )
+
+
+def _schedule_fires(schedules: ScheduleSync) -> ScheduleFires | None:
+    """How the schedules function reads a fire: the format the Scheduler adapter writes, when deployed."""
+    from mcpdo.adapters.scheduler_schedules import SchedulerFires, SchedulerSchedules
+
+    return SchedulerFires() if isinstance(schedules, SchedulerSchedules) else None
+
+
+def _aws_mailer(aws: AwsResources, table: Any, client: Callable[..., Any]) -> Mailer:
+    if aws.mail_from is None:
+        from mcpdo.adapters.not_deployed import MailerNotDeployed
+
+        return MailerNotDeployed()
+    from mcpdo.adapters.ses_mailer import SesMailer
+
+    return SesMailer(client("sesv2"), table, sender=aws.mail_from)
+
+
+def _all_or_none(part: str, settings: dict[str, str | None]) -> None:
+    """A part half configured would accept work it cannot finish: refuse it, naming what is missing."""
+    missing = [name for name, value in settings.items() if value is None]
+    if missing and len(missing) < len(settings):
+        raise InputError(f"Settings for {part} are incomplete: {', '.join(missing)} must be set too")
 
 
 def _sandbox(settings: Settings) -> Sandbox:

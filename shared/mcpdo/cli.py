@@ -222,7 +222,8 @@ async def _dead_letters_list(app: App, args: argparse.Namespace) -> int:
 async def _dead_letters_replay(app: App, args: argparse.Namespace) -> int:
     # The latest version of the module runs it (a fix registered since is what a replay is for).
     await app.deliveries.replay(args.delivery_id)
-    print(f"replayed {args.delivery_id}: it will be delivered by the running server's worker")
+    runner = "the running server's worker" if app.adapters.local is not None else "the stack's events function"
+    print(f"replayed {args.delivery_id}: it will be delivered by {runner}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcpdo.errors import InputError
@@ -57,6 +57,7 @@ class Settings:
     backend: str = "local"
     table: str | None = None
     allowed_hosts: tuple[str, ...] = ()
+    aws: AwsResources = field(default_factory=lambda: AwsResources())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +101,7 @@ class Settings:
             backend=backend,
             table=env.get("MCPDO_TABLE") or None,
             allowed_hosts=tuple(host.strip() for host in env.get("MCPDO_ALLOWED_HOSTS", "").split(",") if host.strip()),
+            aws=AwsResources.from_env(env),
         )
         if backend == "aws" and settings.table is None:
             raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
@@ -119,6 +121,52 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "mcpdo.db"
+
+
+@dataclass(frozen=True)
+class AwsResources:
+    """The stack's event resources, as template.yaml gives them to every function (MCPDO_BACKEND=aws). A part
+    left unset is not deployed: using it fails with an error naming its setting."""
+
+    event_bus: str | None = None
+    delivery_queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
+    schedule_group: str | None = None
+    schedule_target_arn: str | None = None
+    scheduler_role_arn: str | None = None
+    schedule_dlq_arn: str | None = None
+    mail_from: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AwsResources:
+        return cls(**{name: env.get(variable) or None for name, variable in AWS_SETTINGS.items()})
+
+
+# AwsResources field -> its environment variable (the names template.yaml sets).
+AWS_SETTINGS = {
+    "event_bus": "MCPDO_EVENT_BUS",
+    "delivery_queue_url": "MCPDO_DELIVERY_QUEUE_URL",
+    "dead_letter_queue_url": "MCPDO_DEAD_LETTER_QUEUE_URL",
+    "schedule_group": "MCPDO_SCHEDULE_GROUP",
+    "schedule_target_arn": "MCPDO_SCHEDULE_TARGET_ARN",
+    "scheduler_role_arn": "MCPDO_SCHEDULER_ROLE_ARN",
+    "schedule_dlq_arn": "MCPDO_SCHEDULE_DLQ_ARN",
+    "mail_from": "MCPDO_MAIL_FROM",
+}
+
+
+# What a part of the AWS deployment that its settings leave out says when used (mcpdo.adapters.not_deployed).
+EVENTS_NOT_DEPLOYED = (
+    "send() needs the events deployment: settings MCPDO_EVENT_BUS, MCPDO_DELIVERY_QUEUE_URL and "
+    "MCPDO_DEAD_LETTER_QUEUE_URL (template.yaml sets them on every function)"
+)
+SCHEDULES_NOT_DEPLOYED = (
+    "every() needs the schedules deployment: settings MCPDO_SCHEDULE_GROUP, MCPDO_SCHEDULE_TARGET_ARN, "
+    "MCPDO_SCHEDULER_ROLE_ARN and MCPDO_SCHEDULE_DLQ_ARN (template.yaml sets them on every function)"
+)
+MAIL_NOT_DEPLOYED = (
+    "$.Email.send needs a sender: setting MCPDO_MAIL_FROM, an address SES has verified (the MailFrom parameter)"
+)
 
 
 class _Reader:

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.aws import create_table, function_environment
+from tests.support.aws import create_table, function_environment, mcpdo_cli
 from tests.support.client import connect, text_of, value_of
 from tests.support.gateway import SAMPLE_HOST, FakeGateway, fake_gateway, sample_events, v2_event
 
 pytestmark = pytest.mark.anyio
 
-BIN = Path(sys.executable).parent
 TENANT = "acme"
 
 
@@ -29,13 +24,6 @@ TENANT = "acme"
 def function_env(moto_endpoint: str) -> dict[str, str]:
     """The environment template.yaml gives the function, over a fresh table in moto (no X-Ray daemon here)."""
     return {**function_environment(create_table()), "POWERTOOLS_TRACE_DISABLED": "true"}
-
-
-def mcpdo_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`mcpdo ...` as an operator runs it against the deployed table (here moto, via AWS_ENDPOINT_URL)."""
-    return subprocess.run(
-        [str(BIN / "mcpdo"), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.fixture(scope="module")

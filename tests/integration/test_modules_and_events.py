@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.client import connect, text_of, value_of
-from tests.support.seed import module_after, section
+from tests.support.seed import ANALYTICS, ECOMMERCE, ORDER_FULFILLMENT, section
 from tests.support.server import RunningServer, start_server, stop_server
 from tests.support.sync import outbox, run_script, wait_for
 
@@ -38,9 +38,6 @@ def cli_json(server: RunningServer, *args: str) -> Any:
     done = server.mcpdo(*args)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-ORDER_FULFILLMENT = module_after("MDXLD Module Structure", until="Module Parameter Features")
 
 
 async def test_the_reference_order_fulfillment_module_registers_and_its_handlers_fire(
@@ -67,25 +64,6 @@ order""",
     assert mail[0]["subject"] == "Order Confirmation"
     await value(events_server, f"await send($.Payment.completed, {{ orderId: '{order['id']}' }})")
     wait_for(lambda: _record(events_server, "Order", order["id"], lambda r: r["status"] == "paid"))
-
-
-ECOMMERCE = """---
-$type: Service
-$id: /services/ecommerce-handlers
-$context: https://platform.do
----
-# E-commerce event handlers
-
-""" + section("// E-commerce event handlers module", until="Exporting Scheduled Tasks")
-
-ANALYTICS = """---
-$type: Workflow
-$id: /workflows/analytics-tasks
-$context: https://platform.do
----
-# Analytics and reporting tasks
-
-""" + section("// Analytics and reporting tasks", until="Module Composition and Reusability")
 
 
 async def test_ecommerce_handlers_registered_by_an_exported_setup_function_fire_on_events(

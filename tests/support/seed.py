@@ -62,3 +62,25 @@ def reference_modules() -> dict[str, str]:
     start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
     agent = text[start : text.index("\n`,\n})", start)].replace("\\`", "`").replace("\\${", "${") + "\n"
     return {"workflow": workflow, "agent": agent}
+
+
+# The reference's module examples that need no external service, with the frontmatter a module needs.
+ORDER_FULFILLMENT = module_after("MDXLD Module Structure", until="Module Parameter Features")
+
+ECOMMERCE = """---
+$type: Service
+$id: /services/ecommerce-handlers
+$context: https://platform.do
+---
+# E-commerce event handlers
+
+""" + section("// E-commerce event handlers module", until="Exporting Scheduled Tasks")
+
+ANALYTICS = """---
+$type: Workflow
+$id: /workflows/analytics-tasks
+$context: https://platform.do
+---
+# Analytics and reporting tasks
+
+""" + section("// Analytics and reporting tasks", until="Module Composition and Reusability")

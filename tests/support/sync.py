@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from tests.support.server import RunningServer
+
+
+class Endpoint(Protocol):
+    """Where `do` is served and the admin key it takes: a local server, or a fake API Gateway in front of the
+    MCP function."""
+
+    url: str
+    admin_key: str
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -24,7 +32,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         time.sleep(0.1)
 
 
-def call_tool(server: RunningServer, key: str | None, arguments: dict[str, str]) -> tuple[bool, str]:
+def call_tool(server: Endpoint, key: str | None, arguments: dict[str, str]) -> tuple[bool, str]:
     """(is_error, first text item) of one `do` call (script and/or module) over HTTP, with `key` or anonymous."""
     headers = {
         "Accept": "application/json, text/event-stream",
@@ -41,12 +49,12 @@ def call_tool(server: RunningServer, key: str | None, arguments: dict[str, str])
     return bool(result.get("isError")), str(result["content"][0]["text"])
 
 
-def call_as(server: RunningServer, key: str | None, script: str) -> tuple[bool, str]:
+def call_as(server: Endpoint, key: str | None, script: str) -> tuple[bool, str]:
     """(is_error, first text item) of one `do` script, with `key` or anonymous."""
     return call_tool(server, key, {"script": script})
 
 
-def run_script(server: RunningServer, script: str, key: str | None = None) -> Any:
+def run_script(server: Endpoint, script: str, key: str | None = None) -> Any:
     """A script's value, as `key` (default: the server's admin); None for `undefined`; errors fail."""
     is_error, text = call_as(server, key or server.admin_key, script)
     assert not is_error, text

@@ -567,3 +567,22 @@ class MemoryTransport:
     def accepted(self) -> tuple[Event, ...]:
         """The accepted events not yet taken, oldest first (copies: the queue is unchanged)."""
         return tuple(row.load() for row in self._queue)
+
+
+class MemoryDispatch:
+    """DeliveryDispatch as an in-process queue of delivery ids: a consumer `take`s them in order."""
+
+    def __init__(self) -> None:
+        self._queue: builtins.list[str] = []
+
+    async def dispatch(self, deliveries: Sequence[Delivery]) -> None:
+        """Hold one message per delivery, naming it."""
+        self._queue.extend(delivery.id for delivery in deliveries)
+
+    def take(self) -> builtins.list[str]:
+        """Remove and return every held delivery id, oldest first (what the queue's consumer does)."""
+        taken, self._queue = self._queue, []
+        return taken
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -9,6 +9,7 @@ from mcpdo.events.delivery import (
     HandlerOutcome,
     Invoke,
     RetryPolicy,
+    Settled,
     schedule_event,
 )
 from mcpdo.events.routing import (
@@ -30,6 +31,7 @@ __all__ = [
     "Invoke",
     "Publisher",
     "RetryPolicy",
+    "Settled",
     "mailer_handler",
     "schedule_event",
 ]

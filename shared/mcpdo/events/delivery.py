@@ -18,6 +18,7 @@ the fire and recording it) delivers it once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -111,6 +112,23 @@ def schedule_event(entry: ScheduleEntry, slot_time: datetime, now: datetime | No
     )
 
 
+@dataclass(frozen=True)
+class Settled:
+    """How one queued delivery ended, which says what becomes of the queue message that named it.
+
+    - `retry_at`: the delivery is due again then (a failed attempt, or a message that came early): the message
+      comes back at that time.
+    - `dead`: this attempt made it a dead letter: the message goes to the dead-letter queue.
+    - `unrecorded`: the outcome could not be stored: the message comes back when the queue redelivers it.
+    - none of these: delivered, or nothing to do (already done, dead or unknown): the message is done with.
+    """
+
+    run: Run | None = None
+    retry_at: datetime | None = None
+    dead: bool = False
+    unrecorded: bool = False
+
+
 class Deliveries:
     """Runs deliveries, fires schedule slots and replays dead letters over the ports; no state of its own."""
 
@@ -143,15 +161,33 @@ class Deliveries:
         await self._publisher.enqueue(event, entry.handler)
         return event
 
-    async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> None:
-        """Record a failed attempt of a claimed delivery: due again after its back-off, or a dead letter after
-        the last attempt (at once when `retry` is False)."""
+    async def fire_if_live(self, entry: ScheduleEntry, slot_time: datetime) -> Event | None:
+        """Fire one slot of `entry` as a scheduler service names it, unless that exact entry (version, handler
+        index, text) is no longer live: the fire of a removed or replaced schedule already in flight. None then."""
+        if not await self._schedules.is_live(entry):
+            return None
+        return await self.fire(entry, slot_time)
+
+    async def fail(self, delivery: Delivery, error: str, *, retry: bool = True) -> datetime | None:
+        """Record a failed attempt of a claimed delivery: due again after its back-off (returns when), or a
+        dead letter after the last attempt (at once when `retry` is False; returns None)."""
         error = error[:MAX_ERROR_LENGTH]
         wait = self.policy.delay(delivery.attempts) if retry else None
         if wait is None:
             await self._store.bury(delivery, error)
-        else:
-            await self._store.retry(delivery, error, self._clock() + wait)
+            return None
+        due = self._clock() + wait
+        await self._store.retry(delivery, error, due)
+        return due
+
+    async def run_queued(self, delivery_id: str, lease_seconds: float) -> Settled:
+        """Claim and run the delivery a queue message names (the cloud's entrypoint; the local worker claims
+        in batches and calls `deliver`). Idempotent: a message for a delivery that is done, dead or running
+        under another claim runs nothing."""
+        claim = await self._store.claim(delivery_id, lease_seconds, self.policy.max_attempts)
+        if claim.delivery is None:
+            return Settled(retry_at=claim.due_at)
+        return await self._attempt(claim.delivery)
 
     async def replay(self, delivery_id: str) -> None:
         """Queue a dead letter again with fresh retries, to the live version of its handler."""
@@ -159,6 +195,8 @@ class Deliveries:
         # Unknown ids and live deliveries are refused by the store, naming which it is.
         version = None if dead is None else await self._live_version(dead)
         await self._store.replay(delivery_id, version)
+        if dead is not None:
+            await self._publisher.dispatch_pending(dead.event.id)
 
     async def _live_version(self, delivery: Delivery) -> int | None:
         """The module version a replay runs: the live one whose handler at the same index still takes the
@@ -184,6 +222,11 @@ class Deliveries:
         """Run one claimed delivery: the built-in mailer or the handler; then complete it, or schedule its
         retry or dead-letter it, and record the run. Idempotent per (event, handler): the store never hands
         out a completed delivery again."""
+        run = (await self._attempt(delivery)).run
+        assert run is not None
+        return run
+
+    async def _attempt(self, delivery: Delivery) -> Settled:
         started = format_iso(self._clock())
         t0 = time.monotonic()
         logs: tuple[dict[str, Any], ...] = ()
@@ -200,13 +243,16 @@ class Deliveries:
             logs = tuple(getattr(exc, "logs", ()) or ())
             retry = getattr(exc, "retryable", True) is not False
         duration_ms = int((time.monotonic() - t0) * 1000)
+        settled = Settled()
         try:
             if error is None:
                 await self._store.complete(delivery)
             else:
-                await self.fail(delivery, error, retry=retry)
+                due = await self.fail(delivery, error, retry=retry)
+                settled = Settled(retry_at=due, dead=due is None)
         except Exception:
             log.exception("cannot record the outcome of delivery %s", delivery.id)
+            settled = Settled(unrecorded=True)
         event = delivery.event
         schedule = (
             event.data.get("schedule") if event.type == SCHEDULE_EVENT_TYPE and isinstance(event.data, dict) else None
@@ -228,7 +274,7 @@ class Deliveries:
             await self._runs.record_run(run)
         except Exception:
             log.exception("cannot record the run of delivery %s", delivery.id)
-        return run
+        return dataclasses.replace(settled, run=run)
 
     async def _send_mail(self, event: Event) -> None:
         if self._mailer is None:

@@ -10,6 +10,11 @@
 Without an EventTransport the publishing process routes the event itself, and the deliveries are stored
 before `send` resolves. With one (EventBridge), `send` resolves once the transport holds the event, and the
 consumer of the transport calls `route`.
+
+Where no worker polls the delivery store (AWS), a DeliveryDispatch (a queue) is handed every delivery the
+core makes pending: after routing, after a schedule fire, after a replay. Routing an event again dispatches
+its pending deliveries again, so a crash between storing them and dispatching them loses nothing (a claim
+hands each out once, whatever the number of messages naming it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from mcpdo.errors import InputError, LimitExceeded
 from mcpdo.ids import check_id
 from mcpdo.patterns import check_event_type
-from mcpdo.ports import DeliveryStore, Event, EventTransport, HandlerRef, Subscription, SubscriptionSync
+from mcpdo.ports import (
+    DeliveryDispatch,
+    DeliveryStore,
+    Event,
+    EventTransport,
+    HandlerRef,
+    Subscription,
+    SubscriptionSync,
+)
 
 # Event storms: how deep a chain of handler-sent events is still delivered, and how many deliveries one
 # `send` may fan out to (settings MCPDO_EVENT_HOP_LIMIT, MCPDO_MAX_DELIVERIES_PER_SEND).
@@ -46,6 +59,7 @@ class Publisher:
         deliveries: DeliveryStore,
         *,
         transport: EventTransport | None = None,
+        dispatch: DeliveryDispatch | None = None,
         hop_limit: int = HOP_LIMIT,
         max_deliveries_per_send: int = MAX_DELIVERIES_PER_SEND,
     ) -> None:
@@ -56,6 +70,7 @@ class Publisher:
         self._subscriptions = subscriptions
         self._deliveries = deliveries
         self._transport = transport
+        self._dispatch = dispatch
         self._hop_limit = hop_limit
         self._max_deliveries = max_deliveries_per_send
         self._listeners: list[Callable[[], None]] = []
@@ -80,7 +95,9 @@ class Publisher:
         """Store `event` with one delivery per handler it goes to; False when it was already routed."""
         check_event(event)
         handlers = self.plan(event, await self._subscriptions.matching(event.tenant, event.type))
-        return await self._deliveries.add(event, handlers, dead_error=self.too_deep(event))
+        added = await self._deliveries.add(event, handlers, dead_error=self.too_deep(event))
+        await self.dispatch_pending(event.id)
+        return added
 
     async def enqueue(self, event: Event, handler: HandlerRef) -> bool:
         """Store `event` with one delivery to exactly `handler` (a schedule fire); once per event id."""
@@ -90,9 +107,18 @@ class Publisher:
                 f"Cannot deliver an event of tenant {event.tenant!r} to a handler of tenant {handler.tenant!r}"
             )
         added = await self._deliveries.add(event, [handler], dead_error=self.too_deep(event))
+        await self.dispatch_pending(event.id)
         for listener in self._listeners:
             listener()
         return added
+
+    async def dispatch_pending(self, event_id: str) -> None:
+        """Hand the pending deliveries of one stored event to the dispatch (none without one: a worker polls)."""
+        if self._dispatch is None:
+            return
+        pending = [d for d in await self._deliveries.deliveries(event_id) if d.status == "pending"]
+        if pending:
+            await self._dispatch.dispatch(pending)
 
     def plan(self, event: Event, subscriptions: Sequence[Subscription]) -> list[HandlerRef]:
         """The handlers `event` goes to, given the live subscriptions matching it (see the module docstring)."""

@@ -30,13 +30,29 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class LambdaRuntime:
-    """The app, its front door and the event loop they run on."""
+class LambdaEnvironment:
+    """The app of one execution environment and the event loop it lives on (every function's base)."""
+
+    def __init__(self, app: App, loop: asyncio.Runner) -> None:
+        self.app = app
+        self._loop = loop
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the environment's loop, where the runners live (invocations, benchmarks, tests)."""
+        return self._loop.run(work)
+
+    def close(self) -> None:
+        """Stop the runners and release the clients (tests; Lambda just ends the process)."""
+        self._loop.run(self.app.close())
+        self._loop.close()
+
+
+class LambdaRuntime(LambdaEnvironment):
+    """The MCP function: the app, its front door and the event loop they run on."""
 
     def __init__(self, app: App, front_door: LambdaFrontDoor, loop: asyncio.Runner) -> None:
-        self.app = app
+        super().__init__(app, loop)
         self.front_door = front_door
-        self._loop = loop
 
     @classmethod
     def start(cls, logger: Logger, metrics: Metrics, env: Mapping[str, str] | None = None) -> LambdaRuntime:
@@ -62,15 +78,6 @@ class LambdaRuntime:
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """One invocation: an API Gateway v2 event in, its response out."""
         return self.run(self.front_door.handle(event))
-
-    def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run `work` on the environment's loop, where the runners live (invocations, benchmarks, tests)."""
-        return self._loop.run(work)
-
-    def close(self) -> None:
-        """Stop the runners and release the clients (tests; Lambda just ends the process)."""
-        self._loop.run(self.app.close())
-        self._loop.close()
 
 
 async def _warm_up(app: App) -> None:
