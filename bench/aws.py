@@ -22,9 +22,15 @@ sys.path.insert(0, str(ROOT))
 
 from mcpdo.ports import ListQuery  # noqa: E402
 
-from tests.support.aws import create_event_stack, create_table, function_environment, moto_environment  # noqa: E402
+from tests.support.aws import (  # noqa: E402
+    create_event_stack,
+    create_table,
+    environment,
+    function_environment,
+    moto_environment,
+)
 from tests.support.gateway import SAMPLE_HOST, LambdaContext, load_function, v2_event  # noqa: E402
-from tests.support.sqs_source import SqsEventSource, environment, pump  # noqa: E402
+from tests.support.sqs_source import SqsEventSource, pump  # noqa: E402
 from tests.support.sqs_source import load_function as load_named_function  # noqa: E402
 
 COLD_PROBE = """

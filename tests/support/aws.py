@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,18 +65,10 @@ def create_table(logical_id: str = "StateTable") -> str:
 
 
 @contextmanager
-def moto_environment(endpoint: str) -> Iterator[None]:
-    """Point every boto3 client of this process at `endpoint` with fake credentials, for the block's length."""
-    saved = {name: os.environ.get(name) for name in _ENV}
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-        }
-    )
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """`variables` set in os.environ for the block, and what was there before put back after it."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
@@ -87,7 +79,10 @@ def moto_environment(endpoint: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+def moto_environment(endpoint: str) -> AbstractContextManager[None]:
+    """Point every boto3 client of this process at `endpoint` with fake credentials, for the block's length."""
+    fake = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+    return environment({"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, **fake})
 
 
 # Where the function's environment names the layer's files, a test process uses this checkout's instead.

@@ -9,18 +9,16 @@ have set it: a retry's back-off). `pump` polls several sources until a condition
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 
-from tests.support.aws import REGION
+from tests.support.aws import REGION, environment
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
@@ -41,21 +39,6 @@ class FunctionContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self._remaining_ms
-
-
-@contextmanager
-def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """`variables` set in os.environ for the block (a function's INIT reads them; nothing reads them later)."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def load_function(name: str, variables: Mapping[str, str]) -> ModuleType:
