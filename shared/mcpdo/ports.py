@@ -426,6 +426,11 @@ class QueueMessages(Protocol):
         """Make the received message (by its receipt) come back after `seconds` instead of at once."""
         ...
 
+    async def requeue(self, body: str, seconds: float) -> None:
+        """Send a delivery message again as a new one, visible after `seconds` (at most 15 minutes), so that a
+        receive which was no attempt (no time left, not yet due) never counts towards the queue's redrive."""
+        ...
+
     async def set_aside(self, body: str, reason: str) -> None:
         """Keep a raw message in the dead-letter queue (a dead letter, or one nobody can read)."""
         ...

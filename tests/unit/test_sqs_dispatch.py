@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mcpdo.adapters.sqs_dispatch import SqsDispatch, delivery_message
+from mcpdo.adapters.sqs_dispatch import SqsDispatch, delivery_message, group_id
 from mcpdo.errors import InputError, StoreError
 from mcpdo.ports import Delivery, Event, HandlerRef
 
@@ -100,7 +100,8 @@ def _stubbed(*answers: tuple[list[str], dict[str, Any]]) -> tuple[SqsDispatch, S
 
 def _entry(entry_id: str) -> dict[str, str]:
     body = {"deliveryId": f"del_{int(entry_id):04d}", "eventId": EVENT.id, "tenant": "acme"}
-    return {"Id": entry_id, "MessageBody": json.dumps(body, separators=(",", ":"))}
+    text = json.dumps(body, separators=(",", ":"))
+    return {"Id": entry_id, "MessageBody": text, "MessageGroupId": group_id("acme")}
 
 
 def _answer(taken: list[str], failed: dict[str, bool]) -> dict[str, Any]:
@@ -183,3 +184,10 @@ def test_random_bodies_are_a_delivery_id_or_an_input_error(body: str) -> None:
         delivery_message(body)
     except InputError as exc:
         assert exc.text.startswith("Malformed delivery message: ")
+
+
+def test_each_tenant_gets_a_valid_message_group_of_its_own() -> None:
+    tenants = ["acme", "acme ", "ACME", "ac/me", "é" * 300, "a#b%c"]
+    groups = [group_id(tenant) for tenant in tenants]
+    assert len(set(groups)) == len(tenants)
+    assert all(len(group) <= 128 and group.isascii() and group.replace("-", "").isalnum() for group in groups)

@@ -15,6 +15,7 @@ harmless (the port says so), so the caller may simply dispatch the whole list ag
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -90,7 +91,25 @@ class SqsDispatch:
 
 def _entry(entry_id: str, delivery: Delivery) -> SendMessageBatchRequestEntryTypeDef:
     body = {"deliveryId": delivery.id, "eventId": delivery.event.id, "tenant": delivery.handler.tenant}
-    return {"Id": entry_id, "MessageBody": json.dumps(body, ensure_ascii=False, separators=(",", ":"))}
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return {"Id": entry_id, "MessageBody": text, "MessageGroupId": group_id(delivery.handler.tenant)}
+
+
+def group_id(tenant: str) -> str:
+    """The message group of a tenant's deliveries. On a standard queue a message group makes SQS a fair
+    queue: a tenant with a backlog does not hold back the messages of tenants without one. A digest,
+    because group ids allow only 128 ASCII characters and tenants are any text."""
+    return "t-" + hashlib.sha256(tenant.encode()).hexdigest()[:40]
+
+
+def message_group(body: str) -> dict[str, str]:
+    """`{"MessageGroupId": ...}` for a delivery message sent again (its tenant's group), or {} for a body
+    without a tenant."""
+    try:
+        tenant = json.loads(body).get("tenant")
+    except (ValueError, AttributeError, RecursionError):
+        return {}
+    return {"MessageGroupId": group_id(tenant)} if isinstance(tenant, str) else {}
 
 
 def _unsent(

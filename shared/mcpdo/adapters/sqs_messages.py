@@ -5,7 +5,10 @@ besides deleting it.
   messages `SqsDispatch` sends; their parsers live with the adapters that write them.
 
 - `delay`: a failed attempt waits out its back-off as the message's visibility timeout (at most SQS's 12
-  hours), so the retry is the same message coming back, not a new one.
+  hours), so the retry is the same message coming back, not a new one (each attempt is one receive).
+- `requeue`: a receive that was no attempt (the invocation had no time left, or the delivery is not due
+  yet) sends a fresh copy instead, so SQS's receive count, which drives the redrive to the dead-letter
+  queue, counts attempts only and never moves aside a delivery that did not fail.
 - `set_aside`: the raw body goes to the stack's dead-letter queue, with the reason as a message attribute;
   the delivery's state (attempts, last error, replay) is in the delivery store, this is the evidence.
 """
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcpdo.adapters.aws_calls import aws_call
 from mcpdo.adapters.eventbridge_transport import event_from_eventbridge
-from mcpdo.adapters.sqs_dispatch import delivery_message
+from mcpdo.adapters.sqs_dispatch import delivery_message, message_group
 from mcpdo.errors import InputError
 from mcpdo.ports import Event
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS: a message stays hidden at most 12 hours
+MAX_DELAY_SECONDS = 900  # SQS: a new message is delayed at most 15 minutes
 MAX_REASON_LENGTH = 1_000
 # SQS's own limit on a message (an EventBridge entry is at most 256 KB): anything longer is not ours.
 MAX_MESSAGE_CHARS = 1024 * 1024
@@ -60,6 +64,17 @@ class SqsMessages:
             QueueUrl=self._queue_url,
             ReceiptHandle=receipt,
             VisibilityTimeout=visibility,
+        )
+
+    async def requeue(self, body: str, seconds: float) -> None:
+        delay = min(MAX_DELAY_SECONDS, max(0, math.ceil(seconds)))
+        # The same message group as the dispatched message: the tenant (SQS fair queues).
+        await self._call(
+            "send_message",
+            QueueUrl=self._queue_url,
+            MessageBody=body,
+            DelaySeconds=delay,
+            **message_group(body),
         )
 
     async def set_aside(self, body: str, reason: str) -> None:

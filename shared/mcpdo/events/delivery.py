@@ -280,7 +280,8 @@ class Deliveries:
         if self._mailer is None:
             raise NotConfigured("No mailer is configured for Email.send events")
         if not isinstance(event.data, dict):
-            raise McpdoError(f"Email.send data must be an object like {{ to, subject, body }}, got {event.data!r}")
+            kind = type(event.data).__name__
+            raise McpdoError(f"Email.send data must be an object like {{ to, subject, body }}, got a {kind}")
         await self._mailer.send({**event.data, "eventId": event.id}, idempotency_key=event.id)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcpdo.errors import InputError
+from mcpdo.events.delivery import SCHEDULE_EVENT_TYPE
 from mcpdo.identity import Identity
 from mcpdo.ids import ulid
 from mcpdo.patterns import check_event_type, matches, validate_pattern
@@ -131,13 +132,19 @@ class EventsApi:
 
 
 def event_type_of(call: str, value: Any) -> str:
-    """A concrete event type such as 'Order.created' (what `$.Order.created` turns into)."""
+    """A concrete event type such as 'Order.created' (what `$.Order.created` turns into), other than the
+    ones only the deployment sends (a schedule fire: its dead letters replay to the schedule's handler)."""
     try:
-        return check_event_type(value)
+        event_type = check_event_type(value)
     except InputError:
         raise InputError(
             f"{call}(): the event must be a type like $.Order.created ('Order.created'), got {describe(value)}"
         ) from None
+    if event_type == SCHEDULE_EVENT_TYPE:
+        raise InputError(
+            f"{call}(): {SCHEDULE_EVENT_TYPE} is sent by the scheduler when an every() fires, not by scripts"
+        )
+    return event_type
 
 
 def _text(call: str, expectation: str, value: Any) -> str:

@@ -11,7 +11,9 @@ The events function takes SQS batches from two queues:
 
 Records run one after another: each delivery may run a handler for the whole script budget, and the one
 warm runner of the environment serves one at a time. When the invocation's remaining time no longer holds
-another budget, the rest of the batch is handed back at once (visible again, not an attempt).
+another budget, each delivery left is sent again as a fresh message, visible at once: SQS counts receives,
+its redrive moves a message aside after `maxReceiveCount` of them, and only attempts may count. A message
+that comes early (the delivery not due yet, or held by a live claim) is sent again for when it is due.
 
 The schedules function gets one Scheduler fire per invocation (the schedule's Input): the core fires that
 slot unless the entry is no longer live, and the fire becomes a delivery like any other.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -84,32 +86,39 @@ class EventsConsumer:
         self._observe = observe
 
     async def consume(self, batch: Mapping[str, Any], remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        """Every record of `batch` in turn while time is left; the partial batch response."""
+        """Every record of `batch` in turn; the partial batch response."""
         raw = batch.get("Records")
         if not isinstance(raw, list):
             raise InputError("An SQS batch has a Records list")
-        records = [Record.of(item) for item in raw]
         failed: list[str] = []
-        for position, record in enumerate(records):
-            if remaining_ms() < self._budget_ms + SETTLE_MARGIN_MS:
-                failed += await self._hand_back(records[position:])
-                break
-            lease = remaining_ms() / 1000 + LEASE_MARGIN_SECONDS
-            if not await self._one(record, lease):
+        for item in raw:
+            try:
+                record = Record.of(item)
+            except InputError:
+                # Lambda never sends such a record; without a message id it cannot be answered for either.
+                log.error("an SQS record without messageId, receiptHandle and body was skipped")
+                continue
+            if not await self._one(record, remaining_ms):
                 failed.append(record.message_id)
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
-    async def _one(self, record: Record, lease_seconds: float) -> bool:
+    async def _one(self, record: Record, remaining_ms: Callable[[], int]) -> bool:
         """True when the message is done with (delete it), False when it must come back."""
         try:
             message = self._messages.read(record.body)
         except InputError as exc:
-            self._observe("UnreadableMessages", reason=exc.text)
+            # The reason goes with the message to the dead-letter queue, not to the log: it may quote the body.
+            self._observe("UnreadableMessages")
             return await self._set_aside(record, f"unreadable: {exc.text}")
         try:
             if isinstance(message, Event):
-                return await self._route(record, message)
-            settled = await self._app.deliveries.run_queued(message, lease_seconds)
+                return await self._route(record, message)  # quick: no handler runs, so no time check
+            if remaining_ms() < self._budget_ms + SETTLE_MARGIN_MS:
+                # No time left for a handler run: a fresh copy, visible at once, so this is no attempt.
+                await self._messages.requeue(record.body, 0)
+                return True
+            lease = remaining_ms() / 1000 + LEASE_MARGIN_SECONDS
+            settled = await self._app.deliveries.run_queued(message, lease)
             return await self._settle(record, message, settled)
         except Exception:
             # The store or the queue failed: no attempt was recorded, SQS redelivers the message.
@@ -121,25 +130,31 @@ class EventsConsumer:
             await self._app.publisher.route(event)
         except (InputError, LimitExceeded) as exc:
             # No retry can route it (past the per-send cap since the send was accepted, a malformed event).
-            self._observe("UnroutableEvents", tenant=event.tenant, eventType=event.type, reason=exc.text)
+            self._observe("UnroutableEvents", tenant=event.tenant, eventType=event.type, eventId=event.id)
             return await self._set_aside(record, f"unroutable: {exc.text}")
         self._observe("EventsRouted", tenant=event.tenant, eventType=event.type, eventId=event.id)
         return True
 
     async def _settle(self, record: Record, delivery_id: str, settled: Settled) -> bool:
+        """What becomes of the message of a delivery after `run_queued`. Logged: ids, attempt, duration; never
+        the error text (it may quote the tenant's data: it is in the runs log and the dead letter)."""
         run = settled.run
         fields: dict[str, Any] = {"deliveryId": delivery_id}
         if run is not None:
             fields |= {"tenant": run.tenant, "handlerId": run.handler.handler_id, "eventType": run.event_type}
             fields |= {"attempt": run.attempt, "durationMs": run.duration_ms}
         if settled.dead:
-            self._observe("DeadLetters", **fields, error=run.error if run else None)
+            self._observe("DeadLetters", **fields)
             return await self._set_aside(record, (run.error if run else None) or "dead letter")
-        if settled.retry_at is not None:
-            if run is not None:
-                self._observe("DeliveryRetries", **fields, error=run.error)
+        if settled.retry_at is not None and run is not None:
+            # A failed attempt: the same message comes back after the back-off (one receive per attempt).
+            self._observe("DeliveryRetries", **fields)
             await self._messages.delay(record.receipt, _seconds_until(settled.retry_at))
             return False
+        if settled.retry_at is not None:
+            # Not due yet, or held by a live claim: a fresh copy for then, so this receive is no attempt.
+            await self._messages.requeue(record.body, _seconds_until(settled.retry_at))
+            return True
         if settled.unrecorded:
             return False
         if run is not None:
@@ -153,15 +168,6 @@ class EventsConsumer:
             log.exception("message %s could not be set aside; it comes back", record.message_id)
             return False
         return True
-
-    async def _hand_back(self, records: Sequence[Record]) -> list[str]:
-        """Records this invocation has no time for: visible again at once, not counted as attempts."""
-        for record in records:
-            try:
-                await self._messages.delay(record.receipt, 0)
-            except Exception:
-                log.exception("message %s could not be handed back; it comes back later", record.message_id)
-        return [record.message_id for record in records]
 
 
 def _seconds_until(moment: datetime) -> float:
