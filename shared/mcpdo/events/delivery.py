@@ -187,7 +187,8 @@ class Deliveries:
         claim = await self._store.claim(delivery_id, lease_seconds, self.policy.max_attempts)
         if claim.delivery is None:
             return Settled(retry_at=claim.due_at)
-        return await self._attempt(claim.delivery)
+        run, settled = await self._attempt(claim.delivery)
+        return dataclasses.replace(settled, run=run)
 
     async def replay(self, delivery_id: str) -> None:
         """Queue a dead letter again with fresh retries, to the live version of its handler."""
@@ -222,11 +223,10 @@ class Deliveries:
         """Run one claimed delivery: the built-in mailer or the handler; then complete it, or schedule its
         retry or dead-letter it, and record the run. Idempotent per (event, handler): the store never hands
         out a completed delivery again."""
-        run = (await self._attempt(delivery)).run
-        assert run is not None
+        run, _ = await self._attempt(delivery)
         return run
 
-    async def _attempt(self, delivery: Delivery) -> Settled:
+    async def _attempt(self, delivery: Delivery) -> tuple[Run, Settled]:
         started = format_iso(self._clock())
         t0 = time.monotonic()
         logs: tuple[dict[str, Any], ...] = ()
@@ -274,7 +274,7 @@ class Deliveries:
             await self._runs.record_run(run)
         except Exception:
             log.exception("cannot record the run of delivery %s", delivery.id)
-        return dataclasses.replace(settled, run=run)
+        return run, settled
 
     async def _send_mail(self, event: Event) -> None:
         if self._mailer is None:
