@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
@@ -44,6 +44,9 @@ from mcpdo.sandbox.pool import Sandbox
 from mcpdo.settings import AwsResources, Settings
 from mcpdo.tool import DoTool
 from mcpdo.worker import Worker
+
+if TYPE_CHECKING:
+    from mcpdo.adapters.dynamodb_table import DynamoTable
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ def _aws_events(aws: AwsResources, client: Callable[..., Any]) -> _AwsEvents:
     )
 
 
-def _aws_schedules(aws: AwsResources, table: Any, client: Callable[..., Any]) -> ScheduleSync:
+def _aws_schedules(aws: AwsResources, table: DynamoTable, client: Callable[..., Any]) -> ScheduleSync:
     """One Scheduler schedule per `every()` in the stack's group: all four settings, or none."""
     from mcpdo.adapters.not_deployed import SchedulesNotDeployed
 
@@ -276,19 +279,18 @@ def _aws_schedules(aws: AwsResources, table: Any, client: Callable[..., Any]) ->
         "MCPDO_SCHEDULE_DLQ_ARN": aws.schedule_dlq_arn,
     }
     _all_or_none("the schedules deployment", parts)
-    if aws.schedule_group is None or aws.schedule_target_arn is None:
-        return SchedulesNotDeployed()
-    if aws.scheduler_role_arn is None or aws.schedule_dlq_arn is None:
+    group, target, role, dead_letters = (
+        aws.schedule_group,
+        aws.schedule_target_arn,
+        aws.scheduler_role_arn,
+        aws.schedule_dlq_arn,
+    )
+    if group is None or target is None or role is None or dead_letters is None:
         return SchedulesNotDeployed()
     from mcpdo.adapters.scheduler_schedules import SchedulerSchedules
 
     return SchedulerSchedules(
-        table,
-        client("scheduler"),
-        group=aws.schedule_group,
-        target_arn=aws.schedule_target_arn,
-        role_arn=aws.scheduler_role_arn,
-        dead_letter_arn=aws.schedule_dlq_arn,
+        table, client("scheduler"), group=group, target_arn=target, role_arn=role, dead_letter_arn=dead_letters
     )
 
 
@@ -299,7 +301,7 @@ def _schedule_fires(schedules: ScheduleSync) -> ScheduleFires | None:
     return SchedulerFires() if isinstance(schedules, SchedulerSchedules) else None
 
 
-def _aws_mailer(aws: AwsResources, table: Any, client: Callable[..., Any]) -> Mailer:
+def _aws_mailer(aws: AwsResources, table: DynamoTable, client: Callable[..., Any]) -> Mailer:
     if aws.mail_from is None:
         from mcpdo.adapters.not_deployed import MailerNotDeployed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mcpdo.bootstrap import build
 from mcpdo.errors import InputError
 from mcpdo.settings import Settings
 
@@ -43,3 +44,20 @@ def test_on_aws_the_script_budget_stays_under_api_gateways_30_second_cut_and_the
     )
     with pytest.raises(InputError, match="'MCPDO_TABLE' is required with MCPDO_BACKEND=aws"):
         Settings.from_env({"MCPDO_BACKEND": "aws"})
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"MCPDO_EVENT_BUS": "bus"}, "MCPDO_DELIVERY_QUEUE_URL, MCPDO_DEAD_LETTER_QUEUE_URL"),
+        ({"MCPDO_SCHEDULE_GROUP": "g", "MCPDO_SCHEDULER_ROLE_ARN": "r"}, "MCPDO_SCHEDULE_TARGET_ARN"),
+    ],
+)
+def test_a_half_configured_aws_part_is_refused_naming_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, str], missing: str
+) -> None:
+    # It would accept work (a send, a schedule) that nothing could finish; no AWS call is made before this.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    settings = Settings.from_env({"MCPDO_BACKEND": "aws", "MCPDO_TABLE": "state", **given})
+    with pytest.raises(InputError, match=missing):
+        build(settings)
