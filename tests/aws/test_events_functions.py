@@ -198,7 +198,14 @@ def test_a_failing_handler_is_retried_then_dead_lettered_and_a_replay_delivers_i
     aside = [json.loads(body) for body in queue_bodies(stack.dead_letter_queue)]
     assert dead.id in [body.get("deliveryId") for body in aside]  # the raw message, set aside
 
-    runtime.run(runtime.app.deliveries.replay(dead.id))
+    # An operator lists and replays it from a machine with the stack's settings (here moto's).
+    operator = _env(stack, "McpFunction")
+    listed = mcpdo_cli(operator, "events", "dead-letters", "list", "--tenant", TENANT)
+    assert listed.returncode == 0, listed.stderr
+    assert [(d["id"], d["status"], d["attempts"]) for d in json.loads(listed.stdout)] == [(dead.id, "dead", 4)]
+    replayed = mcpdo_cli(operator, "events", "dead-letters", "replay", dead.id)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "the stack's events function" in replayed.stdout
     pump(sources, lambda: len(records(gateway, admin_key, "BrokenAttempt")) == 5, timeout=60)
     pump(sources, lambda: len(runtime.run(dead_letters(TENANT))) == 1, timeout=60)
     assert len(records(gateway, admin_key, "BrokenAttempt")) == 8  # four fresh attempts after the replay
