@@ -25,7 +25,7 @@ from tests.support.aws import REGION, create_event_stack, mcpdo_cli
 from tests.support.gateway import fake_gateway
 from tests.support.server import start_server, stop_server
 from tests.support.sqs_source import FunctionContext, SqsEventSource, load_function
-from tests.support.sync import outbox
+from tests.support.sync import outbox, wait_for
 
 
 class Deployment(Protocol):
@@ -44,18 +44,6 @@ class Deployment(Protocol):
         ...
 
 
-def _poll(check: Callable[[], Any], turn: Callable[[], int], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if outcome:
-            return outcome
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {outcome!r})")
-        if turn() == 0:
-            time.sleep(0.05)
-
-
 @dataclass
 class LocalDeployment:
     name: str
@@ -64,7 +52,7 @@ class LocalDeployment:
     server: Any
 
     def settle(self, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-        return _poll(check, lambda: 0, timeout)
+        return wait_for(check, timeout)
 
     def mail(self) -> list[dict[str, Any]]:
         return [{"to": m["to"], "subject": m["subject"], "body": m.get("body")} for m in reversed(outbox(self.server))]
@@ -89,7 +77,7 @@ class AwsDeployment:
     sources: list[SqsEventSource] = field(default_factory=list)
 
     def settle(self, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-        return _poll(check, lambda: sum(source.run_once() for source in self.sources), timeout)
+        return wait_for(check, timeout, step=lambda: sum(source.run_once() for source in self.sources))
 
     def mail(self) -> list[dict[str, Any]]:
         from moto.ses.models import ses_backends

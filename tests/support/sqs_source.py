@@ -9,7 +9,6 @@ have set it: a retry's back-off). `pump` polls several sources until a condition
 from __future__ import annotations
 
 import importlib.util
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import boto3
 
 from tests.support.aws import REGION, environment
+from tests.support.sync import wait_for
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
@@ -92,18 +92,13 @@ class SqsEventSource:
         }
 
 
-def pump(sources: Sequence[SqsEventSource], until: Callable[[], bool], timeout: float = 30.0) -> None:
+def pump(sources: Sequence[SqsEventSource], until: Callable[[], Any], timeout: float = 30.0) -> None:
     """Poll every source in turn until `until()` holds; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not until():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        if sum(source.run_once() for source in sources) == 0:
-            time.sleep(0.05)  # nothing visible: a retry's back-off is running
+    wait_for(until, timeout, step=lambda: sum(source.run_once() for source in sources))
 
 
 def queue_bodies(queue_url: str) -> list[str]:
-    """Every message body visible in a queue now (received with no visibility, so they stay)."""
+    """Every message body visible in a queue now (each then hidden for 30 s: for reading a queue at the end)."""
     sqs = boto3.client("sqs", region_name=REGION)
     bodies: list[str] = []
     while True:

@@ -20,8 +20,9 @@ class Endpoint(Protocol):
     admin_key: str
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
+def wait_for(check: Callable[[], Any], timeout: float = 20.0, step: Callable[[], int] | None = None) -> Any:
+    """Poll `check` until it returns something truthy, or fail after `timeout` seconds. Between polls, `step`
+    (when given) moves the work along and says how much it moved; a short sleep only when nothing did."""
     deadline = time.monotonic() + timeout
     while True:
         outcome = check()
@@ -29,7 +30,8 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
             return outcome
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {outcome!r})")
-        time.sleep(0.1)
+        if step is None or step() == 0:
+            time.sleep(0.1 if step is None else 0.05)
 
 
 def call_tool(server: Endpoint, key: str | None, arguments: dict[str, str]) -> tuple[bool, str]:
