@@ -97,11 +97,14 @@ async def test_an_anonymous_write_is_refused_with_its_line(gateway: FakeGateway)
     assert "db.create" in text_of(result) and "line 2" in text_of(result)
 
 
-async def test_send_says_the_events_deployment_is_not_there_yet(gateway: FakeGateway, admin_key: str) -> None:
+async def test_without_the_events_settings_send_says_which_settings_it_needs(
+    gateway: FakeGateway, admin_key: str
+) -> None:
+    # This module's function has the table only (no bus, no queues): nothing would deliver an event.
     async with connect(gateway.url, admin_key) as client:
         result = await client.call_tool("do", {"script": "await send('Order.created', { id: 1 })"})
     assert result.is_error
-    assert "send() needs the events deployment" in text_of(result)
+    assert "send() needs the events deployment" in text_of(result) and "MCPDO_EVENT_BUS" in text_of(result)
 
 
 def post(gateway: FakeGateway, body: Any, **headers: str) -> httpx.Response:
