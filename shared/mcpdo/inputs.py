@@ -128,6 +128,13 @@ def integer_option(name: str, value: object, default: int, low: int, high: int) 
     return number
 
 
+def check_listing_limit(limit: object) -> int:
+    """How many entries a listing of the runs log or the sent mail may return: a positive integer."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InputError(f"limit must be a positive integer, got {limit!r}")
+    return limit
+
+
 def inc_amount(field: str, value: object) -> int | float:
     """A `$inc` amount: a finite number within the safe-integer range (so the sum stays finite)."""
     if (

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, text_value
-from mcpdo.errors import InputError
+from mcpdo.inputs import check_listing_limit
 from mcpdo.ports import HandlerRef, Run
 from mcpdo.timeparse import now_ms
 
@@ -56,8 +56,7 @@ class DynamoRunLog:
 
     async def runs(self, tenant: str | None = None, limit: int = 100) -> builtins.list[Run]:
         """The latest runs, newest first; every tenant's when `tenant` is None."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        check_listing_limit(limit)
         if tenant is None:
             where: dict[str, Any] = {"IndexName": "gsi1", "KeyConditionExpression": "gsi1pk = :partition"}
         else:

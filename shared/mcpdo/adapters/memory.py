@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mcpdo.errors import Conflict, InputError
+from mcpdo.errors import Conflict
+from mcpdo.inputs import check_listing_limit
 from mcpdo.mail import checked_message, listed
 from mcpdo.ports import ApiKey, Run
 from mcpdo.timeparse import format_iso, now_ms
@@ -90,8 +91,7 @@ class MemoryRunLog:
         del self._runs[: -self._keep]
 
     async def runs(self, tenant: str | None = None, limit: int = 100) -> builtins.list[Run]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        check_listing_limit(limit)
         newest = [run for run in reversed(self._runs) if tenant is None or run.tenant == tenant]
         return newest[:limit]
 
@@ -112,8 +112,7 @@ class MemoryMailer:
             self._sent.append((idempotency_key, body, self._clock()))
 
     async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        check_listing_limit(limit)
         latest = list(reversed(self._sent))[:limit]
         return [listed(json.loads(body), format_iso(sent_at), key) for key, body, sent_at in latest]
 

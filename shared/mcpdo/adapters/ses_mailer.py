@@ -51,9 +51,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mcpdo.adapters.aws_calls import AwsCallFailed, aws_call
 from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, text_value
-from mcpdo.errors import InputError, LimitExceeded, McpdoError, NotConfigured
+from mcpdo.errors import LimitExceeded, McpdoError, NotConfigured
 from mcpdo.ids import ulid
-from mcpdo.inputs import quote
+from mcpdo.inputs import check_listing_limit, quote
 from mcpdo.mail import checked_message, listed
 from mcpdo.timeparse import format_iso, now_ms
 
@@ -127,8 +127,7 @@ class SesMailer:
 
     async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The latest messages, newest first: the message fields plus `sentAt` and `idempotencyKey`."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        check_listing_limit(limit)
         items: builtins.list[Item] = []
         arguments: dict[str, Any] = {
             "IndexName": "gsi1",

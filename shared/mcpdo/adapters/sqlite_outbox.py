@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mcpdo.adapters.sqlite_db import SqliteDatabase
-from mcpdo.errors import InputError
+from mcpdo.inputs import check_listing_limit
 from mcpdo.mail import checked_message, listed
 from mcpdo.timeparse import format_iso, now_ms
 
@@ -45,8 +45,7 @@ class SqliteOutbox:
 
     async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The latest messages, newest first: the message fields plus `sentAt` and `idempotencyKey`."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        check_listing_limit(limit)
         with self._db.transaction(immediate=False) as conn:
             rows = conn.execute(
                 "SELECT key, message, sent_at FROM outbox ORDER BY seq DESC LIMIT ?", (limit,)

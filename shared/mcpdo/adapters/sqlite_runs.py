@@ -8,7 +8,7 @@ import os
 from typing import cast
 
 from mcpdo.adapters.sqlite_db import SqliteDatabase
-from mcpdo.errors import InputError
+from mcpdo.inputs import check_listing_limit
 from mcpdo.ports import HandlerRef, Run
 
 SCHEMA = """
@@ -74,8 +74,7 @@ class SqliteRunLog:
 
     async def runs(self, tenant: str | None = None, limit: int = 100) -> builtins.list[Run]:
         """The latest runs, newest first."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        check_listing_limit(limit)
         where, params = "", cast(tuple[str, ...], ())
         if tenant is not None:
             where, params = "WHERE tenant = ? ", (tenant,)
