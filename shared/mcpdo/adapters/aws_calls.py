@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import ParamSpec, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -44,6 +44,15 @@ async def aws_call(service: str, method: Callable[P, T], /, *args: P.args, **kwa
     except BotoCoreError as exc:
         log.warning("%s %s unavailable: %s", service, operation, exc)
         raise StoreError(f"{service} is unavailable ({operation})") from exc
+
+
+async def attempts(count: int = ATTEMPTS, base: float = BACKOFF_SECONDS) -> AsyncIterator[int]:
+    """Attempt numbers 0 to `count` - 1, waiting the back-off before each one after the first: the loop of
+    every retry the adapters do themselves (entries a batch call did not take)."""
+    for attempt in range(count):
+        if attempt:
+            await asyncio.sleep(backoff_delay(attempt - 1, base))
+        yield attempt
 
 
 def backoff_delay(retry: int, base: float) -> float:

@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from mcpdo.adapters.aws_calls import ATTEMPTS, BACKOFF_SECONDS, backoff_delay
+from mcpdo.adapters.aws_calls import attempts
 from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, text_value
 from mcpdo.errors import StoreError
 from mcpdo.events.claims import claim_verdict, event_json, interrupted_error, replay_refused
@@ -399,13 +399,13 @@ class DynamoDeliveryStore:
         found: builtins.list[Item] = []
         for start in range(0, len(keys), MAX_BATCH_GET):
             request = {self._table.name: {"Keys": keys[start : start + MAX_BATCH_GET], "ConsistentRead": True, **extra}}
-            for retry in range(ATTEMPTS):
+            # Keys left unprocessed (throttled, or past 16 MB) are asked for again after a back-off.
+            async for _ in attempts():
                 page = await self._table.raw("batch_get_item", RequestItems=request)
                 found.extend(page.get("Responses", {}).get(self._table.name, []))
                 request = page.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                await asyncio.sleep(backoff_delay(retry, BACKOFF_SECONDS))  # throttled, or past 16 MB
             else:
                 raise StoreError("The delivery store operation batch_get_item failed: keys left unprocessed")
         return found

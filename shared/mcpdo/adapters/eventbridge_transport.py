@@ -26,14 +26,13 @@ documents as retryable, at once a StoreError naming EventBridge and the code oth
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from mcpdo.adapters.aws_calls import ATTEMPTS, BACKOFF_SECONDS, aws_call, backoff_delay
+from mcpdo.adapters.aws_calls import ATTEMPTS, BACKOFF_SECONDS, attempts, aws_call
 from mcpdo.errors import InputError, LimitExceeded, StoreError
 from mcpdo.events.routing import check_event
 from mcpdo.ids import check_id
@@ -90,9 +89,7 @@ class EventBridgeTransport:
         """Put `event` on the bus; returns once the bus accepted it, retrying an entry it refused."""
         entry = self.entry(event)
         code: str | None = None
-        for attempt in range(self._attempts):
-            if attempt:
-                await asyncio.sleep(backoff_delay(attempt - 1, self._backoff))
+        async for attempt in attempts(self._attempts, self._backoff):
             result = await aws_call("EventBridge", self._client.put_events, Entries=[entry])
             code = _refusal(result)
             if code is None:

@@ -14,14 +14,13 @@ harmless (the port says so), so the caller may simply dispatch the whole list ag
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mcpdo.adapters.aws_calls import ATTEMPTS, BACKOFF_SECONDS, aws_call, backoff_delay
+from mcpdo.adapters.aws_calls import ATTEMPTS, BACKOFF_SECONDS, attempts, aws_call
 from mcpdo.errors import InputError, StoreError
 from mcpdo.ids import check_id
 from mcpdo.inputs import check_name, show
@@ -67,9 +66,7 @@ class SqsDispatch:
         pending = {str(index): _entry(str(index), delivery) for index, delivery in enumerate(batch)}
         delivery_ids = {str(index): delivery.id for index, delivery in enumerate(batch)}
         codes: set[str] = set()
-        for attempt in range(self._attempts):
-            if attempt:
-                await asyncio.sleep(backoff_delay(attempt - 1, self._backoff))
+        async for attempt in attempts(self._attempts, self._backoff):
             result = await aws_call(
                 "SQS", self._client.send_message_batch, QueueUrl=self._queue_url, Entries=list(pending.values())
             )
