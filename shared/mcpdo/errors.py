@@ -156,3 +156,32 @@ class SandboxBusy(McpdoError):
 
 class NotConfigured(McpdoError):
     """A capability was used that the deployment has not configured (names the settings to set)."""
+
+
+class ModelError(McpdoError):
+    """A model provider failed or refused after retries; the text names the provider, never its key."""
+
+
+class FetchError(McpdoError):
+    """An outgoing HTTP request could not be made or completed."""
+
+
+class FetchRefused(FetchError):
+    """The URL or an address it resolves or redirects to is not allowed (scheme, SSRF guard, redirects)."""
+
+
+class FetchTimeout(FetchError):
+    """Connecting or reading took longer than the deployment allows."""
+
+
+class ResponseTooLarge(FetchError):
+    """The response body is larger than the deployment's cap."""
+
+
+class HttpStatusError(FetchError):
+    """The server answered with a non-2xx status: the text carries the status and an excerpt of the body."""
+
+    def __init__(self, status: int, url: str, excerpt: str) -> None:
+        detail = f": {excerpt}" if excerpt else ""
+        super().__init__(f"HTTP {status} from {url}{detail}")
+        self.status = status

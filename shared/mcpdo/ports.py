@@ -502,3 +502,95 @@ class ModuleStore(Protocol):
     async def list(self, tenant: str) -> list[StoredModule]: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a model was asked for: a prompt, and the JSON Schema of the object it must return."""
+
+    prompt: str
+    schema: dict[str, Any]
+    # The schema's name as the provider sees it (a tool name or a response_format name): [A-Za-z0-9_-]{1,64}.
+    schema_name: str
+    model: str
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens one or more model calls used."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A model's answer: the object it returned (checked against the schema by the core) and its usage."""
+
+    value: dict[str, Any]
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vector: list[float]
+    usage: Usage
+
+
+class ModelProvider(Protocol):
+    """Language and embedding models. Adapters retry throttling and 5xx themselves and raise `ModelError`
+    (never with the provider's key in the text) for what remains."""
+
+    async def generate(self, request: Generation) -> Generated: ...
+
+    async def embed(self, text: str, model: str) -> Embedded: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One outgoing HTTP request, as the core built it."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A complete response (its body within the client's size cap); `url` is the last one after redirects."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    url: str
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+
+class WebClient(Protocol):
+    """HTTP out of the deployment. `guarded` requests (every `api.fetch`) reach only public addresses or the
+    allow-list, checked on the address connected to and on each redirect; unguarded ones (`api.proxy`, to a
+    base URL the deployment configured) follow no redirects. Raises `FetchError` subclasses."""
+
+    async def request(self, request: HttpRequest, *, guarded: bool) -> HttpResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class SecretStore(Protocol):
+    """Credentials by name, read host-side only; `None` for a secret that does not exist."""
+
+    async def get(self, name: str) -> str | None: ...
+
+    async def close(self) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class Settings:
     table: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     aws: AwsResources = field(default_factory=lambda: AwsResources())
+    ai: AiSettings = field(default_factory=lambda: AiSettings())
+    web: WebSettings = field(default_factory=lambda: WebSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +105,8 @@ class Settings:
             table=env.get("MCPDO_TABLE") or None,
             allowed_hosts=tuple(host.strip() for host in env.get("MCPDO_ALLOWED_HOSTS", "").split(",") if host.strip()),
             aws=AwsResources.from_env(env),
+            ai=AiSettings.from_env(env, reader, backend),
+            web=WebSettings.from_env(env, reader),
         )
         if backend == "aws" and settings.table is None:
             raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
@@ -140,6 +145,117 @@ class AwsResources:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AwsResources:
         return cls(**{name: env.get(variable) or None for name, variable in AWS_SETTINGS.items()})
+
+
+AI_PROVIDERS = ("openai", "bedrock")
+# Every setting of the model provider, named by the error an `ai` call gives when none is configured.
+AI_SETTINGS = (
+    "MCPDO_AI_PROVIDER",
+    "MCPDO_AI_BASE_URL",
+    "MCPDO_AI_API_KEY",
+    "MCPDO_AI_MODEL",
+    "MCPDO_AI_MODELS",
+    "MCPDO_AI_EMBED_MODEL",
+)
+# Bedrock's defaults, so that an AWS deployment needs no model setting (the ids Bedrock lists for Converse).
+BEDROCK_DEFAULT_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
+BEDROCK_DEFAULT_EMBED_MODEL = "amazon.titan-embed-text-v2:0"
+
+
+@dataclass(frozen=True)
+class AiSettings:
+    """The model provider (README, "ai"). `provider` None: not configured, every `ai` call says so."""
+
+    provider: str | None = None
+    base_url: str | None = None
+    # Never printed: repr=False keeps it out of any log of the settings.
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    models: Mapping[str, str] = field(default_factory=dict)
+    embed_model: str | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    batch_concurrency: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], reader: _Reader, backend: str) -> AiSettings:
+        default = "bedrock" if backend == "aws" else None
+        provider = env.get("MCPDO_AI_PROVIDER") or default
+        if provider is not None:
+            provider = reader.choice("MCPDO_AI_PROVIDER", provider, AI_PROVIDERS)
+        base_url = env.get("MCPDO_AI_BASE_URL") or None
+        if provider == "openai" and base_url is None:
+            raise InputError(
+                "Setting 'MCPDO_AI_BASE_URL' is required with MCPDO_AI_PROVIDER=openai: the server's "
+                "OpenAI-compatible base URL, such as https://api.openai.com/v1"
+            )
+        bedrock = provider == "bedrock"
+        return cls(
+            provider=provider,
+            base_url=base_url,
+            api_key=env.get("MCPDO_AI_API_KEY") or None,
+            model=env.get("MCPDO_AI_MODEL") or (BEDROCK_DEFAULT_MODEL if bedrock else None),
+            models=_model_map(env.get("MCPDO_AI_MODELS", "")),
+            embed_model=env.get("MCPDO_AI_EMBED_MODEL") or (BEDROCK_DEFAULT_EMBED_MODEL if bedrock else None),
+            timeout_s=reader.int("MCPDO_AI_TIMEOUT_MS", 60_000, low=100, high=600_000) / 1000,
+            max_retries=reader.int("MCPDO_AI_MAX_RETRIES", 3, low=0, high=10),
+            batch_concurrency=reader.int("MCPDO_AI_BATCH_CONCURRENCY", 4, high=64),
+        )
+
+
+def _model_map(text: str) -> dict[str, str]:
+    """`MCPDO_AI_MODELS`: `name=provider-id` pairs separated by commas, or a JSON object."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise InputError("Setting 'MCPDO_AI_MODELS' is not valid JSON") from None
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
+            raise InputError("Setting 'MCPDO_AI_MODELS' must map model names to provider model ids (strings)")
+        return {str(k): v for k, v in parsed.items()}
+    pairs: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, sep, model_id = item.partition("=")
+        if not item:
+            continue
+        if not sep or not name.strip() or not model_id.strip():
+            raise InputError(
+                f"Setting 'MCPDO_AI_MODELS' has item {item!r}: write name=provider-model-id, comma-separated"
+            )
+        pairs[name.strip()] = model_id.strip()
+    return pairs
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Outgoing HTTP (`api.fetch`, `api.proxy`) and the credentials `api.proxy` uses."""
+
+    fetch_allow: str = ""
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    max_response_bytes: int = 5 * MiB
+    services_file: Path | None = None
+    secrets_file: Path | None = None
+    secrets_ttl_s: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], reader: _Reader) -> WebSettings:
+        return cls(
+            fetch_allow=env.get("MCPDO_FETCH_ALLOW", ""),
+            connect_timeout_s=reader.int("MCPDO_FETCH_CONNECT_TIMEOUT_MS", 5_000, high=60_000) / 1000,
+            read_timeout_s=reader.int("MCPDO_FETCH_TIMEOUT_MS", 10_000, high=120_000) / 1000,
+            max_response_bytes=reader.int("MCPDO_FETCH_MAX_BYTES", 5 * MiB, high=64 * MiB),
+            services_file=_path(env.get("MCPDO_SERVICES")),
+            secrets_file=_path(env.get("MCPDO_SECRETS_FILE")),
+            secrets_ttl_s=reader.int("MCPDO_SECRETS_TTL_S", 300, low=0, high=86_400),
+        )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
 
 
 # AwsResources field -> its environment variable (the names template.yaml sets).
