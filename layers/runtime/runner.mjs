@@ -12,9 +12,10 @@
 // Out: {"type":"ready"}
 //      {"type":"call","exec":n,"nonce":"...","id":callId,"name":"db.get","args":[...]}
 //      {"type":"result","exec":n,"nonce":"...","ok":true,"undefined":bool,"value":json,"exports":[...],"logs":[...],
-//       "durationMs":ms,"warm":key|null}
+//       "constructed":[[type,[key,...]],...],"durationMs":ms,"warm":key|null}
 //      {"type":"result","exec":n,"nonce":"...","ok":false,"error":{kind,message,...},"logs":[...],"durationMs":ms,
-//       "warm":key|null}
+//       "warm":key|null,"constructed"?:[...]}
+// `constructed`: what `$.Type(props)` calls were given (type name, own keys), distinct, bounded; for hints.
 // A line from the host that this runner cannot use is reported on stderr and dropped: stdout carries only
 // messages of the execution that is running.
 // `key`: executions with the same key may run one after another on the same wasm instance (each on a fresh
@@ -236,6 +237,10 @@ function moduleSyntaxMessage(id, err) {
 const LOG_LEVELS = new Set(['log', 'info', 'warn', 'error', 'debug'])
 const MAX_TIMERS = 10_000
 const LOG_ENTRY_BYTES = 64
+// `$.Type(props)` records (lazy/dollar.js applies the same bounds; they are checked again here).
+const MAX_CONSTRUCTED = 64
+const MAX_CONSTRUCTED_KEYS = 64
+const MAX_CONSTRUCTED_CHARS = 100
 const MAX_ERROR_NAME = 200
 const MAX_ERROR_MESSAGE = 16 * 1024
 const STACK_MESSAGE = 'Stack overflow: maximum call stack size exceeded (unbounded recursion or nesting?)'
@@ -269,6 +274,7 @@ class Execution {
     this.logs = []
     this.logBytes = 0
     this.logsTruncated = false
+    this.constructed = []
     this.done = null
     this.fatal = null
     this.interrupted = false
@@ -344,6 +350,9 @@ class Execution {
       case 'done':
         if (!this.done) this.done = { kind: a, text: b }
         return undefined
+      case 'constructed':
+        this.noteConstructed(a)
+        return undefined
       default:
         return undefined
     }
@@ -365,6 +374,21 @@ class Execution {
     }
     this.logBytes += size
     this.logs.push({ level: LOG_LEVELS.has(level) ? level : 'log', message: text, timestamp: new Date().toISOString() })
+  }
+
+  // One `$.Type(props)` record from the guest's $ (a JSON array of strings: the type name, then the keys).
+  noteConstructed(text) {
+    if (this.constructed.length >= MAX_CONSTRUCTED || typeof text !== 'string' ||
+      text.length > (MAX_CONSTRUCTED_KEYS + 1) * (MAX_CONSTRUCTED_CHARS * 6 + 3) + 2) return
+    let entry
+    try {
+      entry = JSON.parse(text)
+    } catch {
+      return
+    }
+    if (!Array.isArray(entry) || entry.length < 2 || entry.length > MAX_CONSTRUCTED_KEYS + 1 ||
+      !entry.every((s) => typeof s === 'string' && s.length <= MAX_CONSTRUCTED_CHARS)) return
+    this.constructed.push([wellFormed(entry[0]), entry.slice(1).map(wellFormed)])
   }
 
   setTimer(id, ms) {
@@ -694,7 +718,8 @@ class Execution {
     this.pending.clear()
     const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
     const warmKey = keep ? inst.wasm.key : warm ? warm.key : null
-    const result = { type: 'result', durationMs, warm: warmKey, exports: this.exportNames(), logs: this.logs }
+    const result = { type: 'result', durationMs, warm: warmKey, exports: this.exportNames(), logs: this.logs,
+      constructed: this.constructed }
     if (DEBUG) result.instance = `${process.pid}.${inst.wasm.id}`
     if (out.error) this.send({ ...result, ok: false, error: out.error })
     else if (out.undefined) this.send({ ...result, ok: true, undefined: true, value: null })

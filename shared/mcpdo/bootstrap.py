@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from mcpdo import __version__
+from mcpdo.adapters.file_secrets import FileSecrets
 from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
 from mcpdo.adapters.sqlite_leases import SqliteLeases
@@ -19,8 +22,9 @@ from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
 from mcpdo.auth import Authenticator
 from mcpdo.errors import InputError
 from mcpdo.events import Deliveries, Publisher, RetryPolicy
-from mcpdo.execution import Executor
+from mcpdo.execution import Executor, Outside
 from mcpdo.modules import ModuleService, resolve_import
+from mcpdo.netguard import Allowlist
 from mcpdo.ports import (
     Closable,
     CronTable,
@@ -32,21 +36,29 @@ from mcpdo.ports import (
     KeyStore,
     Leases,
     Mailer,
+    ModelProvider,
     ModuleStore,
     QueueMessages,
     RunLog,
     ScheduleFires,
     ScheduleSync,
+    SecretStore,
     SubscriptionSync,
+    WebClient,
 )
 from mcpdo.sandbox.admission import Caps
 from mcpdo.sandbox.pool import Sandbox
+from mcpdo.services import load_services
 from mcpdo.settings import AwsResources, Settings
 from mcpdo.tool import DoTool
+from mcpdo.vocabulary import Vocabulary, default_schemas_dir
 from mcpdo.worker import Worker
 
 if TYPE_CHECKING:
     from mcpdo.adapters.dynamodb_table import DynamoTable
+
+# Every outgoing request says what sent it, so a site's operator can tell (and reach) who fetches.
+USER_AGENT = f"mcpdo/{__version__} (api.fetch)"
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,9 @@ class Adapters:
     runs: RunLog
     mailer: Mailer
     sandbox: Sandbox
+    web: WebClient
+    secrets: SecretStore
+    models: ModelProvider | None = None
     transport: EventTransport | None = None
     dispatch: DeliveryDispatch | None = None
     queue_messages: QueueMessages | None = None
@@ -82,7 +97,11 @@ class Adapters:
         """Every backend that holds a connection, in the order they are released."""
         local: tuple[Closable, ...] = () if self.local is None else (self.local.leases,)
         dispatch: tuple[Closable, ...] = () if self.dispatch is None else (self.dispatch,)
+        models: tuple[Closable, ...] = () if self.models is None else (self.models,)
         return (
+            *models,
+            self.web,
+            self.secrets,
             *dispatch,
             self.deliveries,
             self.runs,
@@ -135,7 +154,14 @@ def build_app(settings: Settings, adapters: Adapters) -> App:
         max_deliveries_per_send=settings.max_deliveries_per_send,
     )
     resolver = partial(resolve_import, adapters.modules, settings.default_context)
-    executor = Executor(settings, adapters.sandbox, adapters.store, publisher.publish, resolver)
+    outside = Outside(
+        models=adapters.models,
+        web=adapters.web,
+        services=load_services(settings.web.services_file),
+        secrets=adapters.secrets,
+        vocabulary=Vocabulary.at(default_schemas_dir(settings.runner_path)),
+    )
+    executor = Executor(settings, adapters.sandbox, adapters.store, publisher.publish, resolver, outside)
     auth = Authenticator(adapters.keys, settings.default_tenant)
     service = ModuleService(
         adapters.modules,
@@ -193,6 +219,9 @@ def build_local(settings: Settings) -> App:
         runs=SqliteRunLog(path),
         mailer=SqliteOutbox(path),
         sandbox=_sandbox(settings),
+        web=_web(settings),
+        secrets=FileSecrets(settings.web.secrets_file, os.environ),
+        models=_models(settings),
         local=LocalWork(queue=deliveries, cron=schedules, leases=SqliteLeases(path)),
     )
     return build_app(settings, adapters)
@@ -212,6 +241,7 @@ def build_aws(settings: Settings) -> App:
     from mcpdo.adapters.dynamodb_store import DynamoEntityStore
     from mcpdo.adapters.dynamodb_subscriptions import DynamoSubscriptions
     from mcpdo.adapters.dynamodb_table import DynamoTable
+    from mcpdo.adapters.secretsmanager_secrets import SecretsManagerSecrets
 
     if settings.table is None:
         raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
@@ -229,6 +259,11 @@ def build_aws(settings: Settings) -> App:
         runs=DynamoRunLog(table),
         mailer=_aws_mailer(settings.aws, table, boto3.client),
         sandbox=_sandbox(settings),
+        web=_web(settings),
+        secrets=SecretsManagerSecrets(
+            boto3.client("secretsmanager"), ttl_s=settings.web.secrets_ttl_s, prefix=settings.web.secrets_prefix
+        ),
+        models=_models(settings),
         transport=events.transport,
         dispatch=events.dispatch,
         queue_messages=events.messages,
@@ -316,6 +351,38 @@ def _all_or_none(part: str, settings: dict[str, str | None]) -> None:
     missing = [name for name, value in settings.items() if value is None]
     if missing and len(missing) < len(settings):
         raise InputError(f"Settings for {part} are incomplete: {', '.join(missing)} must be set too")
+
+
+def _models(settings: Settings) -> ModelProvider | None:
+    """The model provider MCPDO_AI_PROVIDER names (Bedrock by default on AWS); None when there is none."""
+    ai = settings.ai
+    if ai.provider == "openai" and ai.base_url is not None:
+        from mcpdo.adapters.openai_models import OpenAIModels
+
+        return OpenAIModels(ai.base_url, ai.api_key, timeout_s=ai.timeout_s, retries=ai.max_retries)
+    if ai.provider == "bedrock":
+        import boto3
+        from botocore.config import Config
+
+        from mcpdo.adapters.bedrock_models import BedrockModels
+
+        # botocore's own retries off: the adapter retries throttling itself, one rule and one count.
+        config = Config(retries={"total_max_attempts": 1}, read_timeout=ai.timeout_s, connect_timeout=10)
+        return BedrockModels(boto3.client("bedrock-runtime", config=config), retries=ai.max_retries)
+    return None
+
+
+def _web(settings: Settings) -> WebClient:
+    from mcpdo.adapters.httpx_web import HttpxWebClient
+
+    web = settings.web
+    return HttpxWebClient(
+        allow=Allowlist.parse(web.fetch_allow),
+        connect_timeout_s=web.connect_timeout_s,
+        read_timeout_s=web.read_timeout_s,
+        max_response_bytes=web.max_response_bytes,
+        user_agent=USER_AGENT,
+    )
 
 
 def _sandbox(settings: Settings) -> Sandbox:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from mcpdo.identity import Identity
-from mcpdo.ports import EntityStore, Event, StoredModule
+from mcpdo.ports import EntityStore, Event, ModelProvider, SecretStore, StoredModule, WebClient
 from mcpdo.sandbox.admission import Caller
 from mcpdo.sandbox.types import (
     ExecutionRequest,
@@ -20,10 +20,15 @@ from mcpdo.sandbox.types import (
     ModuleSource,
     check_code_size,
 )
+from mcpdo.sdk.ai import AiApi, log_usage
 from mcpdo.sdk.events import EventContext, EventsApi, Publisher, Registrations
+from mcpdo.sdk.fetch import FetchApi
 from mcpdo.sdk.host import Host
 from mcpdo.sdk.policy import authorize
+from mcpdo.sdk.proxy import ProxyApi
+from mcpdo.services import ServiceRegistry
 from mcpdo.settings import Settings
+from mcpdo.vocabulary import Vocabulary
 
 # Resolves `import ... from specifier` for a caller: (specifier, identity, importer's $id) -> stored module.
 ImportResolver = Callable[[str, Identity, str | None], Awaitable[StoredModule]]
@@ -35,6 +40,18 @@ class SandboxPort(Protocol):
     async def execute(
         self, request: ExecutionRequest, host: HostCall, *, caller: Caller | None = None
     ) -> ExecutionResult: ...
+
+
+@dataclass(frozen=True)
+class Outside:
+    """What scripts reach beyond the store: the model provider (None: not configured), the web, the
+    integrated services with their secrets, and the schema.org vocabulary that shapes `ai` output."""
+
+    models: ModelProvider | None
+    web: WebClient
+    services: ServiceRegistry
+    secrets: SecretStore
+    vocabulary: Vocabulary
 
 
 @dataclass(frozen=True)
@@ -55,8 +72,10 @@ class Executor:
         store: EntityStore,
         publish: Publisher,
         resolve_import: ImportResolver,
+        outside: Outside,
     ) -> None:
         self._settings = settings
+        self._outside = outside
         self._sandbox = sandbox
         self._store = store
         self._publish = publish
@@ -71,18 +90,15 @@ class Executor:
         request = self._request(
             code, identity, kind="script", preload=tuple(ModuleSource(m.id, m.code) for m in preload)
         )
-        result = await self._sandbox.execute(
-            request, self._host(identity, events, importer=None), caller=caller_of(identity)
-        )
-        return replace(result, warnings=result.warnings + events.warnings)
+        result = await self._execute(request, identity, events, importer=None, who=source)
+        hints = self._outside.vocabulary.unknown_properties_warnings(result.constructed)
+        return replace(result, warnings=result.warnings + events.warnings + hints)
 
     async def evaluate_module(self, code: str, identity: Identity, *, module_id: str) -> ModuleEvaluation:
         """Run a module's top level once, collecting its `on`/`every` registrations and exports."""
         events = EventsApi(identity, EventContext("register", source=module_id), self._publish)
         request = self._request(code, identity, kind="module")
-        result = await self._sandbox.execute(
-            request, self._host(identity, events, importer=module_id), caller=caller_of(identity)
-        )
+        result = await self._execute(request, identity, events, importer=module_id, who=module_id)
         return ModuleEvaluation(registrations=events.registrations, exports=result.exports)
 
     async def invoke_handler(
@@ -95,9 +111,21 @@ class Executor:
         events = EventsApi(owner, context, self._publish)
         request = replace(self._request(module.code, owner, kind="module"), invoke=Invocation(index, args))
         # A handler counts against its owner's key, like the owner's own calls.
-        return await self._sandbox.execute(
-            request, self._host(owner, events, importer=module.id), caller=caller_of(owner)
-        )
+        return await self._execute(request, owner, events, importer=module.id, who=f"{module.id}#{index}")
+
+    async def _execute(
+        self, request: ExecutionRequest, identity: Identity, events: EventsApi, *, importer: str | None, who: str
+    ) -> ExecutionResult:
+        """One execution with its host; the tokens it spent on models are logged even when it fails."""
+        ai = AiApi(identity, self._outside.models, self._settings.ai, self._outside.vocabulary)
+        host = self._host(identity, events, importer, ai)
+        try:
+            result = await self._sandbox.execute(request, host, caller=caller_of(identity))
+        finally:
+            usage = ai.report()
+            if usage is not None:
+                log_usage(usage, who)
+        return result if usage is None else replace(result, usage=usage)
 
     def _request(
         self, code: str, identity: Identity, *, kind: str, preload: tuple[ModuleSource, ...] = ()
@@ -113,8 +141,14 @@ class Executor:
             reuse_key=reuse_key(identity),
         )
 
-    def _host(self, identity: Identity, events: EventsApi, importer: str | None) -> Host:
+    def _host(self, identity: Identity, events: EventsApi, importer: str | None, ai: AiApi) -> Host:
         host = Host(identity, self._store)
+        outside = self._outside
+        host.route("ai.generate", ai.generate)
+        host.route("ai.embed", ai.embed)
+        host.route("ai.batch", ai.batch)
+        host.route("api.fetch", FetchApi(identity, outside.web).fetch)
+        host.route("api.proxy", ProxyApi(identity, outside.services, outside.secrets, outside.web).proxy)
         host.route("send", events.send)
         host.route("on", events.on)
         host.route("every", events.every)

@@ -237,9 +237,12 @@ class WebSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     max_response_bytes: int = 5 * MiB
-    services_file: Path | None = None
+    # A file's path, or (where no file is deployed: Lambda) the YAML/JSON text itself when it starts with `{`.
+    services_file: Path | str | None = None
     secrets_file: Path | None = None
     secrets_ttl_s: float = 300.0
+    # On AWS, secret NAME is the Secrets Manager secret <prefix>NAME (the function may read only that prefix).
+    secrets_prefix: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], reader: _Reader) -> WebSettings:
@@ -248,10 +251,17 @@ class WebSettings:
             connect_timeout_s=reader.int("MCPDO_FETCH_CONNECT_TIMEOUT_MS", 5_000, high=60_000) / 1000,
             read_timeout_s=reader.int("MCPDO_FETCH_TIMEOUT_MS", 10_000, high=120_000) / 1000,
             max_response_bytes=reader.int("MCPDO_FETCH_MAX_BYTES", 5 * MiB, high=64 * MiB),
-            services_file=_path(env.get("MCPDO_SERVICES")),
+            services_file=_services(env.get("MCPDO_SERVICES")),
             secrets_file=_path(env.get("MCPDO_SECRETS_FILE")),
             secrets_ttl_s=reader.int("MCPDO_SECRETS_TTL_S", 300, low=0, high=86_400),
+            secrets_prefix=env.get("MCPDO_SECRETS_PREFIX", ""),
         )
+
+
+def _services(value: str | None) -> Path | str | None:
+    if not value:
+        return None
+    return value if value.lstrip().startswith("{") else Path(value).expanduser()
 
 
 def _path(value: str | None) -> Path | None:

@@ -105,8 +105,11 @@ class DoTool:
             shaped = value_result(
                 result.value, result.logs, result.duration_ms, undefined=result.is_undefined, warnings=result.warnings
             )
-            if summary is not None and shaped.structured is not None:
-                shaped.structured["module"] = summary
+            if shaped.structured is not None:
+                if summary is not None:
+                    shaped.structured["module"] = summary
+                if result.usage is not None:
+                    shaped.structured["usage"] = dict(result.usage)
             return shaped
         except McpdoError as exc:
             return error_result(exc)

@@ -1,7 +1,8 @@
 """The reference's AI-driven modules: registered as shown, their events fire, their effects appear.
 
-The reference's `ai.generate` calls are replaced by the values a model would return (no provider runs in
-tests); code-only examples get the frontmatter a module needs. Everything else is the reference's text.
+Their `ai.generate` calls reach a fake OpenAI-compatible model server on loopback through the real adapter;
+it answers each schema with what a model would (`ai.models.canned`). Code-only examples get the frontmatter
+a module needs. Everything else is the reference's text.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.seed.conftest import AiDeployment
 from tests.support.client import connect, text_of, value_of
-from tests.support.seed import reference, section, stub_ai
+from tests.support.seed import reference, section
 from tests.support.server import RunningServer
 from tests.support.sync import outbox, run_script, wait_for
 
@@ -19,8 +21,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def server(events_server: RunningServer) -> RunningServer:
-    return events_server
+def server(ai: AiDeployment) -> RunningServer:
+    return ai.server
 
 
 def frontmatter(module_id: str, kind: str) -> str:
@@ -34,11 +36,13 @@ async def register(server: RunningServer, module: str) -> dict[str, Any]:
     return dict(value_of(result))
 
 
-async def test_the_customer_support_agent_answers_tickets_and_escalates(server: RunningServer) -> None:
+async def test_the_customer_support_agent_answers_tickets_and_escalates(
+    server: RunningServer, ai: AiDeployment
+) -> None:
     text = reference()
     start = text.index("module: `", text.index("Example: Creating a Module")) + len("module: `")
     agent = text[start : text.index("\n`,\n})", start)].replace("\\`", "`").replace("\\${", "${") + "\n"
-    agent = stub_ai(agent, "{ text: 'We are on it', sentiment: 'negative', escalate: true }")
+    ai.models.canned["Response"] = {"text": "We are on it", "sentiment": "negative", "escalate": True}
     summary = await register(server, agent)
     assert (summary["id"], summary["type"]) == ("https://platform.do/agents/customer-support", "Agent")
     await register(
@@ -54,13 +58,16 @@ async def test_the_customer_support_agent_answers_tickets_and_escalates(server: 
     assert review[0]["ticketId"] == "tic_1"
 
 
-async def test_content_workflow_analyses_approves_and_publishes_articles(server: RunningServer) -> None:
+async def test_content_workflow_analyses_approves_and_publishes_articles(
+    server: RunningServer, ai: AiDeployment
+) -> None:
     code = section("// Content approval workflow", until="Scenario 3: Analytics Pipeline")
-    code = stub_ai(
-        code,
-        "{ qualityScore: 9, readabilityGrade: 8, seoRecommendations: ['add keywords'] }",
-        "{ twitter: 'New post!', linkedin: 'Read our article', facebook: 'Check this out' }",
-        "{ text: 'A bright office at dawn' }",
+    ai.models.canned.update(
+        {
+            "Analysis": {"qualityScore": 9, "readabilityGrade": 8, "seoRecommendations": ["add keywords"]},
+            "SocialMediaPosts": {"twitter": "New post!", "linkedin": "Read our article", "facebook": "Check this out"},
+            "Text": {"text": "A bright office at dawn"},
+        }
     )
     summary = await register(server, frontmatter("/workflows/content", "Workflow") + code)
     assert [h["event"] for h in summary["handlers"]] == ["Article.submitted", "Article.approved"]
@@ -84,12 +91,20 @@ article""",
     assert notice[0]["subject"] == "Your Article Has Been Published!"
 
 
-async def test_support_automation_classifies_routes_and_escalates_critical_tickets(server: RunningServer) -> None:
+async def test_support_automation_classifies_routes_and_escalates_critical_tickets(
+    server: RunningServer, ai: AiDeployment
+) -> None:
     code = section("// Customer support ticket handling", until="When to Use Each Mode")
-    code = stub_ai(
-        code,
-        "{ urgency: 'critical', category: 'billing', estimatedResolutionTime: 4, suggestedResponse: 'Hi' }",
-        "{ helpfulness: 9, clarity: 9, professionalism: 9, completeness: 9 }",
+    ai.models.canned.update(
+        {
+            "TicketClassification": {
+                "urgency": "critical",
+                "category": "billing",
+                "estimatedResolutionTime": 4,
+                "suggestedResponse": "Hi",
+            },
+            "ResponseAnalysis": {"helpfulness": 9, "clarity": 9, "professionalism": 9, "completeness": 9},
+        }
     )
     summary = await register(server, frontmatter("/agents/support-automation", "Agent") + code)
     assert [h["event"] for h in summary["handlers"]] == ["Ticket.created", "Ticket.responded"]

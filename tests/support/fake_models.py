@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,11 @@ class FakeModelServer:
     refuse: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    # A delay per answer, and the most requests it was answering at once (to see a client's concurrency).
+    delay_s: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if self.failures:
@@ -82,9 +88,16 @@ def fake_model_server() -> Iterator[FakeModelServer]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            fake.requests.append({"path": self.path, **body})
-            fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-            status, answer = fake.answer(self.path, body)
+            with fake.lock:
+                fake.requests.append({"path": self.path, **body})
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+                fake.in_flight += 1
+                fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                status, answer = fake.answer(self.path, body)
+            if fake.delay_s:
+                time.sleep(fake.delay_s)
+            with fake.lock:
+                fake.in_flight -= 1
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")

@@ -23,21 +23,6 @@ def reference() -> str:
     return text.replace(OBFUSCATED_ADDRESS, "team@example.com")
 
 
-def stub_ai(code: str, *values: str) -> str:
-    """Each `ai.generate({...})` call, in order, replaced by the JS value it would return (no provider here)."""
-    for value in values:
-        start = code.index("ai.generate(")
-        depth, index = 0, start + len("ai.generate")
-        while True:
-            char = code[index]
-            depth += {"(": 1, ")": -1}.get(char, 0)
-            index += 1
-            if depth == 0:
-                break
-        code = code[:start] + f"({value})" + code[index:]
-    return code
-
-
 def section(start: str, *, until: str) -> str:
     """The text from the line holding `start` up to (not including) `until`, where prose resumes."""
     text = reference()

@@ -7,14 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcpdo.adapters.file_secrets import FileSecrets
+from mcpdo.adapters.httpx_web import HttpxWebClient
 from mcpdo.errors import SandboxBusy
-from mcpdo.execution import Executor, caller_of
+from mcpdo.execution import Executor, Outside, caller_of
 from mcpdo.identity import Identity
 from mcpdo.modules import identity_of, owner_of
+from mcpdo.netguard import Allowlist
 from mcpdo.ports import Event, StoredModule
 from mcpdo.sandbox import ExecutionRequest, ExecutionResult, HostCall
 from mcpdo.sandbox.admission import Admission, Caller, Caps
+from mcpdo.services import ServiceRegistry
 from mcpdo.settings import Settings
+from mcpdo.vocabulary import Vocabulary, default_schemas_dir
 
 ALICE = Caller.key("t1\x1fapiKey\x1falice")
 BOB = Caller.key("t1\x1fapiKey\x1fbob")
@@ -191,6 +196,15 @@ async def test_the_executor_counts_scripts_against_the_key_or_the_anonymous_addr
         store=None,
         publish=_unused,  # type: ignore[arg-type]
         resolve_import=_unused,
+        outside=Outside(
+            models=None,
+            web=HttpxWebClient(
+                allow=Allowlist(), connect_timeout_s=1, read_timeout_s=1, max_response_bytes=1, user_agent="test"
+            ),
+            services=ServiceRegistry.with_presets(),
+            secrets=FileSecrets(None, {}),
+            vocabulary=Vocabulary.at(default_schemas_dir(None)),
+        ),
     )
     alice = Identity.for_roles(id="key_alice", tenant="t1", auth_type="apiKey", roles=("admin",))
     await executor.run_script("1", alice)

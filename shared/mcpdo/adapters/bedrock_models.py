@@ -66,7 +66,10 @@ class BedrockModels:
             inference["maxTokens"] = request.max_tokens
         if inference:
             kwargs["inferenceConfig"] = inference
-        answer = await self._call("ai.generate()", request.model, lambda: self._client.converse(**kwargs))
+        # As plain JSON: the typed dict of the stubs is read like any answer.
+        answer: dict[str, Any] = dict(
+            await self._call("ai.generate()", request.model, lambda: self._client.converse(**kwargs))
+        )
         usage = answer.get("usage") or {}
         return Generated(
             value=_tool_input(answer, request.schema_name),

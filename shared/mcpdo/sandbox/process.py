@@ -22,6 +22,7 @@ from mcpdo.sandbox.protocol import (
     error_from_result,
     exec_line,
     new_nonce,
+    parse_constructed,
     parse_exports,
     parse_line,
     parse_logs,
@@ -223,6 +224,7 @@ class RunnerProcess:
                 else (time.perf_counter() - started) * 1000,
                 exports=parse_exports(msg.get("exports")),
                 instance=instance if isinstance(instance, str) else None,
+                constructed=parse_constructed(msg.get("constructed")),
             )
         raise _attach_logs(error_from_result(msg.get("error"), request, refusals), logs)
 

@@ -184,6 +184,28 @@ def parse_exports(raw: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in raw)
 
 
+# The runner's bounds on `constructed` (layers/runtime/runner.mjs), applied again to what it sent.
+MAX_CONSTRUCTED = 64
+MAX_CONSTRUCTED_KEYS = 64
+MAX_CONSTRUCTED_CHARS = 100
+
+
+def parse_constructed(raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`$.Type(props)` records from a result message: `[[type, [key, ...]], ...]`; any other shape is skipped."""
+    if not isinstance(raw, list):
+        return ()
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for item in raw[:MAX_CONSTRUCTED]:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
+            continue
+        name, keys = item
+        if not (isinstance(name, str) and len(name) <= MAX_CONSTRUCTED_CHARS and len(keys) <= MAX_CONSTRUCTED_KEYS):
+            continue
+        if all(isinstance(key, str) and len(key) <= MAX_CONSTRUCTED_CHARS for key in keys):
+            out.append((name, tuple(keys)))
+    return tuple(out)
+
+
 def _opt_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 

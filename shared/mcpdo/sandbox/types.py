@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -96,3 +96,8 @@ class ExecutionResult:
     exports: tuple[str, ...] = ()
     # Which WebAssembly instance ran it ("<pid>.<n>"): only from a sandbox started with debug=True.
     instance: str | None = None
+    # What `$.Type(props)` calls were given, (type name, own keys), distinct and bounded: for hints on properties
+    # a schema.org type does not have (mcpdo.vocabulary).
+    constructed: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Tokens the execution's model calls used ({inputTokens, outputTokens, modelCalls}); None when it made none.
+    usage: Mapping[str, int] | None = None

@@ -1,0 +1,58 @@
+"""A JSON web service on loopback that records what it was sent: the external APIs the reference's examples
+call (`analytics.acme.com`, `charts.acme.com`, ...), which a test points at it and the deployment allow-lists."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class FakeWeb:
+    url: str  # http://127.0.0.1:<port>
+    # path -> (status, JSON body); unknown paths answer 404.
+    routes: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def host_port(self) -> str:
+        return self.url.removeprefix("http://")
+
+
+@contextmanager
+def fake_web() -> Iterator[FakeWeb]:
+    web = FakeWeb(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            web.received.append({"method": self.command, "path": self.path, "body": body, "headers": headers})
+            status, answer = web.routes.get(self.path.split("?", 1)[0], (404, {"error": "not found"}))
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    web.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield web
+    finally:
+        server.shutdown()
+        server.server_close()
