@@ -12,18 +12,12 @@ from mcpdo.ports import HttpRequest, WebClient
 from mcpdo.sdk.args import arity, describe, obj
 from mcpdo.sdk.calls import action_of
 from mcpdo.sdk.policy import authorize
-from mcpdo.sdk.web import read_response
+from mcpdo.sdk.web import read_response, script_headers
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 FETCH_OPTIONS = ("method", "headers", "body")
 MAX_URL_CHARS = 8192
-MAX_HEADERS = 50
-MAX_HEADER_CHARS = 8192
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# Headers that frame the request: the client sets them from the URL and the body, never the script.
-FRAMING_HEADERS = frozenset(
-    ("host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer")
-)
 
 
 class FetchApi:
@@ -45,7 +39,7 @@ class FetchApi:
         request = HttpRequest(
             method=_method(opts.get("method")),
             url=url,
-            headers=check_headers("api.fetch", opts.get("headers")),
+            headers=script_headers("api.fetch", opts.get("headers"), {}),
             body=_body(opts.get("body")),
         )
         response = await self._web.request(request, guarded=True)
@@ -75,27 +69,6 @@ def _method(value: Any) -> str:
     if method not in METHODS:
         raise InputError(f"api.fetch(): method must be one of {', '.join(METHODS)}, got {describe(value)}")
     return method
-
-
-def check_headers(call: str, value: Any, refused: frozenset[str] = FRAMING_HEADERS) -> tuple[tuple[str, str], ...]:
-    """A script's headers as pairs: names and values printable ASCII (no CR/LF), bounded, none it may not set."""
-    headers = obj(call, "headers", value, optional=True)
-    if len(headers) > MAX_HEADERS:
-        raise InputError(f"{call}(): at most {MAX_HEADERS} headers, got {len(headers)}")
-    pairs: list[tuple[str, str]] = []
-    for name, text in headers.items():
-        if not name or not name.isascii() or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
-            raise InputError(f"{call}(): header name {describe(name)} is not a valid HTTP header name")
-        if name.lower() in refused:
-            raise InputError(f"{call}(): the {name} header is set by the server, not by scripts")
-        if not isinstance(text, str):
-            raise InputError(f"{call}(): header {name} must be a string, got {describe(text)}")
-        if len(text) > MAX_HEADER_CHARS or not text.isascii() or any(c < " " and c != "\t" for c in text):
-            raise InputError(
-                f"{call}(): header {name} must be printable ASCII of at most {MAX_HEADER_CHARS} characters"
-            )
-        pairs.append((name, text))
-    return tuple(pairs)
 
 
 def _body(value: Any) -> bytes | None:

@@ -18,16 +18,14 @@ from mcpdo.identity import Identity
 from mcpdo.ports import HttpRequest, HttpResponse, SecretStore, WebClient
 from mcpdo.sdk.args import arity, describe, obj
 from mcpdo.sdk.policy import authorize
-from mcpdo.sdk.web import read_response
-from mcpdo.services import HEADER_NAME, RESERVED_HEADERS, SERVICE_NAME, Service, ServiceRegistry
+from mcpdo.sdk.web import header_safe, read_response, script_headers
+from mcpdo.services import SERVICE_NAME, Service, ServiceRegistry
 
 log = logging.getLogger("mcpdo.api")
 
 CALL = "api.proxy"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 OPTIONS = ("method", "headers", "body")
-MAX_HEADERS = 50
-MAX_HEADER_VALUE_CHARS = 8192
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_FORM_DEPTH = 32
 REDACTED = "[redacted]"
@@ -36,8 +34,6 @@ SECRET_PLACES = (
     "locally a key of the MCPDO_SECRETS_FILE file or an environment variable of that name; on AWS the Secrets "
     "Manager secret of that name under MCPDO_SECRETS_PREFIX"
 )
-# The script sets its own content-type; it never frames or routes the request.
-_SCRIPT_REFUSED_HEADERS = RESERVED_HEADERS - {"content-type"}
 
 
 class ProxyApi:
@@ -83,7 +79,7 @@ class ProxyApi:
                 f"{CALL}(): service '{service.name}' needs the secret '{service.secret}', which this deployment "
                 f"does not have ({SECRET_PLACES})"
             )
-        if service.auth != "basic" and not _header_safe(secret):
+        if service.auth != "basic" and not header_safe(secret):
             raise NotConfigured(
                 f"{CALL}(): the secret '{service.secret}' of service '{service.name}' holds characters an HTTP "
                 "header cannot carry (control characters or non-ASCII)"
@@ -101,43 +97,12 @@ def _request_parts(
     method = "GET" if method is None else method
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise InputError(f"{CALL}(): method must be one of {', '.join(METHODS)}, got {describe(method)}")
-    headers = _headers(service, options.get("headers"))
+    credential = {service.header.lower(): f"carries the '{service.name}' credential, which the deployment sets"}
+    headers = script_headers(CALL, options.get("headers"), credential)
     body, content_type = _body(service, path, options.get("body"))
     if content_type is not None and not any(name.lower() == "content-type" for name, _ in headers):
         headers = (*headers, ("Content-Type", content_type))
     return method.upper(), headers, body
-
-
-def _headers(service: Service, value: Any) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, dict):
-        raise InputError(f"{CALL}(): headers must be an object of strings, got {describe(value)}")
-    if len(value) > MAX_HEADERS:
-        raise InputError(f"{CALL}(): at most {MAX_HEADERS} headers, got {len(value)}")
-    headers: list[tuple[str, str]] = []
-    for name, text in value.items():
-        if not HEADER_NAME.fullmatch(name):
-            raise InputError(f"{CALL}(): header name {describe(name)} is not a valid HTTP header name")
-        if name.lower() == service.header.lower():
-            raise InputError(
-                f"{CALL}(): the header '{name}' carries the '{service.name}' credential, which the deployment sets"
-            )
-        if name.lower() in _SCRIPT_REFUSED_HEADERS:
-            raise InputError(f"{CALL}(): the header '{name}' frames the request and cannot be set")
-        if not isinstance(text, str):
-            raise InputError(f"{CALL}(): header '{name}' must be a string, got {describe(text)}")
-        if len(text) > MAX_HEADER_VALUE_CHARS or not _header_safe(text):
-            raise InputError(
-                f"{CALL}(): header '{name}' must be printable ASCII of at most {MAX_HEADER_VALUE_CHARS} characters "
-                "(no line breaks or control characters)"
-            )
-        headers.append((name, text))
-    return tuple(headers)
-
-
-def _header_safe(text: str) -> bool:
-    return text.isascii() and all(char == "\t" or 0x20 <= ord(char) < 0x7F for char in text)
 
 
 def _body(service: Service, path: str, value: Any) -> tuple[bytes | None, str | None]:

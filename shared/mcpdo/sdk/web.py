@@ -3,12 +3,51 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from mcpdo.errors import HttpStatusError
+from mcpdo.errors import HttpStatusError, InputError
 from mcpdo.ports import HttpResponse
+from mcpdo.sdk.args import describe
+from mcpdo.services import HEADER_NAME, RESERVED_HEADERS
 
 EXCERPT_CHARS = 300
+MAX_HEADERS = 50
+MAX_HEADER_VALUE_CHARS = 8192
+# Headers that frame the request: the client sets them from the URL and the body, never a script.
+FRAMING_HEADERS = RESERVED_HEADERS - {"content-type"}
+
+
+def script_headers(call: str, value: Any, refused: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A script's `headers` option as pairs: at most 50, names valid, values printable ASCII (no line breaks:
+    nothing can be smuggled into the request), none of `refused` (lowercase name -> why it is refused)."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise InputError(f"{call}(): headers must be an object of strings, got {describe(value)}")
+    if len(value) > MAX_HEADERS:
+        raise InputError(f"{call}(): at most {MAX_HEADERS} headers, got {len(value)}")
+    headers: list[tuple[str, str]] = []
+    for name, text in value.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise InputError(f"{call}(): header name {describe(name)} is not a valid HTTP header name")
+        why = refused.get(name.lower()) or ("frames the request" if name.lower() in FRAMING_HEADERS else None)
+        if why is not None:
+            raise InputError(f"{call}(): the header '{name}' cannot be set: it {why}")
+        if not isinstance(text, str):
+            raise InputError(f"{call}(): header '{name}' must be a string, got {describe(text)}")
+        if len(text) > MAX_HEADER_VALUE_CHARS or not header_safe(text):
+            raise InputError(
+                f"{call}(): header '{name}' must be printable ASCII of at most {MAX_HEADER_VALUE_CHARS} characters "
+                "(no line breaks or control characters)"
+            )
+        headers.append((name, text))
+    return tuple(headers)
+
+
+def header_safe(text: str) -> bool:
+    """Printable ASCII or tab: a value that cannot end a header line early."""
+    return text.isascii() and all(char == "\t" or 0x20 <= ord(char) < 0x7F for char in text)
 
 
 def read_response(response: HttpResponse, shown_url: str, *, redact: tuple[str, ...] = ()) -> Any:
