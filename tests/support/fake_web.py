@@ -12,10 +12,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+@dataclass(frozen=True)
+class Raw:
+    """A reply that is not JSON: its content type, bytes and any extra headers."""
+
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class FakeWeb:
     url: str  # http://127.0.0.1:<port>
-    # path -> (status, JSON body); unknown paths answer 404.
+    # path -> (status, JSON body or Raw); unknown paths answer 404 with a text body.
     routes: dict[str, tuple[int, Any]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
 
@@ -34,11 +43,14 @@ def fake_web() -> Iterator[FakeWeb]:
             body = self.rfile.read(length).decode() if length else ""
             headers = {k.lower(): v for k, v in self.headers.items()}
             web.received.append({"method": self.command, "path": self.path, "body": body, "headers": headers})
-            status, answer = web.routes.get(self.path.split("?", 1)[0], (404, {"error": "not found"}))
-            data = json.dumps(answer).encode()
+            status, answer = web.routes.get(self.path.split("?", 1)[0], (404, Raw("text/plain", b"no such page")))
+            reply = answer if isinstance(answer, Raw) else Raw("application/json", json.dumps(answer).encode())
+            data = reply.body
             self.send_response(status)
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", reply.content_type)
             self.send_header("content-length", str(len(data)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
