@@ -48,6 +48,7 @@ from mcpdo.ports import (
 )
 from mcpdo.sandbox.admission import Caps
 from mcpdo.sandbox.pool import Sandbox
+from mcpdo.sdk.ai import show_usage_logs
 from mcpdo.services import load_services
 from mcpdo.settings import AwsResources, Settings
 from mcpdo.tool import DoTool
@@ -245,6 +246,8 @@ def build_aws(settings: Settings) -> App:
 
     if settings.table is None:
         raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
+    # The token count of each execution goes to CloudWatch with the function's other logs.
+    show_usage_logs()
     # AWS_ENDPOINT_URL (moto in tests) and the region come from the environment, as boto3 reads them.
     table = DynamoTable(boto3.client("dynamodb"), settings.table, what="state table")
     events = _aws_events(settings.aws, boto3.client)

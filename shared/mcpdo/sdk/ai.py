@@ -217,6 +217,14 @@ NOT_CONFIGURED = (
 )
 
 
+def show_usage_logs(handler: logging.Handler | None = None) -> None:
+    """Let the per-execution usage lines through (INFO, where the rest of the process logs warnings only);
+    `handler`: where they go when nothing else handles them (the local server's stderr)."""
+    log.setLevel(logging.INFO)
+    if handler is not None and not logging.getLogger().handlers:
+        log.addHandler(handler)
+
+
 def log_usage(usage: Mapping[str, int], who: str) -> None:
     """One log line per execution that called a model: the token count, for cost accounting."""
     log.info(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import uvicorn
 
 from mcpdo.bootstrap import App
 from mcpdo.ratelimit import RateLimits
+from mcpdo.sdk.ai import show_usage_logs
 from mcpdo.server.http import build_http_app
 
 
@@ -31,6 +33,7 @@ async def serve_http(app: App) -> int:
         asgi, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
     )
     server = uvicorn.Server(config)
+    show_usage_logs(logging.StreamHandler())
     print(banner(url, first_key, settings.data_dir), flush=True)
     await server.serve()
     return 0
