@@ -64,13 +64,13 @@ class AiApi:
         authorize(self._identity, "generate", "*")
         self._configured("ai.generate()")
         (options,) = arity("ai.generate", args, 1, 1)
-        return await self._generate("ai.generate", obj("ai.generate", "options", options))
+        return await self._generate("ai.generate()", obj("ai.generate", "options", options))
 
     async def embed(self, args: list[Any]) -> list[float]:
         authorize(self._identity, "embed", "*")
         self._configured("ai.embed()")
         (text,) = arity("ai.embed", args, 1, 1)
-        return await self._embed("ai.embed", text)
+        return await self._embed("ai.embed()", text)
 
     async def batch(self, args: list[Any]) -> list[Any]:
         authorize(self._identity, "batch", "*")
