@@ -4,6 +4,7 @@ OpenAI-compatible adapter against a fake model server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
@@ -162,6 +163,20 @@ async def test_a_batch_runs_at_most_the_configured_number_of_requests_at_once(
         model_server.delay_s = 0.0
     assert len(results) == 12 and all(r == [0.25, -0.5, 0.125, 1.0] for r in results)
     assert model_server.most_in_flight == 3
+
+
+async def test_model_calls_outside_a_batch_share_the_same_bound(
+    models: OpenAIModels, vocabulary: Vocabulary, model_server: FakeModelServer
+) -> None:
+    model_server.delay_s, model_server.most_in_flight = 0.02, 0
+    ai = api(models, vocabulary, batch_concurrency=2)
+    try:
+        # What `await Promise.all(items.map((i) => ai.embed(i)))` does: every call at once.
+        vectors = await asyncio.gather(*(ai.embed([str(i)]) for i in range(8)))
+    finally:
+        model_server.delay_s = 0.0
+    assert len(vectors) == 8
+    assert model_server.most_in_flight == 2
 
 
 async def test_a_batch_is_bounded_in_size(models: OpenAIModels, vocabulary: Vocabulary) -> None:

@@ -59,6 +59,8 @@ class AiApi:
         self._schemas = schemas
         self.usage = Usage()
         self.calls = 0
+        # One execution's model calls at once, batches and Promise.all alike: a script cannot flood the provider.
+        self._gate = asyncio.Semaphore(settings.batch_concurrency)
 
     async def generate(self, args: list[Any]) -> dict[str, Any]:
         authorize(self._identity, "generate", "*")
@@ -80,14 +82,12 @@ class AiApi:
             raise InputError(f"ai.batch(): requests must be an array, got {describe(requests)}")
         if len(requests) > MAX_BATCH:
             raise InputError(f"ai.batch(): at most {MAX_BATCH} requests per batch, got {len(requests)}")
-        gate = asyncio.Semaphore(self._settings.batch_concurrency)
 
         async def one(index: int, request: Any) -> Any:
-            async with gate:
-                try:
-                    return await self._batch_item(f"ai.batch() item {index}", request)
-                except McpdoError as exc:
-                    return {"error": exc.message}
+            try:
+                return await self._batch_item(f"ai.batch() item {index}", request)
+            except McpdoError as exc:
+                return {"error": exc.message}
 
         return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
 
@@ -122,7 +122,8 @@ class AiApi:
             temperature=_number(call, "temperature", options.get("temperature"), 0.0, 2.0),
             max_tokens=_max_tokens(call, options.get("maxTokens")),
         )
-        generated = await self._configured(call).generate(request)
+        async with self._gate:
+            generated = await self._configured(call).generate(request)
         self._count(generated.usage)
         mismatch = self._schemas.check_value(output, generated.value)
         if mismatch is not None:
@@ -133,7 +134,9 @@ class AiApi:
         model = self._settings.embed_model
         if model is None:
             raise NotConfigured(f"{call}: no embedding model is configured: set MCPDO_AI_EMBED_MODEL")
-        embedded = await self._configured(call).embed(_text(call, "text", text, MAX_EMBED_CHARS), model)
+        checked = _text(call, "text", text, MAX_EMBED_CHARS)
+        async with self._gate:
+            embedded = await self._configured(call).embed(checked, model)
         self._count(embedded.usage)
         return embedded.vector
 
