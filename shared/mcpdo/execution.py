@@ -26,6 +26,7 @@ from mcpdo.sdk.fetch import FetchApi
 from mcpdo.sdk.host import Host
 from mcpdo.sdk.policy import authorize
 from mcpdo.sdk.proxy import ProxyApi
+from mcpdo.sdk.web import ExecutionWeb
 from mcpdo.services import ServiceRegistry
 from mcpdo.settings import Settings
 from mcpdo.vocabulary import Vocabulary
@@ -147,8 +148,9 @@ class Executor:
         host.route("ai.generate", ai.generate)
         host.route("ai.embed", ai.embed)
         host.route("ai.batch", ai.batch)
-        host.route("api.fetch", FetchApi(identity, outside.web).fetch)
-        host.route("api.proxy", ProxyApi(identity, outside.services, outside.secrets, outside.web).proxy)
+        web = ExecutionWeb(outside.web)
+        host.route("api.fetch", FetchApi(identity, web).fetch)
+        host.route("api.proxy", ProxyApi(identity, outside.services, outside.secrets, web).proxy)
         host.route("send", events.send)
         host.route("on", events.on)
         host.route("every", events.every)

@@ -29,7 +29,12 @@ def models() -> Iterator[FakeModelServer]:
 
 @pytest.fixture
 async def app(tmp_path: Path, models: FakeModelServer) -> AsyncIterator[App]:
-    env = {"MCPDO_AI_PROVIDER": "openai", "MCPDO_AI_BASE_URL": models.url, "MCPDO_AI_MODEL": "m", "MCPDO_AI_EMBED_MODEL": "e"}
+    env = {
+        "MCPDO_AI_PROVIDER": "openai",
+        "MCPDO_AI_BASE_URL": models.url,
+        "MCPDO_AI_MODEL": "m",
+        "MCPDO_AI_EMBED_MODEL": "e",
+    }
     settings = replace(Settings.from_env(env), data_dir=tmp_path, sandbox_pool_size=1, sandbox_pool_max=1)
     built = build_local(settings)
     await built.start(worker=False)

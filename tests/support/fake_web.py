@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ class FakeWeb:
     # path -> (status, JSON body or Raw); unknown paths answer 404 with a text body.
     routes: dict[str, tuple[int, Any]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
+    # A delay per answer, and the most requests it was answering at once (to see a client's concurrency).
+    delay_s: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def host_port(self) -> str:
@@ -42,7 +48,14 @@ def fake_web() -> Iterator[FakeWeb]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length).decode() if length else ""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            web.received.append({"method": self.command, "path": self.path, "body": body, "headers": headers})
+            with web.lock:
+                web.received.append({"method": self.command, "path": self.path, "body": body, "headers": headers})
+                web.in_flight += 1
+                web.most_in_flight = max(web.most_in_flight, web.in_flight)
+            if web.delay_s:
+                time.sleep(web.delay_s)
+            with web.lock:
+                web.in_flight -= 1
             status, answer = web.routes.get(self.path.split("?", 1)[0], (404, Raw("text/plain", b"no such page")))
             reply = answer if isinstance(answer, Raw) else Raw("application/json", json.dumps(answer).encode())
             data = reply.body

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from mcpdo.errors import HttpStatusError, InputError
-from mcpdo.ports import HttpResponse
+from mcpdo.ports import HttpRequest, HttpResponse, WebClient
 from mcpdo.sdk.args import describe
 from mcpdo.services import HEADER_NAME, RESERVED_HEADERS
 
 EXCERPT_CHARS = 300
+# Requests one execution has in flight at once (`Promise.all` over a thousand URLs waits its turn): the
+# process's connections are shared by every caller.
+REQUESTS_IN_FLIGHT = 8
 MAX_HEADERS = 50
 MAX_HEADER_VALUE_CHARS = 8192
 # Headers that frame the request: the client sets them from the URL and the body, never a script.
 FRAMING_HEADERS = RESERVED_HEADERS - {"content-type"}
+
+
+class ExecutionWeb:
+    """The web client as one execution sees it: at most REQUESTS_IN_FLIGHT of its requests at once."""
+
+    def __init__(self, web: WebClient, limit: int = REQUESTS_IN_FLIGHT) -> None:
+        self._web = web
+        self._gate = asyncio.Semaphore(limit)
+
+    async def request(self, request: HttpRequest, *, guarded: bool) -> HttpResponse:
+        async with self._gate:
+            return await self._web.request(request, guarded=guarded)
+
+    async def close(self) -> None:
+        return None  # the shared client is closed by the app, never by one execution
 
 
 def script_headers(call: str, value: Any, refused: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
