@@ -525,7 +525,9 @@ def _shown(key: str) -> str:
 def _unknown_warning(type_name: str, key: str, known: frozenset[str]) -> str:
     shown = _shown(key)
     literal = shown if re.fullmatch(r"[A-Za-z_$][\w$]*", shown) else json.dumps(shown, ensure_ascii=False)
-    message = f"$.{type_name}({{ {literal} }}): '{shown}' is not a schema.org {type_name} property"
+    # The key in JSON quotes: a guest's key cannot close the quote and make one warning read like another.
+    quoted = json.dumps(shown, ensure_ascii=False)
+    message = f"$.{type_name}({{ {literal} }}): {quoted} is not a schema.org {type_name} property"
     lowered = {name.lower(): name for name in known}
     match = lowered.get(key.lower())
     if match is None:

@@ -77,7 +77,7 @@ async def test_the_vocabulary_turns_the_records_into_a_warning(sandbox: Sandbox)
     result = await run(sandbox, "$.Person({ nmae: 'x', id: 'per_1', $extra: 1 }); $.Ticketing({ nmae: 1 }); null")
     vocabulary = Vocabulary.at(default_schemas_dir(None))
     assert vocabulary.unknown_properties_warnings(result.constructed) == (
-        "$.Person({ nmae }): 'nmae' is not a schema.org Person property (did you mean 'name'?)",
+        "$.Person({ nmae }): \"nmae\" is not a schema.org Person property (did you mean 'name'?)",
     )
 
 
@@ -128,7 +128,7 @@ def test_a_served_script_shows_the_unknown_property_warning(server: RunningServe
     result = _do(server, "$.Person({ nmae: 'Alice' })")
     assert not result.get("isError"), result
     warnings = result["structuredContent"]["warnings"]
-    assert warnings == ["$.Person({ nmae }): 'nmae' is not a schema.org Person property (did you mean 'name'?)"]
+    assert warnings == ["$.Person({ nmae }): \"nmae\" is not a schema.org Person property (did you mean 'name'?)"]
     assert any("did you mean 'name'?" in item["text"] for item in result["content"])
     clean = _do(server, "$.Person({ name: 'Alice', id: 'per_1' })")
     assert "warnings" not in clean["structuredContent"]

@@ -227,13 +227,13 @@ def test_default_schemas_dir_is_beside_the_runner() -> None:
 
 def test_a_misspelt_person_property_is_flagged_with_the_closest_name(vocabulary: Vocabulary) -> None:
     assert vocabulary.unknown_properties_warnings([("Person", ("nmae",))]) == (
-        "$.Person({ nmae }): 'nmae' is not a schema.org Person property (did you mean 'name'?)",
+        "$.Person({ nmae }): \"nmae\" is not a schema.org Person property (did you mean 'name'?)",
     )
 
 
 def test_a_property_with_no_close_match_is_flagged_without_a_suggestion(vocabulary: Vocabulary) -> None:
     [warning] = vocabulary.unknown_properties_warnings([("Product", ("stock",))])
-    assert warning == "$.Product({ stock }): 'stock' is not a schema.org Product property"
+    assert warning == '$.Product({ stock }): "stock" is not a schema.org Product property'
 
 
 def test_ids_dollar_and_at_keys_real_properties_extensions_and_custom_types_are_not_flagged(

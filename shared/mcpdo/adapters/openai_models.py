@@ -134,6 +134,10 @@ class OpenAIModels:
                 ) from None
             except httpx.TransportError as exc:
                 raise Retryable(f"{self._where} could not be reached ({type(exc).__name__})") from None
+            except httpx.HTTPError as exc:
+                raise ModelError(
+                    f"{self._where} sent an answer that could not be read ({type(exc).__name__})"
+                ) from None
             return self._answer(response)
 
         return await with_retries(attempt, retries=self._retries, wait_base_s=self._retry_wait_s)
