@@ -21,7 +21,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mcpdo.errors import InputError
+from mcpdo.errors import FetchRefused, InputError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -153,7 +153,7 @@ def _host_and_port(raw: str) -> tuple[str, int | None]:
 
 
 def vet(host: str, port: int, addresses: Iterable[Address], allow: Allowlist) -> Address:
-    """The address to connect to for `host`: the first one allowed. InputError naming the host and why when
+    """The address to connect to for `host`: the first one allowed. FetchRefused naming the host and why when
     none is (an allow-listed host or network is reachable whatever its address)."""
     reasons: list[str] = []
     for address in addresses:
@@ -162,13 +162,14 @@ def vet(host: str, port: int, addresses: Iterable[Address], allow: Allowlist) ->
             return address
         reasons.append(f"{address} is {reason}")
     if not reasons:
-        raise InputError(f"api.fetch(): {host} has no address")
-    raise InputError(
+        raise FetchRefused(f"api.fetch(): {host} has no address")
+    raise FetchRefused(
         f"api.fetch(): refused to connect to {host}: {'; '.join(reasons)}. Scripts reach public addresses "
         "only; a deployment can allow internal hosts with MCPDO_FETCH_ALLOW"
     )
 
 
 def check_scheme(scheme: str, url: str) -> None:
+    """FetchRefused unless `scheme` is http or https (any case)."""
     if scheme.lower() not in SCHEMES:
-        raise InputError(f"api.fetch(): only http and https URLs can be fetched, got {url[:200]!r}")
+        raise FetchRefused(f"api.fetch(): only http and https URLs can be fetched, got {url[:200]!r}")

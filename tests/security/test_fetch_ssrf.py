@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpcore
 import pytest
 from mcpdo.adapters.httpx_web import HttpxWebClient
-from mcpdo.errors import AuthenticationRequired, FetchRefused
+from mcpdo.errors import AuthenticationRequired, FetchError, FetchRefused
 from mcpdo.identity import Identity
 from mcpdo.netguard import Address, Allowlist
 from mcpdo.sdk.fetch import FetchApi
@@ -81,7 +82,18 @@ async def resolver(host: str, port: int) -> list[Address]:
     return [ipaddress.ip_address(a) for a in DNS[host]]
 
 
-def client(allow: str = "") -> HttpxWebClient:
+class NoNetwork(httpcore.AsyncNetworkBackend):
+    """The sockets beneath the guard, replaced: records every connection the guard lets through, makes none."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, int]] = []
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        self.attempts.append((host, port))
+        raise httpcore.ConnectError("no network in this test")
+
+
+def client(allow: str = "", network: httpcore.AsyncNetworkBackend | None = None) -> HttpxWebClient:
     return HttpxWebClient(
         allow=Allowlist.parse(allow),
         connect_timeout_s=2,
@@ -89,6 +101,7 @@ def client(allow: str = "") -> HttpxWebClient:
         max_response_bytes=1024 * 1024,
         user_agent="mcpdo-test",
         resolver=resolver,
+        network=network,
     )
 
 
@@ -124,8 +137,9 @@ async def test_every_spelling_of_loopback_is_refused_and_nothing_connects(
 ) -> None:
     # Refused by the guard (naming the address class), or already by the URL parser for spellings it rejects.
     refused = r"refused to connect to .*(loopback|unspecified).*MCPDO_FETCH_ALLOW|not a valid URL"
-    with pytest.raises(FetchRefused, match=refused):
+    with pytest.raises(FetchRefused, match=refused) as caught:
         await fetch.fetch([f"http://{host}:{canary.port}/secret"])
+    assert host.strip("[]") in str(caught.value)
     assert canary.connections == 0
 
 
@@ -149,11 +163,22 @@ async def test_every_spelling_of_loopback_is_refused_and_nothing_connects(
         ("http://2852039166/", "link-local"),
     ],
 )
-async def test_private_link_local_metadata_cgnat_and_multicast_addresses_are_refused(
-    fetch: FetchApi, url: str, reason: str
+async def test_private_link_local_metadata_cgnat_and_multicast_addresses_are_refused_before_any_connection(
+    url: str, reason: str
 ) -> None:
-    with pytest.raises(FetchRefused, match=reason):
-        await fetch.fetch([url])
+    network = NoNetwork()
+    web = client(network=network)
+    try:
+        with pytest.raises(FetchRefused, match=f"refused to connect to .*{reason}") as caught:
+            await FetchApi(MEMBER, web).fetch([url])
+    finally:
+        await web.close()
+    assert host_of(url) in str(caught.value)
+    assert network.attempts == []
+
+
+def host_of(url: str) -> str:
+    return url.split("//", 1)[1].split("/", 1)[0].strip("[]")
 
 
 @pytest.mark.parametrize(
@@ -255,3 +280,16 @@ async def test_an_anonymous_caller_may_not_send_with_fetch_and_nothing_connects(
     finally:
         await web.close()
     assert canary.connections == 0
+
+
+async def test_a_public_address_passes_the_guard_and_is_what_is_connected_to() -> None:
+    # The other side of the table: the guard is not a blanket refusal. Nothing leaves the machine: the
+    # sockets beneath the guard are replaced, and record the address the guard handed them.
+    network = NoNetwork()
+    web = client(network=network)
+    try:
+        with pytest.raises(FetchError, match=r"could not reach 93\.184\.216\.34"):
+            await FetchApi(MEMBER, web).fetch(["http://93.184.216.34:8080/"])
+    finally:
+        await web.close()
+    assert network.attempts == [("93.184.216.34", 8080)]

@@ -55,7 +55,7 @@ async def test_promise_all_over_fetches_keeps_a_bounded_number_in_flight(
     script = f"(await Promise.all(Array.from({{ length: 40 }}, () => api.fetch('{web.url}/item')))).length"
     result = await app.executor.run_script(script, ATTACKER)
     assert result.value == 40
-    assert web.most_in_flight == REQUESTS_IN_FLIGHT
+    assert 1 < web.most_in_flight <= REQUESTS_IN_FLIGHT
 
 
 async def test_promise_all_over_model_calls_keeps_the_configured_number_in_flight(
@@ -66,4 +66,4 @@ async def test_promise_all_over_model_calls_keeps_the_configured_number_in_fligh
     script = "(await Promise.all(Array.from({ length: 30 }, (_, i) => ai.embed('t' + i)))).length"
     result = await app.executor.run_script(script, ATTACKER)
     assert result.value == 30
-    assert models.most_in_flight == 3
+    assert 1 < models.most_in_flight <= 3

@@ -162,7 +162,7 @@ async def test_a_batch_runs_at_most_the_configured_number_of_requests_at_once(
     finally:
         model_server.delay_s = 0.0
     assert len(results) == 12 and all(r == [0.25, -0.5, 0.125, 1.0] for r in results)
-    assert model_server.most_in_flight == 3
+    assert 1 < model_server.most_in_flight <= 3
 
 
 async def test_model_calls_outside_a_batch_share_the_same_bound(
@@ -176,7 +176,7 @@ async def test_model_calls_outside_a_batch_share_the_same_bound(
     finally:
         model_server.delay_s = 0.0
     assert len(vectors) == 8
-    assert model_server.most_in_flight == 2
+    assert 1 < model_server.most_in_flight <= 2
 
 
 async def test_a_batch_is_bounded_in_size(models: OpenAIModels, vocabulary: Vocabulary) -> None:

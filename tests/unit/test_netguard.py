@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from mcpdo.errors import InputError
+from mcpdo.errors import FetchRefused, InputError
 from mcpdo.netguard import Allowlist, check_scheme, literal_address, refusal, vet
 
 REFUSED = [
@@ -90,11 +90,11 @@ def test_vet_connects_to_the_first_allowed_address_and_names_every_refusal_other
     none = Allowlist()
     public, private = ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.5")
     assert vet("shop.example", 443, [private, public], none) == public
-    with pytest.raises(InputError, match=r"refused to connect to intranet: 10\.0\.0\.5 is a private address.*"):
+    with pytest.raises(FetchRefused, match=r"refused to connect to intranet: 10\.0\.0\.5 is a private address.*"):
         vet("intranet", 443, [private], none)
-    with pytest.raises(InputError, match="MCPDO_FETCH_ALLOW"):
+    with pytest.raises(FetchRefused, match="MCPDO_FETCH_ALLOW"):
         vet("rebind.example", 80, [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")], none)
-    with pytest.raises(InputError, match="has no address"):
+    with pytest.raises(FetchRefused, match="has no address"):
         vet("nowhere", 80, [], none)
 
 
@@ -104,10 +104,10 @@ def test_the_allow_list_opens_named_hosts_ports_and_networks_only() -> None:
     assert vet("billing.internal", 443, [ipaddress.ip_address("10.9.9.9")], allow)
     assert vet("Billing.Internal.", 80, [ipaddress.ip_address("127.0.0.1")], allow)
     assert vet("metrics.internal", 9090, [ipaddress.ip_address("10.9.9.9")], allow)
-    with pytest.raises(InputError):
+    with pytest.raises(FetchRefused):
         vet("metrics.internal", 9091, [ipaddress.ip_address("10.9.9.9")], allow)
     assert vet("anything.internal", 80, [inside], allow) == inside
-    with pytest.raises(InputError):
+    with pytest.raises(FetchRefused):
         vet("anything.internal", 80, [ipaddress.ip_address("10.21.0.1")], allow)
     assert vet("fd00::5", 8443, [ipaddress.ip_address("fd00::5")], allow)
 
@@ -120,6 +120,6 @@ def test_a_bad_allow_list_entry_is_an_error_naming_the_setting(entry: str) -> No
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://x:70/_", "ftp://x/y", "data:text/plain,hi", "ws://x"])
 def test_only_http_and_https_urls_are_fetched(url: str) -> None:
-    with pytest.raises(InputError, match="only http and https"):
+    with pytest.raises(FetchRefused, match="only http and https"):
         check_scheme(url.split(":", 1)[0], url)
     check_scheme("HTTPS", "HTTPS://example.com")

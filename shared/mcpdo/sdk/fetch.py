@@ -14,6 +14,7 @@ from mcpdo.sdk.calls import action_of
 from mcpdo.sdk.policy import authorize
 from mcpdo.sdk.web import read_response, script_headers
 
+CALL = "api.fetch"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 FETCH_OPTIONS = ("method", "headers", "body")
 MAX_URL_CHARS = 8192
@@ -28,18 +29,21 @@ class FetchApi:
         self._web = web
 
     async def fetch(self, args: list[Any]) -> Any:
-        url, options = arity("api.fetch", args, 1, 2)
-        # Anonymous callers may GET only: the action depends on the method (mcpdo.sdk.calls).
-        authorize(self._identity, action_of("api.fetch", args), "*")
+        """The response body (JSON parsed, else text); HttpStatusError for a non-2xx status."""
+        url, options = arity(CALL, args, 1, 2)
         url = _url(url)
-        opts = obj("api.fetch", "options", options, optional=True)
+        # Anonymous callers may GET only (the action depends on the method: mcpdo.sdk.calls); a grant can
+        # name the host, as `user.can('fetch', 'api.example.com')` asks.
+        authorize(self._identity, action_of(CALL, args), _host(url) or "*")
+        check_scheme(urlsplit(url).scheme, url)
+        opts = obj(CALL, "options", options, optional=True)
         unknown = sorted(set(opts) - set(FETCH_OPTIONS))
         if unknown:
-            raise InputError(f"api.fetch(): unknown option '{unknown[0]}' (options: {', '.join(FETCH_OPTIONS)})")
+            raise InputError(f"{CALL}(): unknown option '{unknown[0]}' (options: {', '.join(FETCH_OPTIONS)})")
         request = HttpRequest(
             method=_method(opts.get("method")),
             url=url,
-            headers=script_headers("api.fetch", opts.get("headers"), {}),
+            headers=script_headers(CALL, opts.get("headers"), {}),
             body=_body(opts.get("body")),
         )
         response = await self._web.request(request, guarded=True)
@@ -47,19 +51,18 @@ class FetchApi:
 
 
 def _url(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise InputError(f"api.fetch(): url must be a non-empty string, got {describe(value)}")
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{CALL}(): url must be a non-empty string, got {describe(value)}")
     if len(value) > MAX_URL_CHARS:
-        raise InputError(f"api.fetch(): url is longer than {MAX_URL_CHARS} characters")
-    try:
-        parts = urlsplit(value.strip())
-    except ValueError:
-        raise FetchRefused(f"api.fetch(): not a valid URL: {value[:200]!r}") from None
-    try:
-        check_scheme(parts.scheme, value)
-    except InputError as exc:
-        raise FetchRefused(exc.message) from None
+        raise InputError(f"{CALL}(): url is longer than {MAX_URL_CHARS} characters")
     return value.strip()
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        raise FetchRefused(f"{CALL}(): not a valid URL: {url[:200]!r}") from None
 
 
 def _method(value: Any) -> str:
@@ -67,7 +70,7 @@ def _method(value: Any) -> str:
         return "GET"
     method = value.upper() if isinstance(value, str) else None
     if method not in METHODS:
-        raise InputError(f"api.fetch(): method must be one of {', '.join(METHODS)}, got {describe(value)}")
+        raise InputError(f"{CALL}(): method must be one of {', '.join(METHODS)}, got {describe(value)}")
     return method
 
 
@@ -75,8 +78,11 @@ def _body(value: Any) -> bytes | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InputError(f"api.fetch(): body must be a string (JSON.stringify(data) for JSON), got {describe(value)}")
-    data = value.encode("utf-8")
+        raise InputError(f"{CALL}(): body must be a string (JSON.stringify(data) for JSON), got {describe(value)}")
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{CALL}(): body is not valid Unicode (it holds a lone surrogate)") from None
     if len(data) > MAX_BODY_BYTES:
-        raise InputError(f"api.fetch(): body is larger than {MAX_BODY_BYTES} bytes")
+        raise InputError(f"{CALL}(): body is larger than {MAX_BODY_BYTES} bytes")
     return data
