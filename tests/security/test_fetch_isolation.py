@@ -1,4 +1,6 @@
-"""Review findings on api.fetch (HttpxWebClient): each test FAILS today and passes once the hole is closed.
+"""api.fetch's shared client between callers: no cookie crosses from one tenant to another, a tiny stacked-gzip
+body cannot make the host allocate far past the size cap, one caller's slow fetches do not starve another's,
+and credentials stop at the origin they were given for.
 
 Loopback only: every server here listens on 127.0.0.1 and the guard is opened to it with a CIDR allow-list,
 as a deployment that allows an internal network would.
