@@ -456,6 +456,61 @@ class RunLog(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One audited execution: who ran what, how it ended, how many SDK calls it made. Never the script's text,
+    its arguments, its result or its logs: only a hash of the code, so an operator can tell runs apart."""
+
+    id: str
+    tenant: str
+    caller: str  # the identity's id, or "anonymous"
+    auth_type: str  # apiKey | oauth | anonymous
+    kind: str  # script | module | docs | handler
+    script_hash: str  # sha256 hex of the code that ran (the docs name for a docs request)
+    started_at: str  # ISO 8601 UTC, milliseconds
+    duration_ms: int
+    outcome: Literal["ok", "error"]
+    error_kind: str | None = None
+    calls: tuple[tuple[str, int], ...] = ()  # SDK method ("db.create") and how often, sorted by method
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "caller": self.caller,
+            "authType": self.auth_type,
+            "kind": self.kind,
+            "scriptHash": self.script_hash,
+            "startedAt": self.started_at,
+            "durationMs": self.duration_ms,
+            "outcome": self.outcome,
+            "errorKind": self.error_kind,
+            "calls": dict(self.calls),
+        }
+
+
+class AuditLog(Protocol):
+    """Every execution, per tenant, kept for a retention period."""
+
+    async def record(self, entry: ExecutionRecord) -> None:
+        """Keep one entry; recording the same id twice keeps one."""
+        ...
+
+    async def list(
+        self, tenant: str | None = None, limit: int = 100, before: str | None = None
+    ) -> builtins.list[ExecutionRecord]:
+        """Entries newest first (by `started_at`, then id); all tenants when `tenant` is None; only entries
+        that started strictly before the ISO instant `before` when it is given (paging)."""
+        ...
+
+    async def purge(self, older_than: str) -> int:
+        """Drop entries that started before the ISO instant `older_than`; how many went (backends that expire
+        entries themselves, such as a DynamoDB TTL, may report 0 and leave it to the store)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class Leases(Protocol):
     """Named leases: one owner at a time, until it releases or stops renewing (which process runs the worker)."""
 
