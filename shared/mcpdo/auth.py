@@ -1,16 +1,24 @@
-"""Turning credentials into an Identity: anonymous, API keys (hashed at rest) and, later, OAuth."""
+"""Turning credentials into an Identity: anonymous callers, API keys (hashed at rest) and OAuth bearer tokens."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
-from mcpdo.errors import InputError, NotFound, Unauthorized
-from mcpdo.identity import KNOWN_ROLES, Identity
-from mcpdo.ports import ApiKey, KeyStore
-from mcpdo.timeparse import format_iso, utc_now
+from mcpdo.errors import CredentialsRequired, InputError, NotFound, Unauthorized
+from mcpdo.identity import Identity
+from mcpdo.ports import ApiKey, KeyStore, TokenVerifier, VerifiedToken
+from mcpdo.settings import AuthSettings
+from mcpdo.timeparse import format_iso, parse_instant, utc_now
 
 KEY_PREFIX = "sk_"
+# `last_used_at` is written at most this often per key: a use per request would be a write per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_TENANT_CHARS = 512
 
 
 def hash_secret(secret: str) -> str:
@@ -19,74 +27,169 @@ def hash_secret(secret: str) -> str:
 
 
 class Authenticator:
-    """Creates, lists, revokes and checks API keys."""
+    """Creates, lists, revokes and checks API keys; verifies OAuth tokens when an issuer is configured."""
 
-    def __init__(self, keys: KeyStore, default_tenant: str) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        default_tenant: str,
+        settings: AuthSettings | None = None,
+        *,
+        tokens: TokenVerifier | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._keys = keys
         self._default_tenant = default_tenant
+        self._settings = settings or AuthSettings()
+        self._tokens = tokens
+        self._clock = clock
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self._settings.roles.names
 
     async def create_key(
-        self, name: str, *, tenant: str | None = None, roles: tuple[str, ...] = ("admin",)
+        self,
+        name: str,
+        *,
+        tenant: str | None = None,
+        roles: tuple[str, ...] = ("member",),
+        expires_at: str | None = None,
     ) -> tuple[str, ApiKey]:
         """A new key; the secret is returned once and never stored."""
         if not name.strip():
             raise InputError("A key needs a non-empty --name")
-        unknown = [role for role in roles if role not in KNOWN_ROLES]
-        if unknown or not roles:
-            raise InputError(f"Unknown role(s) {unknown or roles!r}; valid roles: {', '.join(KNOWN_ROLES)}")
+        tenant = tenant if tenant is not None else self._default_tenant
+        check_tenant(tenant, "--tenant")
+        if tenant == self._settings.anonymous_tenant:
+            raise InputError(f"Tenant '{tenant}' is the anonymous callers' tenant: keys belong to another one")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             id="key_" + secrets.token_hex(8),
             name=name.strip(),
-            tenant=tenant or self._default_tenant,
-            roles=roles,
+            tenant=tenant,
+            roles=self._settings.roles.checked(roles),
             prefix=secret[:7],
-            created_at=now_iso(),
+            created_at=format_iso(self._clock()),
+            expires_at=self._expiry(expires_at),
         )
         await self._keys.add(key, hash_secret(secret))
         return secret, key
 
-    async def list_keys(self) -> list[ApiKey]:
-        return await self._keys.list()
+    async def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key, or one tenant's."""
+        return [key for key in await self._keys.list() if tenant is None or key.tenant == tenant]
 
     async def revoke_key(self, key_id: str) -> None:
-        if not await self._keys.revoke(key_id, now_iso()):
+        if not await self._keys.revoke(key_id, format_iso(self._clock())):
             raise NotFound(f"API key {key_id} not found (or already revoked)")
 
-    async def still_valid(self, identity: Identity) -> bool:
-        """Whether a stored identity (a module's owner) may still act: its API key exists and is not revoked."""
+    async def current(self, identity: Identity) -> Identity | None:
+        """A stored identity (a module's owner) as it stands now: its key's roles today and the grants the
+        deployment gives them, or None when its key is revoked, expired or gone."""
+        table = self._settings.roles
         if identity.auth_type != "apiKey" or identity.id is None:
-            return True
+            return replace(identity, grants=table.grants_for(identity.roles)) if not identity.is_anonymous else identity
         key = await self._keys.get(identity.id)
-        return key is not None and key.revoked_at is None
+        if key is None or not self._usable(key):
+            return None
+        return replace(identity, roles=key.roles, grants=table.grants_for(key.roles))
 
     async def authenticate(self, authorization: str | None) -> Identity:
-        """No header: anonymous (read-only). A header that does not check out: Unauthorized, never anonymous."""
+        """No header: anonymous (read-only), unless the deployment refuses them. A header that does not check
+        out: Unauthorized, never anonymous."""
         if authorization is None or not authorization.strip():
-            return Identity.anonymous(self._default_tenant)
+            if not self._settings.anonymous:
+                raise CredentialsRequired(
+                    "This server takes no anonymous calls: send 'Authorization: Bearer <API key or OAuth token>'"
+                )
+            return Identity.anonymous(self._settings.anonymous_tenant)
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Malformed Authorization header: expected 'Bearer <token>'")
-        if not token.startswith(KEY_PREFIX):
+        if token.startswith(KEY_PREFIX):
+            return await self._identity_for_key(token)
+        if self._tokens is None:
             raise Unauthorized("Unsupported bearer token: this deployment accepts API keys (sk_...)")
-        return await self._identity_for_key(token)
+        return self._identity_for_token(await self._tokens.verify(token))
 
     async def _identity_for_key(self, secret: str) -> Identity:
         # Looked up on every request (an indexed read), so a revocation takes effect at once.
         key = await self._keys.find_by_hash(hash_secret(secret))
         if key is None or key.revoked_at is not None:
             raise Unauthorized("Invalid or revoked API key")
+        if not self._usable(key):
+            raise Unauthorized(f"API key {key.id} expired at {key.expires_at}")
+        await self._note_use(key)
         return Identity.for_roles(
             id=key.id,
             tenant=key.tenant,
             auth_type="apiKey",
             roles=key.roles,
             scopes=key.roles,
+            table=self._settings.roles,
             name=key.name,
             issued_at=key.created_at,
+            expires_at=key.expires_at,
         )
 
+    def _identity_for_token(self, token: VerifiedToken) -> Identity:
+        """A verified token's subject: tenant from its claim (else a personal one), roles from its scopes."""
+        settings = self._settings
+        roles = sorted({settings.oauth_role_scopes[s] for s in token.scopes if s in settings.oauth_role_scopes})
+        return Identity.for_roles(
+            id=token.subject,
+            tenant=self._tenant_of(token.claims, token.subject),
+            auth_type="oauth",
+            roles=tuple(roles) or ("reader",),
+            scopes=token.scopes,
+            table=settings.roles,
+            name=token.name,
+            email=token.email,
+            issued_at=format_iso(token.issued_at * 1000) if token.issued_at is not None else None,
+            expires_at=format_iso(token.expires_at * 1000),
+        )
 
-def now_iso() -> str:
-    return format_iso(utc_now())
+    def _tenant_of(self, claims: Mapping[str, Any], subject: str) -> str:
+        """The tenant claim's value; without one a personal tenant, never the shared default or public one."""
+        name = self._settings.oauth_tenant_claim
+        value = claims.get(name)
+        if value is None:
+            return f"user:{subject}"
+        if not isinstance(value, str):
+            raise Unauthorized(f"Token claim '{name}' must be a string naming the tenant")
+        try:
+            check_tenant(value, f"token claim '{name}'")
+        except InputError as exc:
+            raise Unauthorized(exc.message) from None
+        return value
+
+    def _usable(self, key: ApiKey) -> bool:
+        if key.revoked_at is not None:
+            return False
+        expiry = parse_instant(key.expires_at) if key.expires_at else None
+        return expiry is None or self._clock() < expiry
+
+    async def _note_use(self, key: ApiKey) -> None:
+        now = self._clock()
+        last = parse_instant(key.last_used_at) if key.last_used_at else None
+        if last is None or now - last >= LAST_USED_RESOLUTION:
+            await self._keys.touch(key.id, format_iso(now))
+
+    def _expiry(self, expires_at: str | None) -> str | None:
+        """An expiry given as an instant or a relative time ('in 30 days'), stored as an ISO instant."""
+        if expires_at is None:
+            return None
+        moment = parse_instant(expires_at, self._clock())
+        if moment is None or moment <= self._clock():
+            raise InputError(
+                f"--expires must be a future instant or a relative time like 'in 30 days', got {expires_at!r}"
+            )
+        return format_iso(moment)
+
+
+def check_tenant(tenant: str, where: str) -> None:
+    """A tenant is a short printable name: it goes into every storage key."""
+    if not tenant or len(tenant) > MAX_TENANT_CHARS or not tenant.isprintable():
+        raise InputError(f"The tenant in {where} must be 1-{MAX_TENANT_CHARS} printable characters, got {tenant!r}")

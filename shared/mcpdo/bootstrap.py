@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mcpdo import __version__
 from mcpdo.adapters.file_secrets import FileSecrets
+from mcpdo.adapters.sqlite_audit import SqliteAuditLog
 from mcpdo.adapters.sqlite_deliveries import SqliteDeliveryStore
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
 from mcpdo.adapters.sqlite_leases import SqliteLeases
@@ -19,6 +21,7 @@ from mcpdo.adapters.sqlite_runs import SqliteRunLog
 from mcpdo.adapters.sqlite_schedules import SqliteSchedules
 from mcpdo.adapters.sqlite_store import SqliteEntityStore
 from mcpdo.adapters.sqlite_subscriptions import SqliteSubscriptions
+from mcpdo.audit import Auditor, AuditReader
 from mcpdo.auth import Authenticator
 from mcpdo.errors import InputError
 from mcpdo.events import Deliveries, Publisher, RetryPolicy
@@ -26,6 +29,7 @@ from mcpdo.execution import Executor, Outside
 from mcpdo.modules import ModuleService, resolve_import
 from mcpdo.netguard import Allowlist
 from mcpdo.ports import (
+    AuditLog,
     Closable,
     CronTable,
     DeliveryDispatch,
@@ -44,6 +48,7 @@ from mcpdo.ports import (
     ScheduleSync,
     SecretStore,
     SubscriptionSync,
+    TokenVerifier,
     WebClient,
 )
 from mcpdo.sandbox.admission import Caps
@@ -83,6 +88,7 @@ class Adapters:
     schedules: ScheduleSync
     deliveries: DeliveryStore
     runs: RunLog
+    audit: AuditLog
     mailer: Mailer
     sandbox: Sandbox
     web: WebClient
@@ -93,19 +99,23 @@ class Adapters:
     queue_messages: QueueMessages | None = None
     schedule_fires: ScheduleFires | None = None
     local: LocalWork | None = None
+    tokens: TokenVerifier | None = None
 
     def closables(self) -> tuple[Closable, ...]:
         """Every backend that holds a connection, in the order they are released."""
         local: tuple[Closable, ...] = () if self.local is None else (self.local.leases,)
         dispatch: tuple[Closable, ...] = () if self.dispatch is None else (self.dispatch,)
         models: tuple[Closable, ...] = () if self.models is None else (self.models,)
+        tokens: tuple[Closable, ...] = () if self.tokens is None else (self.tokens,)
         return (
+            *tokens,
             *models,
             self.web,
             self.secrets,
             *dispatch,
             self.deliveries,
             self.runs,
+            self.audit,
             self.schedules,
             self.subscriptions,
             self.mailer,
@@ -162,15 +172,25 @@ def build_app(settings: Settings, adapters: Adapters) -> App:
         secrets=adapters.secrets,
         vocabulary=Vocabulary.at(default_schemas_dir(settings.runner_path)),
     )
-    executor = Executor(settings, adapters.sandbox, adapters.store, publisher.publish, resolver, outside)
-    auth = Authenticator(adapters.keys, settings.default_tenant)
+    auditor = Auditor(adapters.audit, timedelta(days=settings.auth.audit_retention_days))
+    executor = Executor(
+        settings,
+        adapters.sandbox,
+        adapters.store,
+        publisher.publish,
+        resolver,
+        outside,
+        auditor=auditor,
+        audit_reader=AuditReader(adapters.audit),
+    )
+    auth = Authenticator(adapters.keys, settings.default_tenant, settings.auth, tokens=adapters.tokens)
     service = ModuleService(
         adapters.modules,
         adapters.subscriptions,
         adapters.schedules,
         executor,
         settings.default_context,
-        auth.still_valid,
+        auth.current,
     )
     deliveries = Deliveries(
         adapters.deliveries,
@@ -218,12 +238,14 @@ def build_local(settings: Settings) -> App:
         schedules=schedules,
         deliveries=deliveries,
         runs=SqliteRunLog(path),
+        audit=SqliteAuditLog(path),
         mailer=SqliteOutbox(path),
         sandbox=_sandbox(settings),
         web=_web(settings),
         secrets=FileSecrets(settings.web.secrets_file, os.environ),
         models=_models(settings),
         local=LocalWork(queue=deliveries, cron=schedules, leases=SqliteLeases(path)),
+        tokens=_tokens(settings),
     )
     return build_app(settings, adapters)
 
@@ -235,6 +257,7 @@ def build_aws(settings: Settings) -> App:
     # Imported here: the local deployment never pays for boto3.
     import boto3
 
+    from mcpdo.adapters.dynamodb_audit import DynamoAuditLog
     from mcpdo.adapters.dynamodb_deliveries import DynamoDeliveryStore
     from mcpdo.adapters.dynamodb_keys import DynamoKeyStore
     from mcpdo.adapters.dynamodb_modules import DynamoModuleStore
@@ -260,6 +283,7 @@ def build_aws(settings: Settings) -> App:
         schedules=schedules,
         deliveries=DynamoDeliveryStore(table),
         runs=DynamoRunLog(table),
+        audit=DynamoAuditLog(table, retention_seconds=settings.auth.audit_retention_days * 86_400),
         mailer=_aws_mailer(settings.aws, table, boto3.client),
         sandbox=_sandbox(settings),
         web=_web(settings),
@@ -271,8 +295,29 @@ def build_aws(settings: Settings) -> App:
         dispatch=events.dispatch,
         queue_messages=events.messages,
         schedule_fires=_schedule_fires(schedules),
+        tokens=_tokens(settings),
     )
     return build_app(settings, adapters)
+
+
+def _tokens(settings: Settings) -> TokenVerifier | None:
+    """OAuth bearer tokens of MCPDO_OAUTH_ISSUER, for this server's resource URL unless an audience is set."""
+    auth = settings.auth
+    if auth.oauth_issuer is None:
+        return None
+    from mcpdo.adapters.oauth_tokens import JwksTokenVerifier, OAuthConfig
+
+    config = OAuthConfig(
+        issuer=auth.oauth_issuer,
+        audience=auth.oauth_audience or settings.resource_url,
+        discovery_url=auth.oauth_discovery_url,
+    )
+    return JwksTokenVerifier(config)
+
+
+def authorization_servers(settings: Settings) -> tuple[str, ...]:
+    """What the RFC 9728 document lists: the OAuth issuer, when there is one."""
+    return () if settings.auth.oauth_issuer is None else (settings.auth.oauth_issuer,)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`mcpdo serve | stdio | run FILE | keys ... | events dead-letters ... | runs | schedules | outbox`."""
+"""`mcpdo serve | stdio | run FILE | keys ... | events dead-letters ... | runs | schedules | outbox | audit`."""
 
 from __future__ import annotations
 
@@ -50,16 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key and print it (shown once)")
     create.add_argument("--name", required=True)
-    create.add_argument("--tenant", default=None)
+    create.add_argument("--tenant", default=None, help="the key's tenant (default $MCPDO_DEFAULT_TENANT or default)")
     create.add_argument(
         "--role",
         action="append",
         dest="roles",
         default=None,
-        help="admin, member or reader (repeatable; default admin)",
+        help="admin, member, reader or a role of $MCPDO_ROLES (repeatable; default member)",
     )
+    create.add_argument("--expires", default=None, help="an instant or 'in 30 days': refused after that")
     create.set_defaults(handler=_keys_create)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--tenant", default=None)
     listing.set_defaults(handler=_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
@@ -101,8 +103,18 @@ def _parser() -> argparse.ArgumentParser:
         dest="outbox_command", required=True
     )
     outbox_list = outbox.add_parser("list", help="sent messages, newest first")
+    outbox_list.add_argument("--tenant", default=None)
     outbox_list.add_argument("--limit", type=int, default=50)
     outbox_list.set_defaults(handler=_outbox_list)
+
+    audit = commands.add_parser("audit", help="the audit trail of executions").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit_list = audit.add_parser("list", help="executions, newest first (who, tenant, kind, outcome; no data)")
+    audit_list.add_argument("--tenant", default=None)
+    audit_list.add_argument("--limit", type=int, default=50)
+    audit_list.add_argument("--before", default=None, help="only executions that started before this ISO instant")
+    audit_list.set_defaults(handler=_audit_list)
     return parser
 
 
@@ -175,11 +187,14 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 @_offline
 async def _keys_create(app: App, args: argparse.Namespace) -> int:
-    roles = tuple(args.roles or ["admin"])
-    secret, key = await app.auth.create_key(args.name, tenant=args.tenant, roles=roles)
+    # Least privilege: an admin key is asked for by name.
+    roles = tuple(args.roles or ["member"])
+    secret, key = await app.auth.create_key(args.name, tenant=args.tenant, roles=roles, expires_at=args.expires)
     print(secret)
+    expiry = f", expires {key.expires_at}" if key.expires_at else ""
     print(
-        f"created {key.id} ({key.name}, tenant {key.tenant}, roles {', '.join(key.roles)}); the key is shown only once",
+        f"created {key.id} ({key.name}, tenant {key.tenant}, roles {', '.join(key.roles)}{expiry}); "
+        "the key is shown only once",
         file=sys.stderr,
     )
     return 0
@@ -187,7 +202,7 @@ async def _keys_create(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _keys_list(app: App, args: argparse.Namespace) -> int:
-    keys = await app.auth.list_keys()
+    keys = await app.auth.list_keys(args.tenant)
     _print_json(
         [
             {
@@ -197,6 +212,8 @@ async def _keys_list(app: App, args: argparse.Namespace) -> int:
                 "roles": list(k.roles),
                 "prefix": k.prefix + "...",
                 "createdAt": k.created_at,
+                "expiresAt": k.expires_at,
+                "lastUsedAt": k.last_used_at,
                 "revokedAt": k.revoked_at,
             }
             for k in keys
@@ -268,7 +285,14 @@ async def _schedules_fire(app: App, args: argparse.Namespace) -> int:
 
 @_offline
 async def _outbox_list(app: App, args: argparse.Namespace) -> int:
-    _print_json(await app.adapters.mailer.list(args.limit))
+    _print_json(await app.adapters.mailer.list(args.limit, tenant=args.tenant))
+    return 0
+
+
+@_offline
+async def _audit_list(app: App, args: argparse.Namespace) -> int:
+    entries = await app.adapters.audit.list(args.tenant, args.limit, args.before)
+    _print_json([entry.to_json() for entry in entries])
     return 0
 
 

@@ -104,6 +104,14 @@ class Unauthorized(McpdoError):
     """Credentials were presented but are invalid, expired or revoked (HTTP 401, never anonymous)."""
 
 
+class CredentialsRequired(Unauthorized):
+    """No credentials where the deployment takes no anonymous calls (HTTP 401 without an error code, RFC 6750)."""
+
+
+class AuthUnavailable(McpdoError):
+    """Credentials could not be checked at all: the OAuth issuer's keys are out of reach (HTTP 503)."""
+
+
 class NotFound(McpdoError):
     """A record, key or module does not exist."""
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from mcpdo.audit import Auditor, AuditReader
 from mcpdo.identity import Identity
 from mcpdo.ports import EntityStore, Event, ModelProvider, SecretStore, StoredModule, WebClient
 from mcpdo.sandbox.admission import Caller
@@ -29,6 +30,7 @@ from mcpdo.sdk.proxy import ProxyApi
 from mcpdo.sdk.web import ExecutionWeb
 from mcpdo.services import ServiceRegistry
 from mcpdo.settings import Settings
+from mcpdo.timeparse import utc_now
 from mcpdo.vocabulary import Vocabulary
 
 # Resolves `import ... from specifier` for a caller: (specifier, identity, importer's $id) -> stored module.
@@ -74,8 +76,12 @@ class Executor:
         publish: Publisher,
         resolve_import: ImportResolver,
         outside: Outside,
+        auditor: Auditor | None = None,
+        audit_reader: AuditReader | None = None,
     ) -> None:
         self._settings = settings
+        self._auditor = auditor
+        self._audit_reader = audit_reader
         self._outside = outside
         self._sandbox = sandbox
         self._store = store
@@ -91,7 +97,7 @@ class Executor:
         request = self._request(
             code, identity, kind="script", preload=tuple(ModuleSource(m.id, m.code) for m in preload)
         )
-        result = await self._execute(request, identity, events, importer=None, who=source)
+        result = await self._execute(request, identity, events, importer=None, who=source, kind="script")
         hints = self._outside.vocabulary.unknown_properties_warnings(result.constructed)
         return replace(result, warnings=result.warnings + events.warnings + hints)
 
@@ -99,7 +105,7 @@ class Executor:
         """Run a module's top level once, collecting its `on`/`every` registrations and exports."""
         events = EventsApi(identity, EventContext("register", source=module_id), self._publish)
         request = self._request(code, identity, kind="module")
-        result = await self._execute(request, identity, events, importer=module_id, who=module_id)
+        result = await self._execute(request, identity, events, importer=module_id, who=module_id, kind="module")
         return ModuleEvaluation(registrations=events.registrations, exports=result.exports)
 
     async def invoke_handler(
@@ -112,20 +118,38 @@ class Executor:
         events = EventsApi(owner, context, self._publish)
         request = replace(self._request(module.code, owner, kind="module"), invoke=Invocation(index, args))
         # A handler counts against its owner's key, like the owner's own calls.
-        return await self._execute(request, owner, events, importer=module.id, who=f"{module.id}#{index}")
+        return await self._execute(
+            request, owner, events, importer=module.id, who=f"{module.id}#{index}", kind="handler"
+        )
 
     async def _execute(
-        self, request: ExecutionRequest, identity: Identity, events: EventsApi, *, importer: str | None, who: str
+        self,
+        request: ExecutionRequest,
+        identity: Identity,
+        events: EventsApi,
+        *,
+        importer: str | None,
+        who: str,
+        kind: str,
     ) -> ExecutionResult:
-        """One execution with its host; the tokens it spent on models are logged even when it fails."""
+        """One execution with its host; the tokens it spent on models are logged and the execution is audited
+        even when it fails."""
         ai = AiApi(identity, self._outside.models, self._settings.ai, self._outside.vocabulary)
         host = self._host(identity, events, importer, ai)
+        started, error = utc_now(), None
         try:
             result = await self._sandbox.execute(request, host, caller=caller_of(identity))
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             usage = ai.report()
             if usage is not None:
                 log_usage(usage, who)
+            if self._auditor is not None:
+                await self._auditor.record(
+                    identity, kind=kind, code=request.code, started=started, error=error, calls=host.calls
+                )
         return result if usage is None else replace(result, usage=usage)
 
     def _request(
@@ -143,7 +167,7 @@ class Executor:
         )
 
     def _host(self, identity: Identity, events: EventsApi, importer: str | None, ai: AiApi) -> Host:
-        host = Host(identity, self._store)
+        host = Host(identity, self._store, self._audit_reader)
         outside = self._outside
         host.route("ai.generate", ai.generate)
         host.route("ai.embed", ai.embed)

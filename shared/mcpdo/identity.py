@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from mcpdo.errors import InputError
 
 AuthType = Literal["apiKey", "oauth", "anonymous"]
 
@@ -24,14 +27,69 @@ WRITE_ACTIONS = (
     "proxy",
     "register",
 )
+# Actions only admins (`*:*`) or a custom role naming them have: reading the audit trail.
+ADMIN_ACTIONS = ("audit",)
 
-# (action, resource) patterns each role grants; "*" matches anything.
-ROLE_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
+ANONYMOUS_TENANT = "public"
+
+Grant = tuple[str, str]
+
+# (action, resource) patterns each built-in role grants; "*" matches anything.
+ROLE_GRANTS: dict[str, tuple[Grant, ...]] = {
     "admin": (("*", "*"),),
     "member": tuple((action, "*") for action in READ_ACTIONS + WRITE_ACTIONS),
     "reader": tuple((action, "*") for action in READ_ACTIONS),
 }
 KNOWN_ROLES = tuple(ROLE_GRANTS)
+
+
+def parse_grant(text: str) -> Grant:
+    """`action:resource` (`create:Order`, `read:*`, `*:*`) as a grant; InputError naming what is wrong."""
+    action, sep, resource = text.strip().partition(":")
+    if not sep or not action or not resource:
+        raise InputError(f"A grant is 'action:resource' (like 'create:Order' or 'read:*'), got {text!r}")
+    if action != "*" and action not in READ_ACTIONS + WRITE_ACTIONS + ADMIN_ACTIONS:
+        known = ", ".join(READ_ACTIONS + WRITE_ACTIONS + ADMIN_ACTIONS)
+        raise InputError(f"Unknown action {action!r} in grant {text!r}; actions: {known}, or *")
+    return action, resource
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The roles a deployment knows: the built-in three plus custom ones from settings, each a set of grants."""
+
+    grants: Mapping[str, tuple[Grant, ...]] = field(default_factory=lambda: dict(ROLE_GRANTS))
+
+    @classmethod
+    def with_custom(cls, custom: Mapping[str, Sequence[str]]) -> Roles:
+        """Built-ins plus `custom` ({"support": ["read:*", "update:Ticket"]}); a built-in cannot be redefined."""
+        table = dict(ROLE_GRANTS)
+        for name, grants in custom.items():
+            if name in ROLE_GRANTS:
+                raise InputError(f"Role {name!r} is built in and cannot be redefined")
+            if not name or not isinstance(grants, list | tuple) or not all(isinstance(g, str) for g in grants):
+                raise InputError(f"Custom role {name!r} needs a list of 'action:resource' grants")
+            table[name] = tuple(parse_grant(grant) for grant in grants)
+        return cls(table)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.grants)
+
+    def checked(self, roles: Sequence[str]) -> tuple[str, ...]:
+        """`roles` when every one is known and there is at least one; else InputError listing the valid ones."""
+        unknown = [role for role in roles if role not in self.grants]
+        if unknown or not roles:
+            shown = ", ".join(unknown) if unknown else "none given"
+            raise InputError(f"Unknown role(s): {shown}; valid roles: {', '.join(self.names)}")
+        return tuple(roles)
+
+    def grants_for(self, roles: Sequence[str]) -> tuple[Grant, ...]:
+        """Every grant of `roles`; a role no longer defined grants nothing."""
+        return tuple(grant for role in roles for grant in self.grants.get(role, ()))
+
+
+BUILT_IN_ROLES = Roles()
 
 
 @dataclass(frozen=True)
@@ -47,14 +105,14 @@ class Identity:
     email: str | None = None
     issued_at: str | None = None
     expires_at: str | None = None
-    grants: tuple[tuple[str, str], ...] = field(default=())
+    grants: tuple[Grant, ...] = field(default=())
     # Where an anonymous call came from (the client address the HTTP front door resolved): anonymous callers
     # are many people, so their rate limit and sandbox share are per source. None from local transports.
     # Never shown to the script.
     source: str | None = None
 
     @classmethod
-    def anonymous(cls, tenant: str = DEFAULT_TENANT) -> Identity:
+    def anonymous(cls, tenant: str = ANONYMOUS_TENANT) -> Identity:
         """The read-only caller who presented no credentials."""
         return cls(
             id=None, tenant=tenant, auth_type="anonymous", grants=tuple((action, "*") for action in READ_ACTIONS)
@@ -69,13 +127,12 @@ class Identity:
         auth_type: AuthType,
         roles: tuple[str, ...],
         scopes: tuple[str, ...] = (),
+        table: Roles = BUILT_IN_ROLES,
         **extra: Any,
     ) -> Identity:
-        """An authenticated identity whose grants come from its roles."""
-        grants: list[tuple[str, str]] = []
-        for role in roles:
-            grants.extend(ROLE_GRANTS.get(role, ()))
-        return cls(id=id, tenant=tenant, auth_type=auth_type, roles=roles, scopes=scopes, grants=tuple(grants), **extra)
+        """An authenticated identity whose grants come from its roles (as `table` defines them)."""
+        grants = table.grants_for(roles)
+        return cls(id=id, tenant=tenant, auth_type=auth_type, roles=roles, scopes=scopes, grants=grants, **extra)
 
     @property
     def is_anonymous(self) -> bool:

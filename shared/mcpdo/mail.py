@@ -33,6 +33,6 @@ def checked_message(message: object, idempotency_key: object) -> str:
     return body
 
 
-def listed(message: dict[str, Any], sent_at: str, idempotency_key: str) -> dict[str, Any]:
-    """How a sent message is listed: its fields plus `sentAt` and `idempotencyKey`."""
-    return {**message, "sentAt": sent_at, "idempotencyKey": idempotency_key}
+def listed(message: dict[str, Any], sent_at: str, idempotency_key: str, tenant: str) -> dict[str, Any]:
+    """How a sent message is listed: its fields plus `sentAt`, `idempotencyKey` and the `tenant` it belongs to."""
+    return {**message, "sentAt": sent_at, "idempotencyKey": idempotency_key, "tenant": tenant}

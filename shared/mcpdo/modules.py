@@ -44,14 +44,14 @@ class ModuleService:
         schedules: ScheduleSync,
         executor: Executor,
         default_context: str,
-        still_valid: Callable[[Identity], Awaitable[bool]],
+        current_owner: Callable[[Identity], Awaitable[Identity | None]],
     ) -> None:
         self._store = store
         self._subscriptions = subscriptions
         self._schedules = schedules
         self._executor = executor
         self._default_context = default_context
-        self._still_valid = still_valid
+        self._current_owner = current_owner
 
     async def register(self, text: str, identity: Identity) -> tuple[dict[str, Any], StoredModule]:
         """The summary value `{ id, type, version, handlers, schedules, exports }`, and the stored module."""
@@ -110,12 +110,13 @@ class ModuleService:
         module = await self._store.get(handler.tenant, handler.module_id, handler.version)
         if module is None:
             raise HandlerFailed(f"Module {handler.module_id} version {handler.version} no longer exists")
-        owner = identity_of(module.owner)
-        if not await self._still_valid(owner):
+        registered_by = identity_of(module.owner)
+        owner = await self._current_owner(registered_by)
+        if owner is None:
             # Revoking a key also stops what it registered: a leaked key must not keep acting through handlers.
             raise HandlerFailed(
-                f"Module {module.id} was registered with API key {owner.id}, which has been "
-                f"revoked: register the module again with a valid key",
+                f"Module {module.id} was registered with API key {registered_by.id}, which has been "
+                f"revoked or has expired: register the module again with a valid key",
                 retryable=False,
             )
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -69,6 +69,31 @@ class ApiKey:
     prefix: str
     created_at: str
     revoked_at: str | None = None
+    # A key past `expires_at` is refused like a revoked one; `last_used_at` is kept to the minute.
+    expires_at: str | None = None
+    last_used_at: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a verified OAuth bearer token says about its bearer."""
+
+    subject: str
+    scopes: tuple[str, ...]
+    issued_at: int | None  # epoch seconds
+    expires_at: int
+    email: str | None
+    name: str | None
+    claims: Mapping[str, Any]  # every claim, as a read-only copy
+
+
+class TokenVerifier(Protocol):
+    """Checks OAuth bearer tokens of one issuer: Unauthorized for a token that does not verify, AuthUnavailable
+    when the issuer's keys cannot be had."""
+
+    async def verify(self, token: str) -> VerifiedToken: ...
+
+    async def close(self) -> None: ...
 
 
 class KeyStore(Protocol):
@@ -85,6 +110,10 @@ class KeyStore(Protocol):
     async def list(self) -> list[ApiKey]: ...
 
     async def revoke(self, key_id: str, when: str) -> bool: ...
+
+    async def touch(self, key_id: str, when: str) -> None:
+        """Record that the key was used at `when` (an unknown id is ignored)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -532,12 +561,12 @@ class Leases(Protocol):
 class Mailer(Protocol):
     """Delivers `$.Email.send` messages."""
 
-    async def send(self, message: dict[str, Any], idempotency_key: str) -> None:
-        """Send once per `idempotency_key`; InputError when the message has no recipient."""
+    async def send(self, message: dict[str, Any], idempotency_key: str, *, tenant: str) -> None:
+        """Send once per `idempotency_key`, as mail of `tenant`; InputError when the message has no recipient."""
         ...
 
-    async def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Sent messages, newest first (where the backend can list them)."""
+    async def list(self, limit: int = 100, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Sent messages, newest first, each with its `tenant`; one tenant's, or everyone's when None."""
         ...
 
     async def close(self) -> None: ...

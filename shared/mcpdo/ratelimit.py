@@ -66,7 +66,7 @@ class Refusal:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Tool calls per minute: anonymous callers per source address, authenticated callers per key. Every front
+    """Tool calls per minute: anonymous callers per source address, others per key or token subject. Every front
     door asks this before a `tools/call` runs (the handshake and listings are cheap and not counted)."""
 
     anonymous: RateLimiter
@@ -84,6 +84,8 @@ class RateLimits:
         """Count one tool call of `identity`; a Refusal when its quota is spent."""
         if identity.is_anonymous:
             limiter, key, who = self.anonymous, f"ip:{identity.source}", "anonymous callers from this address"
+        elif identity.auth_type == "oauth":
+            limiter, key, who = self.authenticated, f"oauth:{identity.id}", "this token's subject"
         else:
             limiter, key, who = self.authenticated, f"key:{identity.id}", "this key"
         wait = limiter.check(key)

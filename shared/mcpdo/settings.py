@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from mcpdo.errors import InputError
 from mcpdo.events.routing import HOP_LIMIT, MAX_DELIVERIES_PER_SEND
-from mcpdo.identity import DEFAULT_TENANT
+from mcpdo.identity import ANONYMOUS_TENANT, DEFAULT_TENANT, Roles
 from mcpdo.sandbox.admission import DEFAULT_WAIT_MS, Caps
 from mcpdo.sandbox.types import Limits
 
@@ -58,9 +59,13 @@ class Settings:
     backend: str = "local"
     table: str | None = None
     allowed_hosts: tuple[str, ...] = ()
+    # The URL clients reach the server at, when it is not http://host:port (a proxy in front) or, on AWS,
+    # https://<first allowed host>: the OAuth audience and the RFC 9728 `resource` are `<public_url>/mcp`.
+    public_url: str | None = None
     aws: AwsResources = field(default_factory=lambda: AwsResources())
     ai: AiSettings = field(default_factory=lambda: AiSettings())
     web: WebSettings = field(default_factory=lambda: WebSettings())
+    auth: AuthSettings = field(default_factory=lambda: AuthSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,11 +77,12 @@ class Settings:
         authenticated = reader.int("MCPDO_TIMEOUT_MS", min(30_000, cap))
         pool_size = reader.int("MCPDO_SANDBOX_POOL_SIZE", max(2, os.cpu_count() or 2), high=64)
         pool_max = reader.int("MCPDO_SANDBOX_POOL_MAX", min(2 * pool_size, max(pool_size, 64)), low=pool_size, high=128)
+        default_tenant = env.get("MCPDO_DEFAULT_TENANT", DEFAULT_TENANT)
         settings = cls(
             data_dir=Path(env.get("MCPDO_DATA_DIR") or ".mcpdo").expanduser().resolve(),
             host=env.get("MCPDO_HOST", "127.0.0.1"),
             port=reader.int("MCPDO_PORT", 8787, low=0, high=65535),
-            default_tenant=env.get("MCPDO_DEFAULT_TENANT", DEFAULT_TENANT),
+            default_tenant=default_tenant,
             default_context=env.get("MCPDO_CONTEXT", "https://mcpdo.local"),
             anonymous_timeout_ms=reader.int("MCPDO_ANONYMOUS_TIMEOUT_MS", 10_000, high=cap),
             authenticated_timeout_ms=min(authenticated, cap),
@@ -104,9 +110,11 @@ class Settings:
             backend=backend,
             table=env.get("MCPDO_TABLE") or None,
             allowed_hosts=tuple(host.strip() for host in env.get("MCPDO_ALLOWED_HOSTS", "").split(",") if host.strip()),
+            public_url=(env.get("MCPDO_PUBLIC_URL") or "").rstrip("/") or None,
             aws=AwsResources.from_env(env),
             ai=AiSettings.from_env(env, reader, backend),
             web=WebSettings.from_env(env, reader),
+            auth=AuthSettings.from_env(env, reader, default_tenant),
         )
         if backend == "aws" and settings.table is None:
             raise InputError("Setting 'MCPDO_TABLE' is required with MCPDO_BACKEND=aws: the state table's name")
@@ -122,6 +130,15 @@ class Settings:
             max_result_bytes=self.max_result_bytes,
             max_sdk_calls=self.max_sdk_calls,
         )
+
+    @property
+    def resource_url(self) -> str:
+        """The MCP endpoint's URL as clients use it: what OAuth tokens are for (their audience)."""
+        if self.public_url is not None:
+            return f"{self.public_url}/mcp"
+        if self.backend == "aws" and self.allowed_hosts:
+            return f"https://{self.allowed_hosts[0]}/mcp"
+        return f"http://{self.host}:{self.port}/mcp"
 
     @property
     def database_path(self) -> Path:
@@ -195,7 +212,7 @@ class AiSettings:
             base_url=base_url,
             api_key=env.get("MCPDO_AI_API_KEY") or None,
             model=env.get("MCPDO_AI_MODEL") or (BEDROCK_DEFAULT_MODEL if bedrock else None),
-            models=_model_map(env.get("MCPDO_AI_MODELS", "")),
+            models=_pairs("MCPDO_AI_MODELS", env.get("MCPDO_AI_MODELS", ""), "model names to provider model ids"),
             embed_model=env.get("MCPDO_AI_EMBED_MODEL") or (BEDROCK_DEFAULT_EMBED_MODEL if bedrock else None),
             timeout_s=reader.int("MCPDO_AI_TIMEOUT_MS", 60_000, low=100, high=600_000) / 1000,
             max_retries=reader.int("MCPDO_AI_MAX_RETRIES", 3, low=0, high=10),
@@ -203,8 +220,8 @@ class AiSettings:
         )
 
 
-def _model_map(text: str) -> dict[str, str]:
-    """`MCPDO_AI_MODELS`: `name=provider-id` pairs separated by commas, or a JSON object."""
+def _pairs(name: str, text: str, what: str) -> dict[str, str]:
+    """A map setting: `key=value` pairs separated by commas, or a JSON object of strings."""
     text = text.strip()
     if not text:
         return {}
@@ -212,21 +229,95 @@ def _model_map(text: str) -> dict[str, str]:
         try:
             parsed = json.loads(text)
         except ValueError:
-            raise InputError("Setting 'MCPDO_AI_MODELS' is not valid JSON") from None
+            raise InputError(f"Setting '{name}' is not valid JSON") from None
         if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
-            raise InputError("Setting 'MCPDO_AI_MODELS' must map model names to provider model ids (strings)")
+            raise InputError(f"Setting '{name}' must map {what} (strings)")
         return {str(k): v for k, v in parsed.items()}
     pairs: dict[str, str] = {}
     for item in (part.strip() for part in text.split(",")):
-        name, sep, model_id = item.partition("=")
+        key, sep, value = item.partition("=")
         if not item:
             continue
-        if not sep or not name.strip() or not model_id.strip():
-            raise InputError(
-                f"Setting 'MCPDO_AI_MODELS' has item {item!r}: write name=provider-model-id, comma-separated"
-            )
-        pairs[name.strip()] = model_id.strip()
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"Setting '{name}' has item {item!r}: write key=value pairs, comma-separated ({what})")
+        pairs[key.strip()] = value.strip()
     return pairs
+
+
+# Which role an OAuth scope gives (MCPDO_OAUTH_ROLE_SCOPES replaces it); a token with none of them reads.
+DEFAULT_ROLE_SCOPES = {"mcp:admin": "admin", "mcp:write": "member", "mcp:read": "reader"}
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may call (README, "Identity"): anonymous callers, OAuth bearer tokens, roles, proxies, audit."""
+
+    anonymous: bool = True
+    anonymous_tenant: str = ANONYMOUS_TENANT
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    oauth_discovery_url: str | None = None
+    oauth_tenant_claim: str = "tenant"
+    oauth_role_scopes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLE_SCOPES))
+    roles: Roles = field(default_factory=Roles)
+    # Addresses or networks whose X-Forwarded-For is believed; nobody's by default.
+    trusted_proxies: tuple[str, ...] = ()
+    audit_retention_days: int = 90
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], reader: _Reader, default_tenant: str) -> AuthSettings:
+        anonymous_tenant = env.get("MCPDO_ANONYMOUS_TENANT") or ANONYMOUS_TENANT
+        if anonymous_tenant == default_tenant:
+            raise InputError(
+                f"Setting 'MCPDO_ANONYMOUS_TENANT' is '{anonymous_tenant}', the tenant of the deployment's keys: "
+                "anonymous callers would read it. Name a tenant of their own (default 'public')."
+            )
+        roles = Roles.with_custom(_custom_roles(env.get("MCPDO_ROLES", "")))
+        role_scopes = _pairs("MCPDO_OAUTH_ROLE_SCOPES", env.get("MCPDO_OAUTH_ROLE_SCOPES", ""), "scopes to roles")
+        unknown = sorted(set(role_scopes.values()) - set(roles.names))
+        if unknown:
+            raise InputError(
+                f"Setting 'MCPDO_OAUTH_ROLE_SCOPES' names unknown role(s) {', '.join(unknown)}; "
+                f"roles: {', '.join(roles.names)}"
+            )
+        return cls(
+            anonymous=reader.choice("MCPDO_ANONYMOUS", "on", ("on", "off")) == "on",
+            anonymous_tenant=anonymous_tenant,
+            oauth_issuer=env.get("MCPDO_OAUTH_ISSUER") or None,
+            oauth_audience=env.get("MCPDO_OAUTH_AUDIENCE") or None,
+            oauth_discovery_url=env.get("MCPDO_OAUTH_DISCOVERY_URL") or None,
+            oauth_tenant_claim=env.get("MCPDO_OAUTH_TENANT_CLAIM") or "tenant",
+            oauth_role_scopes=role_scopes or dict(DEFAULT_ROLE_SCOPES),
+            roles=roles,
+            trusted_proxies=_trusted_proxies(env.get("MCPDO_TRUSTED_PROXIES", "")),
+            audit_retention_days=reader.int("MCPDO_AUDIT_RETENTION_DAYS", 90, high=3650),
+        )
+
+
+def _custom_roles(text: str) -> dict[str, list[str]]:
+    """`MCPDO_ROLES`: a JSON object of role name to grants, `{"support": ["read:*", "update:Ticket"]}`."""
+    if not text.strip():
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise InputError(
+            'Setting \'MCPDO_ROLES\' is not valid JSON: write {"role": ["action:resource", ...]}'
+        ) from None
+    if not isinstance(parsed, dict):
+        raise InputError("Setting 'MCPDO_ROLES' must be a JSON object of role name to a list of grants")
+    return parsed
+
+
+def _trusted_proxies(text: str) -> tuple[str, ...]:
+    """`MCPDO_TRUSTED_PROXIES`: addresses or CIDR networks, comma-separated; each must parse."""
+    proxies = tuple(item.strip() for item in text.split(",") if item.strip())
+    for item in proxies:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise InputError(f"Setting 'MCPDO_TRUSTED_PROXIES' has {item!r}: not an IP address or network") from None
+    return proxies
 
 
 @dataclass(frozen=True)

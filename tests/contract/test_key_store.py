@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -70,3 +71,17 @@ async def test_a_key_whose_id_or_hash_is_taken_is_refused_and_the_first_stays(ke
         await keys.add(key(2), "hash-1")
     assert [k.id for k in await keys.list()] == ["key_1"]
     assert await keys.find_by_hash("hash-other") is None
+
+
+async def test_a_key_keeps_its_expiry_and_its_last_use_is_seen_by_id_by_hash_and_in_the_list(keys: KeyStore) -> None:
+    expiring = dataclasses.replace(key(1), expires_at="2027-01-01T00:00:00.000Z")
+    await keys.add(expiring, "hash-1")
+    assert (await keys.find_by_hash("hash-1")) == expiring
+    await keys.touch("key_1", "2026-06-01T12:00:00.000Z")
+    await keys.touch("key_9", "2026-06-01T12:00:00.000Z")  # unknown: ignored, nothing created
+    by_hash, by_id = await keys.find_by_hash("hash-1"), await keys.get("key_1")
+    assert by_hash is not None and by_id is not None
+    assert by_hash.last_used_at == by_id.last_used_at == "2026-06-01T12:00:00.000Z"
+    assert by_hash.expires_at == "2027-01-01T00:00:00.000Z"
+    assert [(k.id, k.last_used_at) for k in await keys.list()] == [("key_1", "2026-06-01T12:00:00.000Z")]
+    assert await keys.get("key_9") is None

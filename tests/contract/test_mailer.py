@@ -64,13 +64,23 @@ async def test_the_mailer_keeps_one_message_per_idempotency_key(mailer: Mailer) 
         "body": "Hi",
         "eventId": "evt_1",
     }
-    await mailer.send(message, "evt_1")
-    await mailer.send(message, "evt_1")
-    await mailer.send({**message, "to": ["bob@example.com"]}, "evt_2")
+    await mailer.send(message, "evt_1", tenant="acme")
+    await mailer.send(message, "evt_1", tenant="acme")
+    await mailer.send({**message, "to": ["bob@example.com"]}, "evt_2", tenant="acme")
     sent = await mailer.list()
     assert [m["to"] for m in sent] == [["bob@example.com"], "alice@example.com"]
     assert sent[1]["subject"] == "Order shipped" and sent[1]["eventId"] == "evt_1" and "sentAt" in sent[1]
     assert len(await mailer.list(limit=1)) == 1
+
+
+async def test_each_tenant_lists_only_its_own_mail_and_operators_list_everyone(mailer: Mailer) -> None:
+    await mailer.send({"to": "a@example.com", "subject": "for acme"}, "evt_a", tenant="acme")
+    await mailer.send({"to": "b@example.com", "subject": "for acme#2"}, "evt_b", tenant="acme#2")
+    await mailer.send({"to": "c@example.com", "subject": "for acm"}, "evt_c", tenant="acm")
+    assert [(m["subject"], m["tenant"]) for m in await mailer.list(tenant="acme")] == [("for acme", "acme")]
+    assert [m["subject"] for m in await mailer.list(tenant="acme#2")] == ["for acme#2"]
+    assert await mailer.list(tenant="nobody") == []
+    assert [m["tenant"] for m in await mailer.list()] == ["acm", "acme#2", "acme"]
 
 
 @pytest.mark.parametrize(
@@ -78,13 +88,13 @@ async def test_the_mailer_keeps_one_message_per_idempotency_key(mailer: Mailer) 
 )
 async def test_the_mailer_refuses_a_message_without_a_recipient(mailer: Mailer, message: dict[str, Any]) -> None:
     with pytest.raises(InputError, match="'to'"):
-        await mailer.send(message, "k1")
+        await mailer.send(message, "k1", tenant="acme")
     assert await mailer.list() == []
 
 
 async def test_the_mailer_refuses_text_that_is_not_valid_unicode_and_keeps_nothing(mailer: Mailer) -> None:
     with pytest.raises(InputError, match="lone surrogate"):
-        await mailer.send({"to": "ann@example.com", "subject": "bad \ud800 text"}, "k1")
+        await mailer.send({"to": "ann@example.com", "subject": "bad \ud800 text"}, "k1", tenant="acme")
     assert await mailer.list() == []
 
 
@@ -112,8 +122,8 @@ async def test_ses_sends_exactly_one_email_per_key_with_its_recipients_subject_a
     subject = f"Order shipped {uuid.uuid4().hex}"
     message = {"to": "alice@example.com", "subject": subject, "body": "Grüße, ✓", "eventId": "evt_1"}
     for _ in range(3):
-        await ses_mailer.send(message, "evt_1")
-    await ses_mailer.send({**message, "to": ["bob@example.com", "carol@example.com"]}, "evt_2")
+        await ses_mailer.send(message, "evt_1", tenant="acme")
+    await ses_mailer.send({**message, "to": ["bob@example.com", "carol@example.com"]}, "evt_2", tenant="acme")
     sent = _ses_sent(subject)
     assert [m.destinations["ToAddresses"] for m in sent] == [
         ["alice@example.com"],
@@ -129,12 +139,12 @@ async def test_ses_sends_as_the_configured_sender_with_the_message_from_as_reply
     client.meta.events.register("provide-client-params.sesv2.SendEmail", lambda params, **_: requests.append(params))
     subject = f"Invoice {uuid.uuid4().hex}"
     message = {"to": "a@example.com", "from": "billing@example.com", "subject": subject, "body": {"total": 3}}
-    await ses_mailer.send(message, "k")
+    await ses_mailer.send(message, "k", tenant="acme")
     [mail] = _ses_sent(subject)
     assert mail.source == SENDER and mail.body == '{"total": 3}'
     assert requests[0]["ReplyToAddresses"] == ["billing@example.com"]
     assert (await ses_mailer.list())[0]["body"] == {"total": 3}  # listed as handed to the mailer, like the outbox
-    await ses_mailer.send({"to": "a@example.com", "from": 42, "subject": subject}, "k2")
+    await ses_mailer.send({"to": "a@example.com", "from": 42, "subject": subject}, "k2", tenant="acme")
     assert requests[1]["ReplyToAddresses"] == [] and requests[1]["Content"]["Simple"]["Body"]["Text"]["Data"] == ""
     await ses_mailer.close()
 
@@ -143,7 +153,7 @@ async def test_ses_refuses_an_unverified_sender_naming_ses_and_the_code_and_reco
     mailer = _ses_mailer(state_table, sender="mail@unverified.test")
     subject = f"Unverified {uuid.uuid4().hex}"
     with pytest.raises(MailRejected, match=r"^SES refused the email from 'mail@unverified\.test' \(MessageRejected\)"):
-        await mailer.send({"to": "a@example.com", "subject": subject}, "k")
+        await mailer.send({"to": "a@example.com", "subject": subject}, "k", tenant="acme")
     assert MailRejected.retryable is False  # the delivery runner dead-letters it instead of retrying
     assert _ses_sent(subject) == [] and await mailer.list() == []
     await mailer.close()
@@ -160,7 +170,9 @@ def test_the_ses_mailer_needs_a_sender() -> None:
 async def test_ses_refuses_an_email_its_record_could_not_hold_before_sending(ses_mailer: Mailer) -> None:
     subject = f"Huge {uuid.uuid4().hex}"
     with pytest.raises(LimitExceeded, match="at most 400 KB"):
-        await ses_mailer.send({"to": "a@example.com", "subject": subject, "body": "x" * MAX_RECORD_BYTES}, "k")
+        await ses_mailer.send(
+            {"to": "a@example.com", "subject": subject, "body": "x" * MAX_RECORD_BYTES}, "k", tenant="acme"
+        )
     assert _ses_sent(subject) == []
 
 
@@ -185,8 +197,8 @@ async def test_a_failure_between_send_and_record_sends_again_at_least_once(state
     subject = f"Twice {uuid.uuid4().hex}"
     message = {"to": "a@example.com", "subject": subject, "body": "hi"}
     with pytest.raises(StoreError):
-        await mailer.send(message, "evt_1")  # sent, not recorded: the delivery fails and is retried
-    await mailer.send(message, "evt_1")  # the retry sends again: at least once, never zero
-    await mailer.send(message, "evt_1")  # recorded now: nothing more
+        await mailer.send(message, "evt_1", tenant="acme")  # sent, not recorded: the delivery fails and is retried
+    await mailer.send(message, "evt_1", tenant="acme")  # the retry sends again: at least once, never zero
+    await mailer.send(message, "evt_1", tenant="acme")  # recorded now: nothing more
     assert len(_ses_sent(subject)) == 2 and len(await mailer.list()) == 1
     await mailer.close()

@@ -41,6 +41,8 @@ def fair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         MCPDO_ANONYMOUS_TIMEOUT_MS=str(SPIN_MS),
         MCPDO_SANDBOX_WAIT_MS=str(WAIT_MS),
         MCPDO_EVENT_HOP_LIMIT=str(HOP_LIMIT),
+        # The spinners "from many addresses" come through a proxy on loopback that names each one.
+        MCPDO_TRUSTED_PROXIES="127.0.0.1",
     )
     yield running
     stop_server(running)

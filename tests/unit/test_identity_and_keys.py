@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
 from mcpdo.auth import Authenticator, hash_secret
-from mcpdo.errors import AuthenticationRequired, InputError, NotFound, PermissionDenied, Unauthorized
-from mcpdo.identity import Identity
+from mcpdo.errors import (
+    AuthenticationRequired,
+    CredentialsRequired,
+    InputError,
+    NotFound,
+    PermissionDenied,
+    Unauthorized,
+)
+from mcpdo.identity import Identity, Roles
+from mcpdo.ports import VerifiedToken
 from mcpdo.sdk.policy import authorize
+from mcpdo.settings import AuthSettings, Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -56,13 +67,172 @@ async def test_bad_credentials_are_unauthorized_never_anonymous(tmp_path: Path, 
         await auth.authenticate(header)
 
 
-async def test_no_header_is_anonymous_in_the_default_tenant(tmp_path: Path) -> None:
-    auth = Authenticator(SqliteKeyStore(tmp_path / "keys.db"), "public")
+async def test_no_header_is_anonymous_in_the_public_tenant_never_the_keys_one(tmp_path: Path) -> None:
+    auth = Authenticator(SqliteKeyStore(tmp_path / "keys.db"), "default")
     identity = await auth.authenticate(None)
     assert identity.is_anonymous and identity.tenant == "public" and identity.current() is None
+    _, key = await auth.create_key("first")
+    assert key.tenant == "default" and key.roles == ("member",)  # least privilege unless asked
+    with pytest.raises(InputError, match="anonymous callers' tenant"):
+        await auth.create_key("sneaky", tenant="public")
 
 
-async def test_unknown_roles_are_refused(tmp_path: Path) -> None:
+async def test_without_anonymous_callers_no_header_is_a_401_without_an_error_code(tmp_path: Path) -> None:
+    auth = Authenticator(SqliteKeyStore(tmp_path / "keys.db"), "default", AuthSettings(anonymous=False))
+    with pytest.raises(CredentialsRequired, match="no anonymous calls"):
+        await auth.authenticate(None)
+
+
+async def test_unknown_roles_are_refused_with_the_valid_ones_listed(tmp_path: Path) -> None:
     auth = Authenticator(SqliteKeyStore(tmp_path / "keys.db"), "default")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="Unknown role\\(s\\): superuser; valid roles: admin, member, reader"):
         await auth.create_key("x", roles=("superuser",))
+
+
+def test_custom_roles_grant_exactly_their_action_resource_pairs() -> None:
+    roles = Roles.with_custom({"support": ["read:*", "list:*", "update:Ticket"], "auditor": ["audit:Execution"]})
+    support = Identity.for_roles(id="k", tenant="t", auth_type="apiKey", roles=("support",), table=roles)
+    assert support.can("update", "Ticket") and support.can("list", "Order")
+    assert not support.can("update", "Order") and not support.can("delete", "Ticket")
+    with pytest.raises(PermissionDenied, match="Permission denied: update Order"):
+        authorize(support, "update", "Order")
+    member = Identity.for_roles(id="m", tenant="t", auth_type="apiKey", roles=("member",), table=roles)
+    assert not member.can("audit", "Execution")
+    assert Identity.for_roles(id="a", tenant="t", auth_type="apiKey", roles=("auditor",), table=roles).can(
+        "audit", "Execution"
+    )
+
+
+@pytest.mark.parametrize(
+    ("custom", "error"),
+    [
+        ({"admin": ["read:*"]}, "built in"),
+        ({"x": ["read"]}, "'action:resource'"),
+        ({"x": ["steal:*"]}, "Unknown action 'steal'"),
+        ({"x": "read:*"}, "needs a list"),
+    ],
+)
+def test_bad_custom_roles_are_refused_by_name(custom: dict[str, object], error: str) -> None:
+    with pytest.raises(InputError, match=error):
+        Roles.with_custom(custom)  # type: ignore[arg-type]
+
+
+async def test_an_expired_key_is_refused_and_its_handlers_stop(tmp_path: Path) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    auth = Authenticator(SqliteKeyStore(tmp_path / "keys.db"), "default", clock=lambda: now[0])
+    secret, key = await auth.create_key("short", expires_at="in 1 hour")
+    assert key.expires_at == "2026-01-01T01:00:00.000Z"
+    owner = await auth.authenticate(f"Bearer {secret}")
+    assert await auth.current(owner) is not None
+    now[0] += timedelta(hours=2)
+    with pytest.raises(Unauthorized, match="expired"):
+        await auth.authenticate(f"Bearer {secret}")
+    assert await auth.current(owner) is None
+    with pytest.raises(InputError, match="--expires"):
+        await auth.create_key("past", expires_at="yesterday")
+
+
+async def test_the_last_use_is_kept_to_the_minute(tmp_path: Path) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    store = SqliteKeyStore(tmp_path / "keys.db")
+    auth = Authenticator(store, "default", clock=lambda: now[0])
+    secret, key = await auth.create_key("used")
+
+    async def last_used() -> str | None:
+        await auth.authenticate(f"Bearer {secret}")
+        stored = await store.get(key.id)
+        assert stored is not None
+        return stored.last_used_at
+
+    assert await last_used() == "2026-01-01T00:00:00.000Z"
+    now[0] += timedelta(seconds=30)
+    assert await last_used() == "2026-01-01T00:00:00.000Z"  # not a write per request
+    now[0] += timedelta(seconds=31)
+    assert await last_used() == "2026-01-01T00:01:01.000Z"
+
+
+async def test_a_module_owner_runs_with_the_roles_its_key_has_now(tmp_path: Path) -> None:
+    store = SqliteKeyStore(tmp_path / "keys.db")
+    auth = Authenticator(store, "default")
+    _, key = await auth.create_key("owner", roles=("reader",))
+    # Stored when the key was still an admin one: the grants of today's roles are what it runs with.
+    stale = Identity.for_roles(id=key.id, tenant="default", auth_type="apiKey", roles=("admin",))
+    now = await auth.current(stale)
+    assert now is not None and now.roles == ("reader",) and not now.can("create", "Order")
+    await auth.revoke_key(key.id)
+    assert await auth.current(stale) is None
+
+
+@dataclass
+class Tokens:
+    """A TokenVerifier that has already verified (the JWT checks have their own contract suite)."""
+
+    token: VerifiedToken
+
+    async def verify(self, token: str) -> VerifiedToken:
+        if token != "good.jwt.token":
+            raise Unauthorized("Token signature does not verify")
+        return self.token
+
+    async def close(self) -> None:
+        return None
+
+
+def verified(claims: dict[str, object], scopes: tuple[str, ...] = ("mcp:write",)) -> VerifiedToken:
+    return VerifiedToken("olga", scopes, 1_700_000_000, 1_700_003_600, "o@x.test", "Olga", claims)
+
+
+@pytest.mark.parametrize(
+    ("claims", "scopes", "tenant", "roles"),
+    [
+        ({"tenant": "acme"}, ("mcp:write", "openid"), "acme", ("member",)),
+        ({}, ("mcp:admin", "mcp:read"), "user:olga", ("admin", "reader")),
+        ({"tenant": "acme"}, (), "acme", ("reader",)),
+    ],
+)
+async def test_a_token_caller_gets_its_tenant_from_the_claim_and_roles_from_scopes(
+    tmp_path: Path, claims: dict[str, object], scopes: tuple[str, ...], tenant: str, roles: tuple[str, ...]
+) -> None:
+    auth = Authenticator(SqliteKeyStore(tmp_path / "k.db"), "default", tokens=Tokens(verified(claims, scopes)))
+    identity = await auth.authenticate("Bearer good.jwt.token")
+    assert (identity.id, identity.tenant, identity.roles, identity.auth_type) == ("olga", tenant, roles, "oauth")
+    assert identity.current() == {
+        "id": "olga",
+        "tenant": tenant,
+        "roles": list(roles),
+        "email": "o@x.test",
+        "name": "Olga",
+    }
+    assert identity.session()["issuedAt"] == "2023-11-14T22:13:20.000Z"
+    with pytest.raises(Unauthorized):
+        await auth.authenticate("Bearer bad.jwt.token")
+
+
+@pytest.mark.parametrize("claim", [42, "", "x" * 600, "tab\there"])
+async def test_a_malformed_tenant_claim_is_a_401(tmp_path: Path, claim: object) -> None:
+    auth = Authenticator(SqliteKeyStore(tmp_path / "k.db"), "default", tokens=Tokens(verified({"tenant": claim})))
+    with pytest.raises(Unauthorized, match="tenant"):
+        await auth.authenticate("Bearer good.jwt.token")
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"MCPDO_ANONYMOUS_TENANT": "default"}, "anonymous callers would read it"),
+        ({"MCPDO_ANONYMOUS": "maybe"}, "MCPDO_ANONYMOUS"),
+        ({"MCPDO_OAUTH_ROLE_SCOPES": "mcp:all=root"}, "unknown role"),
+        ({"MCPDO_ROLES": "{not json"}, "MCPDO_ROLES"),
+        ({"MCPDO_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, "proxy.local"),
+    ],
+)
+def test_bad_identity_settings_are_errors_naming_the_setting(env: dict[str, str], error: str) -> None:
+    with pytest.raises(InputError, match=error):
+        Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x", **env})
+
+
+def test_identity_settings_are_read_with_their_defaults() -> None:
+    settings = Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x", "MCPDO_OAUTH_ROLE_SCOPES": "support.write=member"})
+    assert settings.auth.anonymous and settings.auth.anonymous_tenant == "public"
+    assert settings.auth.oauth_role_scopes == {"support.write": "member"}
+    assert Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x"}).auth.oauth_role_scopes["mcp:admin"] == "admin"
+    assert settings.resource_url == "http://127.0.0.1:8787/mcp"

@@ -85,6 +85,23 @@ class DynamoKeyStore:
             return False  # revoked by someone else since the read: revoked once, by them
         return True
 
+    async def touch(self, key_id: str, when: str) -> None:
+        """Record the last use on both copies (the hash copy is what each request reads)."""
+        item = await self._item(f"KEY#{key_id}")
+        if item is None:
+            return
+        for pk in (f"KEY#{key_id}", f"KEYHASH#{item['secret_hash']['S']}"):
+            try:
+                await self._table.call(
+                    "update_item",
+                    Key=_at(pk),
+                    UpdateExpression="SET last_used_at = :when",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":when": text_value(when)},
+                )
+            except ConditionFailed:
+                return  # gone meanwhile: nothing to record
+
     async def close(self) -> None:
         """Release the shared table's client (closing it again is harmless)."""
         await self._table.close()
@@ -109,6 +126,7 @@ def _record(key: ApiKey, secret_hash: str) -> Item:
         "prefix": text_value(key.prefix),
         "secret_hash": text_value(secret_hash),
         "created_at": text_value(key.created_at),
+        **({"expires_at": text_value(key.expires_at)} if key.expires_at else {}),
     }
 
 
@@ -125,7 +143,6 @@ def _revoke(table: str, pk: str, when: str) -> Item:
 
 
 def _key(item: Item) -> ApiKey:
-    revoked = item.get("revoked_at")
     return ApiKey(
         id=item["id"]["S"],
         name=item["name"]["S"],
@@ -133,5 +150,12 @@ def _key(item: Item) -> ApiKey:
         roles=tuple(json.loads(item["roles"]["S"])),
         prefix=item["prefix"]["S"],
         created_at=item["created_at"]["S"],
-        revoked_at=None if revoked is None else revoked["S"],
+        revoked_at=_optional(item, "revoked_at"),
+        expires_at=_optional(item, "expires_at"),
+        last_used_at=_optional(item, "last_used_at"),
     )
+
+
+def _optional(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else value["S"]

@@ -26,7 +26,7 @@ class MemoryKeyStore:
     async def add(self, key: ApiKey, secret_hash: str) -> None:
         if key.id in self._keys or any(stored == secret_hash for _, stored in self._keys.values()):
             raise Conflict(f"API key {key.id} or its secret is already stored")
-        self._keys[key.id] = (key, secret_hash)
+        self._keys[key.id] = (dataclasses.replace(key, revoked_at=None, last_used_at=None), secret_hash)
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
         return next((key for key, stored in self._keys.values() if stored == secret_hash), None)
@@ -44,6 +44,11 @@ class MemoryKeyStore:
             return False
         self._keys[key_id] = (dataclasses.replace(found[0], revoked_at=when), found[1])
         return True
+
+    async def touch(self, key_id: str, when: str) -> None:
+        found = self._keys.get(key_id)
+        if found is not None:
+            self._keys[key_id] = (dataclasses.replace(found[0], last_used_at=when), found[1])
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -104,17 +109,17 @@ class MemoryMailer:
 
     def __init__(self, *, clock: Callable[[], int] = now_ms) -> None:
         self._clock = clock
-        self._sent: builtins.list[tuple[str, str, int]] = []
+        self._sent: builtins.list[tuple[str, str, int, str]] = []
 
-    async def send(self, message: dict[str, Any], idempotency_key: str) -> None:
+    async def send(self, message: dict[str, Any], idempotency_key: str, *, tenant: str) -> None:
         body = checked_message(message, idempotency_key)
-        if all(key != idempotency_key for key, _, _ in self._sent):
-            self._sent.append((idempotency_key, body, self._clock()))
+        if all(key != idempotency_key for key, _, _, _ in self._sent):
+            self._sent.append((idempotency_key, body, self._clock(), tenant))
 
-    async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
+    async def list(self, limit: int = 100, *, tenant: str | None = None) -> builtins.list[dict[str, Any]]:
         check_listing_limit(limit)
-        latest = list(reversed(self._sent))[:limit]
-        return [listed(json.loads(body), format_iso(sent_at), key) for key, body, sent_at in latest]
+        latest = [sent for sent in reversed(self._sent) if tenant is None or sent[3] == tenant][:limit]
+        return [listed(json.loads(body), format_iso(at), key, owner) for key, body, at, owner in latest]
 
     async def close(self) -> None:
         """Nothing to release."""

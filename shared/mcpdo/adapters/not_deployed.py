@@ -61,10 +61,10 @@ class SchedulesNotDeployed:
 class MailerNotDeployed:
     """Mailer that refuses to send."""
 
-    async def send(self, message: dict[str, Any], idempotency_key: str) -> None:
+    async def send(self, message: dict[str, Any], idempotency_key: str, *, tenant: str) -> None:
         raise NotConfigured(MAIL)
 
-    async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
+    async def list(self, limit: int = 100, *, tenant: str | None = None) -> builtins.list[dict[str, Any]]:
         return []
 
     async def close(self) -> None:

@@ -18,10 +18,11 @@ Item layout (`sk` is always `MAIL`):
 - `pk = "MAIL#<sha256 hex of the idempotency key>"`: fixed-size whatever the key (key attributes have size
   limits, and a write refused after the send would send again on every retry). Attributes: `key` (the
   idempotency key), `message` (the message as JSON text, as the local outbox keeps it), `sent_at`
-  (ISO-8601 UTC), `ses_message_id`.
-- In the `gsi1` partition `gsi1pk = "MAIL"`, `gsi1sk = "<sent_at>#<ulid>"`: `list` reads it newest first.
-  The ULID orders messages sent in the same millisecond by one process as they were sent. One partition
-  holds all mail: a GSI partition takes about 1000 writes a second, far above any sending quota of SES.
+  (ISO-8601 UTC), `ses_message_id`, `tenant`. Event ids (the keys) are unique across tenants.
+- In the `gsi1` partition `gsi1pk = "MAIL#<tenant>"` (one tenant's mail) and the `gsi2` partition
+  `gsi2pk = "MAIL"` (everyone's, for operators), both sorted by `"<sent_at>#<ulid>"`: `list` reads one
+  newest first. The ULID orders messages sent in the same millisecond by one process as they were sent. A
+  GSI partition takes about 1000 writes a second, far above any sending quota of SES.
 
 From a message to SES (what the message may hold is `mcpdo.mail`'s rule, the same for every mailer):
 
@@ -50,7 +51,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mcpdo.adapters.aws_calls import AwsCallFailed, aws_call
-from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, text_value
+from mcpdo.adapters.dynamodb_table import ConditionFailed, DynamoTable, Item, key_part, text_value
 from mcpdo.errors import LimitExceeded, McpdoError, NotConfigured
 from mcpdo.ids import ulid
 from mcpdo.inputs import check_listing_limit, quote
@@ -114,7 +115,7 @@ class SesMailer:
         self._sender = sender
         self._clock = clock
 
-    async def send(self, message: dict[str, Any], idempotency_key: str) -> None:
+    async def send(self, message: dict[str, Any], idempotency_key: str, *, tenant: str) -> None:
         """Send `message` unless a message with this key was sent already: check, send, record."""
         body = checked_message(message, idempotency_key)
         _check_record_size(body, idempotency_key)
@@ -123,16 +124,17 @@ class SesMailer:
         if "Item" in found:
             return
         message_id = await self._send(message)
-        await self._record(key, idempotency_key, body, message_id)
+        await self._record(key, idempotency_key, body, message_id, tenant)
 
-    async def list(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
-        """The latest messages, newest first: the message fields plus `sentAt` and `idempotencyKey`."""
+    async def list(self, limit: int = 100, *, tenant: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The latest messages, newest first: the message fields plus `sentAt`, `idempotencyKey`, `tenant`."""
         check_listing_limit(limit)
         items: builtins.list[Item] = []
+        index, partition = ("gsi2", _LISTED) if tenant is None else ("gsi1", _tenant_partition(tenant))
         arguments: dict[str, Any] = {
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :listed",
-            "ExpressionAttributeValues": {":listed": text_value(_LISTED)},
+            "IndexName": index,
+            "KeyConditionExpression": f"{index}pk = :listed",
+            "ExpressionAttributeValues": {":listed": text_value(partition)},
             "ScanIndexForward": False,
         }
         while len(items) < limit:
@@ -141,7 +143,10 @@ class SesMailer:
             if "LastEvaluatedKey" not in page:
                 break
             arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return [listed(json.loads(item["message"]["S"]), item["sent_at"]["S"], item["key"]["S"]) for item in items]
+        return [
+            listed(json.loads(item["message"]["S"]), item["sent_at"]["S"], item["key"]["S"], item["tenant"]["S"])
+            for item in items
+        ]
 
     async def close(self) -> None:
         """Release the SES client and the shared table's client (closing it again is harmless)."""
@@ -168,22 +173,30 @@ class SesMailer:
             raise
         return result.get("MessageId", "")
 
-    async def _record(self, key: Item, idempotency_key: str, body: str, message_id: str) -> None:
+    async def _record(self, key: Item, idempotency_key: str, body: str, message_id: str, tenant: str) -> None:
         sent_at = format_iso(self._clock())
+        order = text_value(f"{sent_at}#{ulid()}")
         item = {
             **key,
             "key": text_value(idempotency_key),
             "message": text_value(body),
             "sent_at": text_value(sent_at),
             "ses_message_id": text_value(message_id),
-            "gsi1pk": text_value(_LISTED),
-            "gsi1sk": text_value(f"{sent_at}#{ulid()}"),
+            "tenant": text_value(tenant),
+            "gsi1pk": text_value(_tenant_partition(tenant)),
+            "gsi1sk": order,
+            "gsi2pk": text_value(_LISTED),
+            "gsi2sk": order,
         }
         try:
             await self._table.call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ConditionFailed:
             # A concurrent send of the same key recorded first: both went out (at least once); keep its record.
             log.info("email %s was sent concurrently by another delivery", idempotency_key)
+
+
+def _tenant_partition(tenant: str) -> str:
+    return f"{_LISTED}#{key_part(tenant)}"
 
 
 def _at(idempotency_key: str) -> Item:

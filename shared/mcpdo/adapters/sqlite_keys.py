@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from mcpdo.adapters.sqlite_db import SqliteDatabase
+from mcpdo.adapters.sqlite_db import Migration, SqliteDatabase
 from mcpdo.errors import Conflict
 from mcpdo.ports import ApiKey
 
@@ -19,26 +19,32 @@ CREATE TABLE IF NOT EXISTS api_keys (
     prefix TEXT NOT NULL,
     secret_hash TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL,
-    revoked_at TEXT
+    revoked_at TEXT,
+    expires_at TEXT,
+    last_used_at TEXT
 )
 """
+MIGRATIONS: tuple[Migration, ...] = (
+    ("api_keys", "expires_at", "TEXT"),
+    ("api_keys", "last_used_at", "TEXT"),
+)
 
 
-_COLUMNS = "id, name, tenant, roles, prefix, created_at, revoked_at"
+_COLUMNS = "id, name, tenant, roles, prefix, created_at, revoked_at, expires_at, last_used_at"
 
 
 class SqliteKeyStore:
     """KeyStore on SQLite; safe to call from several threads."""
 
     def __init__(self, path: str | Path) -> None:
-        self._db = SqliteDatabase(path, what="key store", schema=_SCHEMA)
+        self._db = SqliteDatabase(path, what="key store", schema=_SCHEMA, migrations=MIGRATIONS)
 
     async def add(self, key: ApiKey, secret_hash: str) -> None:
         with self._db.transaction() as conn:
             try:
                 conn.execute(
-                    "INSERT INTO api_keys (id, name, tenant, roles, prefix, secret_hash, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO api_keys (id, name, tenant, roles, prefix, secret_hash, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key.id,
                         key.name,
@@ -47,6 +53,7 @@ class SqliteKeyStore:
                         key.prefix,
                         secret_hash,
                         key.created_at,
+                        key.expires_at,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -70,6 +77,10 @@ class SqliteKeyStore:
             )
         return cursor.rowcount > 0
 
+    async def touch(self, key_id: str, when: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
+
     def _one(self, column: str, value: str) -> ApiKey | None:
         assert column in ("id", "secret_hash")  # a column name, never caller data
         with self._db.transaction(immediate=False) as conn:
@@ -80,8 +91,8 @@ class SqliteKeyStore:
         self._db.close()
 
 
-def _key(row: tuple[str, str, str, str, str, str, str | None]) -> ApiKey:
-    key_id, name, tenant, roles, prefix, created_at, revoked_at = row
+def _key(row: tuple[str, str, str, str, str, str, str | None, str | None, str | None]) -> ApiKey:
+    key_id, name, tenant, roles, prefix, created_at, revoked_at, expires_at, last_used_at = row
     return ApiKey(
         id=key_id,
         name=name,
@@ -90,4 +101,6 @@ def _key(row: tuple[str, str, str, str, str, str, str | None]) -> ApiKey:
         prefix=prefix,
         created_at=created_at,
         revoked_at=revoked_at,
+        expires_at=expires_at,
+        last_used_at=last_used_at,
     )

@@ -282,7 +282,7 @@ class Deliveries:
         if not isinstance(event.data, dict):
             kind = type(event.data).__name__
             raise McpdoError(f"Email.send data must be an object like {{ to, subject, body }}, got a {kind}")
-        await self._mailer.send({**event.data, "eventId": event.id}, idempotency_key=event.id)
+        await self._mailer.send({**event.data, "eventId": event.id}, idempotency_key=event.id, tenant=event.tenant)
 
 
 def _error_text(exc: BaseException) -> str:

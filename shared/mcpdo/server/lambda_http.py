@@ -34,9 +34,10 @@ from mcp_types import DEFAULT_NEGOTIATED_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcpdo.auth import Authenticator
-from mcpdo.errors import Unauthorized
+from mcpdo.errors import AuthUnavailable, Unauthorized
 from mcpdo.identity import Identity
 from mcpdo.ratelimit import RateLimits
+from mcpdo.server.bearer import challenge, protected_resource_metadata
 from mcpdo.server.mcp_server import ToolCallObserver, build_server
 from mcpdo.tool import DoTool
 
@@ -88,8 +89,13 @@ class LambdaFrontDoor:
         allowed_hosts: tuple[str, ...],
         limits: RateLimits | None = None,
         observe: ToolCallObserver | None = None,
+        public_url: str | None = None,
+        authorization_servers: tuple[str, ...] = (),
     ) -> None:
         self._auth = auth
+        # Where clients reach the server: a custom domain in front of API Gateway, else the host they used.
+        self._public_url = public_url
+        self._authorization_servers = authorization_servers
         # Counted per execution environment: API Gateway's stage throttling (template.yaml) bounds the whole.
         self._limits = limits
         # Empty means unchecked: LambdaRuntime refuses to start so, and the template sets API Gateway's host.
@@ -108,7 +114,7 @@ class LambdaFrontDoor:
         if path == "/health":
             return _json(200, {"status": "ok"})
         if path.startswith("/.well-known/oauth-protected-resource"):
-            return _json(200, _protected_resource(host))
+            return _json(200, protected_resource_metadata(self._url(host) + "/mcp", self._authorization_servers))
         if path.rstrip("/") != "/mcp":
             return _text(404, "Not found")
         return await self._mcp(method, headers, event, host)
@@ -128,7 +134,9 @@ class LambdaFrontDoor:
         try:
             identity = await self._auth.authenticate(headers.get("authorization"))
         except Unauthorized as exc:
-            return _unauthorized(exc, host)
+            return _unauthorized(exc, self._url(host))
+        except AuthUnavailable as exc:
+            return _json(503, {"error": "temporarily_unavailable", "error_description": exc.message})
         if identity.is_anonymous:
             # API Gateway's own view of the peer, never a client-sent header such as X-Forwarded-For.
             source = event.get("requestContext", {}).get("http", {}).get("sourceIp")
@@ -137,6 +145,9 @@ class LambdaFrontDoor:
         if refusal is not None:
             return refusal
         return await self._json_rpc(body, headers, LambdaRequest(identity, headers))
+
+    def _url(self, host: str) -> str:
+        return self._public_url or f"https://{host}"
 
     def _rate_limited(self, identity: Identity, body: bytes) -> Response | None:
         """Only tool calls count: the handshake and listings are cheap and every client sends them."""
@@ -225,21 +236,10 @@ def _body(event: Mapping[str, Any]) -> bytes | None:
     return None if len(body) > MAX_BODY_BYTES else body
 
 
-def _protected_resource(host: str) -> dict[str, Any]:
-    # RFC 9728: what MCP clients read after a 401; `resource` is the URL the client used.
-    return {
-        "resource": f"https://{host}/mcp",
-        "resource_name": "mcpdo",
-        "bearer_methods_supported": ["header"],
-        "authorization_servers": [],
-    }
-
-
-def _unauthorized(exc: Unauthorized, host: str) -> Response:
-    metadata = f"https://{host}/.well-known/oauth-protected-resource/mcp"
-    challenge = f'Bearer error="invalid_token", error_description="{exc.message}", resource_metadata="{metadata}"'
-    response = _json(401, {"error": "invalid_token", "error_description": exc.message})
-    response["headers"]["WWW-Authenticate"] = challenge
+def _unauthorized(exc: Unauthorized, url: str) -> Response:
+    body, header = challenge(exc, f"{url}/.well-known/oauth-protected-resource/mcp")
+    response = _json(401, body)
+    response["headers"]["WWW-Authenticate"] = header
     return response
 
 

@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mcpdo.bootstrap import App, build
+from mcpdo.bootstrap import App, authorization_servers, build
 from mcpdo.errors import InputError
 from mcpdo.ratelimit import RateLimits
 from mcpdo.settings import Settings
@@ -72,6 +72,8 @@ class LambdaRuntime(LambdaEnvironment):
             allowed_hosts=settings.allowed_hosts,
             limits=RateLimits.per_minute(settings.rate_limit_anonymous, settings.rate_limit_authenticated),
             observe=_Observer(logger, metrics),
+            public_url=settings.public_url,
+            authorization_servers=authorization_servers(settings),
         )
         return cls(app, door, loop)
 

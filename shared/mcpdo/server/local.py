@@ -8,7 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
-from mcpdo.bootstrap import App
+from mcpdo.bootstrap import App, authorization_servers
 from mcpdo.ratelimit import RateLimits
 from mcpdo.sdk.ai import show_usage_logs
 from mcpdo.server.http import build_http_app
@@ -25,12 +25,22 @@ async def serve_http(app: App) -> int:
     asgi = build_http_app(
         app.tool,
         app.auth,
-        public_url=f"http://{settings.host}:{settings.port}",
+        public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
         limits=limits,
         allowed_hosts=_loopback_hosts(settings.host, settings.port),
+        trusted_proxies=settings.auth.trusted_proxies,
+        authorization_servers=authorization_servers(settings),
     )
+    # Forwarded headers are read by the app, only from MCPDO_TRUSTED_PROXIES: uvicorn's own default would
+    # believe any client on loopback.
     config = uvicorn.Config(
-        asgi, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     show_usage_logs(logging.StreamHandler())
