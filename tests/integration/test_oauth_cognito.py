@@ -10,63 +10,16 @@ Access tokens carry no `aud`, only `client_id`: the audience is the app client's
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
-import boto3
 import pytest
 from mcpdo.adapters.oauth_tokens import JwksTokenVerifier, OAuthConfig
 from mcpdo.errors import Unauthorized
 
-from tests.support.aws import REGION
+from tests.support.cognito import Pool, make_pool
 from tests.support.local_issuer import JsonServer, serve_json, with_claims
 
 pytestmark = pytest.mark.anyio
-
-PASSWORD = "Correct-Horse-9-Battery"
-
-
-@dataclass(frozen=True)
-class Pool:
-    pool_id: str
-    client_id: str
-    user_sub: str
-    access_token: str
-    id_token: str
-
-    @property
-    def issuer(self) -> str:
-        return f"https://cognito-idp.{REGION}.amazonaws.com/{self.pool_id}"
-
-
-def make_pool(email: str = "alice@example.com") -> Pool:
-    """A pool with one app client and one confirmed user, signed in: its tokens."""
-    cognito = boto3.client("cognito-idp", region_name=REGION)
-    pool_id = cognito.create_user_pool(PoolName=f"mcpdo-{uuid.uuid4().hex[:8]}")["UserPool"]["Id"]
-    client_id = cognito.create_user_pool_client(
-        UserPoolId=pool_id,
-        ClientName="mcp",
-        GenerateSecret=False,
-        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-        ReadAttributes=["email"],  # so the id token carries it
-    )["UserPoolClient"]["ClientId"]
-    cognito.admin_create_user(
-        UserPoolId=pool_id,
-        Username="alice",
-        UserAttributes=[{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}],
-        MessageAction="SUPPRESS",
-    )
-    cognito.admin_set_user_password(UserPoolId=pool_id, Username="alice", Password=PASSWORD, Permanent=True)
-    attributes = cognito.admin_get_user(UserPoolId=pool_id, Username="alice")["UserAttributes"]
-    sub = next(attribute["Value"] for attribute in attributes if attribute["Name"] == "sub")
-    result = cognito.admin_initiate_auth(
-        UserPoolId=pool_id,
-        ClientId=client_id,
-        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": "alice", "PASSWORD": PASSWORD},
-    )["AuthenticationResult"]
-    return Pool(pool_id, client_id, sub, result["AccessToken"], result["IdToken"])
 
 
 @pytest.fixture
