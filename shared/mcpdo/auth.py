@@ -19,6 +19,8 @@ KEY_PREFIX = "sk_"
 # `last_used_at` is written at most this often per key: a use per request would be a write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_TENANT_CHARS = 512
+# The tenant of a token user whose token names none: their own.
+PERSONAL_PREFIX = "user:"
 
 
 def hash_secret(secret: str) -> str:
@@ -60,9 +62,8 @@ class Authenticator:
         if not name.strip():
             raise InputError("A key needs a non-empty --name")
         tenant = tenant if tenant is not None else self._default_tenant
+        # A key in the anonymous callers' tenant (asked for by name) is how content is published to them.
         check_tenant(tenant, "--tenant")
-        if tenant == self._settings.anonymous_tenant:
-            raise InputError(f"Tenant '{tenant}' is the anonymous callers' tenant: keys belong to another one")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             id="key_" + secrets.token_hex(8),
@@ -156,13 +157,16 @@ class Authenticator:
         name = self._settings.oauth_tenant_claim
         value = claims.get(name)
         if value is None:
-            return f"user:{subject}"
+            return PERSONAL_PREFIX + subject
         if not isinstance(value, str):
             raise Unauthorized(f"Token claim '{name}' must be a string naming the tenant")
         try:
             check_tenant(value, f"token claim '{name}'")
         except InputError as exc:
             raise Unauthorized(exc.message) from None
+        if value.startswith(PERSONAL_PREFIX) and value != PERSONAL_PREFIX + subject:
+            # Personal tenants belong to one subject: a claim a user may be able to edit cannot name another's.
+            raise Unauthorized(f"Token claim '{name}' names another user's personal tenant")
         return value
 
     def _usable(self, key: ApiKey) -> bool:
