@@ -14,6 +14,9 @@ from mcpdo.errors import InputError, McpdoError, NotFound
 from mcpdo.settings import Settings
 from mcpdo.timeparse import format_iso, utc_now
 
+# The commands that start a server: the only ones that may make a new state folder.
+CREATES_STATE = ("serve", "stdio")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mcpdo` command."""
@@ -22,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if getattr(args, "port", None) is not None:
             settings = _replace(settings, port=args.port)
+        announce_state(settings, args.command)
         code: int = asyncio.run(args.handler(settings, args))
         return code
     except McpdoError as exc:
@@ -116,6 +120,20 @@ def _parser() -> argparse.ArgumentParser:
     audit_list.add_argument("--before", default=None, help="only executions that started before this ISO instant")
     audit_list.set_defaults(handler=_audit_list)
     return parser
+
+
+def announce_state(settings: Settings, command: str) -> None:
+    """Say on stderr which state the command uses; refuse to start a new one anywhere but a server, so that a
+    key made from another folder is never made in a state no server reads."""
+    if settings.backend == "aws":
+        print(f"mcpdo: state table {settings.table}", file=sys.stderr)
+        return
+    if command not in CREATES_STATE and not settings.database_path.exists():
+        raise InputError(
+            f"No mcpdo state in {settings.data_dir}: run this where `mcpdo serve` keeps its state, or set "
+            "MCPDO_DATA_DIR to the folder the server printed when it started"
+        )
+    print(f"mcpdo: state folder {settings.data_dir}", file=sys.stderr)
 
 
 async def _with_app(

@@ -58,7 +58,9 @@ def test_mcpdo_run_reports_a_script_error_and_exits_non_zero(server: RunningServ
     script.write_text("throw new Error('boom')\n")
     done = server.mcpdo("run", str(script))
     assert done.returncode == 1
-    assert done.stderr.strip() == "Error: boom\n    at line 1:7"
+    announced, error = done.stderr.strip().split("\n", 1)
+    assert announced == f"mcpdo: state folder {server.data_dir}"
+    assert error == "Error: boom\n    at line 1:7"
 
 
 def test_mcpdo_keys_create_prints_a_key_and_list_never_shows_secrets(server: RunningServer) -> None:
@@ -69,7 +71,32 @@ def test_mcpdo_keys_create_prints_a_key_and_list_never_shows_secrets(server: Run
     assert key not in listing.stdout
     row = next(k for k in json.loads(listing.stdout) if k["name"] == "ci-bot")
     assert row["tenant"] == "ci" and row["roles"] == ["member"]
-    assert server.mcpdo("keys", "create", "--name", "x", "--role", "god").returncode == 1
+    unknown = server.mcpdo("keys", "create", "--name", "x", "--role", "god")
+    assert unknown.returncode == 1 and "valid roles: admin, member, reader" in unknown.stderr
+    default = server.mcpdo("keys", "create", "--name", "least")
+    assert "roles member" in default.stderr  # an admin key is asked for by name
+
+
+def test_a_command_run_from_another_folder_refuses_to_start_a_new_state(server: RunningServer, tmp_path: Path) -> None:
+    env = {**server.env, "MCPDO_DATA_DIR": str(tmp_path / "elsewhere")}
+    done = subprocess.run(
+        [str(BIN / "mcpdo"), "keys", "create", "--name", "lost"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1 and not done.stdout
+    assert "No mcpdo state in" in done.stderr and "MCPDO_DATA_DIR" in done.stderr
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_first_run_banner_names_the_cli_and_the_state_and_keeps_the_key_out_of_the_output(
+    server: RunningServer,
+) -> None:
+    key_file = server.data_dir / "first-admin-key"
+    assert key_file.read_text().strip() == server.admin_key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert server.banner is not None and server.admin_key not in server.banner
+    assert f"state folder: {server.data_dir}" in server.banner
+    assert f"{BIN / 'mcpdo'} keys create" in server.banner
+    assert str(key_file) in server.banner
 
 
 def test_mcpdo_stdio_with_an_invalid_key_exits_with_a_clear_error(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ class RunningServer:
     data_dir: Path
     env: dict[str, str]
     process: subprocess.Popen[str]
+    banner: str | None = None
 
     def mcpdo(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI against the same state folder."""
@@ -72,7 +73,9 @@ def start_server(data_dir: Path, **extra_env: str) -> RunningServer:
         if "More keys:" in line or "Authenticate with" in line:
             break
     text = "".join(banner)
-    match = re.search(r"^\s+(sk_\S+)$", text, re.MULTILINE)
+    # Not a terminal: the first admin key is in an owner-only file the banner names, never in the output.
+    written = re.search(r"^\s+(/\S+first-admin-key)$", text, re.MULTILINE)
+    admin_key = Path(written.group(1)).read_text().strip() if written else ""
     while time.monotonic() < deadline:
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
@@ -80,7 +83,7 @@ def start_server(data_dir: Path, **extra_env: str) -> RunningServer:
         except httpx.HTTPError:
             time.sleep(0.05)
     return RunningServer(
-        url=url + "/mcp", admin_key=match.group(1) if match else "", data_dir=data_dir, env=env, process=process
+        url=url + "/mcp", admin_key=admin_key, data_dir=data_dir, env=env, process=process, banner=text
     )
 
 
