@@ -59,6 +59,34 @@ INPUT_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+TOOL_TITLE = "Run Business-as-Code"
+
+_LOG_ENTRY = {
+    "type": "object",
+    "properties": {
+        "level": {"type": "string", "enum": ["log", "info", "warn", "error", "debug"]},
+        "message": {"type": "string"},
+        "timestamp": {"type": "string"},
+    },
+    "required": ["level", "message", "timestamp"],
+}
+
+# What `structuredContent` holds, on success and on error alike: clients that read it can rely on this.
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "value": {"description": "The final expression's value as JSON; absent when it is undefined"},
+        "logs": {"type": "array", "items": _LOG_ENTRY, "description": "Console output, in order"},
+        "durationMs": {"type": "number", "description": "How long the script ran"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "module": {"type": "object", "description": "The registered module: { id, type, version, handlers, ... }"},
+        "usage": {"type": "object", "description": "Model tokens the execution spent, by model"},
+        "doc": {"type": "string", "description": "For a documentation request: the page's name"},
+        "error": {"type": "string", "description": "On error results: the error's text"},
+    },
+    "required": ["logs"],
+}
+
 _DOC_REQUEST = re.compile(r"^[\w$]+\.md$")
 
 ScriptRunner = Callable[[str, Identity, tuple[StoredModule, ...]], Awaitable[ExecutionResult]]
@@ -90,7 +118,7 @@ class DoTool:
             if script is not None and module_text is None:
                 doc = _doc_request(script)
                 if doc is not None:
-                    return ToolResult(texts=[doc])
+                    return ToolResult(texts=[doc], structured={"doc": script.strip(), "logs": [], "durationMs": 0})
             preload: tuple[StoredModule, ...] = ()
             summary: dict[str, Any] | None = None
             if module_text is not None:

@@ -30,6 +30,44 @@ async def test_the_server_lists_exactly_one_tool_named_do_with_sdk_signatures(se
     ):
         assert signature in description
     assert set(tools[0].input_schema["properties"]) == {"script", "module"}
+    assert tools[0].title == "Run Business-as-Code"
+    annotations = tools[0].annotations
+    assert annotations is not None and annotations.open_world_hint is True and annotations.read_only_hint is False
+    output = tools[0].output_schema or {}
+    assert {"value", "logs", "durationMs", "error"} <= set(output["properties"])
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_structured_content_matches_the_declared_output_schema(server: RunningServer, mode: str) -> None:
+    # The SDK's client checks every result against the tool's output schema, so these calls are the check.
+    async with connect(server.url, server.admin_key, mode=mode) as client:
+        for script in ("({ a: 1 })", "console.warn('x'); undefined", "db.md", "throw new Error('no')"):
+            result = await client.call_tool("do", {"script": script})
+            assert result.structured_content is not None and isinstance(result.structured_content["logs"], list)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_docs_are_resources_too(server: RunningServer, mode: str) -> None:
+    async with connect(server.url, mode=mode) as client:
+        listed = (await client.list_resources()).resources
+        assert [str(r.uri) for r in listed][:2] == ["mcpdo://docs/$.md", "mcpdo://docs/db.md"] and len(listed) == 9
+        read = await client.read_resource("mcpdo://docs/db.md")
+        as_script = text_of(await client.call_tool("do", {"script": "db.md"}))
+    [contents] = read.contents
+    assert contents.mime_type == "text/markdown" and getattr(contents, "text", None) == as_script
+
+
+def test_an_unknown_resource_and_an_unknown_tool_are_protocol_errors(server: RunningServer) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    requests = {
+        "resources/read": {"uri": "mcpdo://docs/secrets.md"},
+        "tools/call": {"name": "rm", "arguments": {}},
+    }
+    for method, params in requests.items():
+        body = {"jsonrpc": "2.0", "id": 3, "method": method, "params": params}
+        answer = httpx.post(server.url, headers=headers, json=body).json()
+        assert answer["error"]["code"] == -32602, answer
+        assert "result" not in answer
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -9,11 +9,12 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
 
 from mcpdo import __version__
-from mcpdo.errors import InputError
+from mcpdo.docs import DOC_NAMES, load_doc
 from mcpdo.identity import Identity
-from mcpdo.tool import DESCRIPTION, INPUT_SCHEMA, TOOL_NAME, DoTool, ToolResult, error_result
+from mcpdo.tool import DESCRIPTION, INPUT_SCHEMA, OUTPUT_SCHEMA, TOOL_NAME, TOOL_TITLE, DoTool, ToolResult
 
 IdentityResolver = Callable[[ServerRequestContext[Any, Any]], Awaitable[Identity]]
 
@@ -37,6 +38,18 @@ INSTRUCTIONS = (
 
 
 NOOP_TOOL = "noop"
+DOCS_URI = "mcpdo://docs/"
+DO_TOOL = types.Tool(
+    name=TOOL_NAME,
+    title=TOOL_TITLE,
+    description=DESCRIPTION,
+    input_schema=INPUT_SCHEMA,
+    output_schema=OUTPUT_SCHEMA,
+    # It writes (records, events, schedules) and reaches out (api.fetch, ai): neither read-only nor closed.
+    annotations=types.ToolAnnotations(
+        title=TOOL_TITLE, read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+    ),
+)
 
 
 def build_server(
@@ -55,7 +68,7 @@ def build_server(
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        tools = [types.Tool(name=TOOL_NAME, description=DESCRIPTION, input_schema=INPUT_SCHEMA)]
+        tools = [DO_TOOL]
         if with_noop:
             tools.append(types.Tool(name=NOOP_TOOL, description="Does nothing.", input_schema={"type": "object"}))
         return types.ListToolsResult(tools=tools)
@@ -66,7 +79,8 @@ def build_server(
         if with_noop and params.name == NOOP_TOOL:
             return types.CallToolResult(content=[types.TextContent(type="text", text="null")])
         if params.name != TOOL_NAME:
-            return to_mcp(error_result(InputError(f"Unknown tool '{params.name}': this server has one tool, 'do'")))
+            # A protocol error, as the spec has it for unknown tools (an error result is for a tool's own failures).
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool '{params.name}': this server has one tool, 'do'")
         identity = await resolve_identity(ctx)
         started = time.perf_counter()
         result = await tool.call(params.arguments, identity)
@@ -76,7 +90,44 @@ def build_server(
         return to_mcp(result)
 
     return Server(
-        "mcpdo", version=__version__, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool
+        "mcpdo",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_docs,
+        on_read_resource=read_doc,
+    )
+
+
+async def list_docs(
+    ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+) -> types.ListResourcesResult:
+    """The nine documentation pages, also as resources (`mcpdo://docs/db.md`), for clients that browse them."""
+    return types.ListResourcesResult(
+        resources=[
+            types.Resource(
+                uri=DOCS_URI + name,
+                name=name,
+                title=f"mcpdo: {name}",
+                description=f"The `{name.removesuffix('.md')}` documentation (the same as script '{name}')",
+                mime_type="text/markdown",
+            )
+            for name in DOC_NAMES
+        ]
+    )
+
+
+async def read_doc(
+    ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+) -> types.ReadResourceResult:
+    uri = str(params.uri)
+    name = uri.removeprefix(DOCS_URI) if uri.startswith(DOCS_URI) else None
+    if name not in DOC_NAMES:
+        # Invalid params: the spec's error for a resource that does not exist (-32002 is retired).
+        raise MCPError(types.INVALID_PARAMS, f"Resource not found: {uri}; resources are {DOCS_URI}<name>.md")
+    return types.ReadResourceResult(
+        contents=[types.TextResourceContents(uri=uri, mime_type="text/markdown", text=load_doc(name))]
     )
 
 
