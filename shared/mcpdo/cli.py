@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from mcpdo import operations
 from mcpdo.bootstrap import App, build
 from mcpdo.errors import InputError, McpdoError, NotFound
 from mcpdo.settings import Settings
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if getattr(args, "port", None) is not None:
             settings = _replace(settings, port=args.port)
+        server = args.command in CREATES_STATE
+        operations.configure(settings.log_level or ("info" if server else "warning"), settings.log_format)
         announce_state(settings, args.command)
         code: int = asyncio.run(args.handler(settings, args))
         return code

@@ -12,6 +12,7 @@ from pathlib import Path
 from mcpdo.errors import InputError
 from mcpdo.events.routing import HOP_LIMIT, MAX_DELIVERIES_PER_SEND
 from mcpdo.identity import ANONYMOUS_TENANT, DEFAULT_TENANT, Roles
+from mcpdo.operations import FORMATS, LEVELS
 from mcpdo.sandbox.admission import DEFAULT_WAIT_MS, Caps
 from mcpdo.sandbox.types import Limits
 
@@ -62,6 +63,10 @@ class Settings:
     # The URL clients reach the server at, when it is not http://host:port (a proxy in front) or, on AWS,
     # https://<first allowed host>: the OAuth audience and the RFC 9728 `resource` are `<public_url>/mcp`.
     public_url: str | None = None
+    # The operator's log lines (mcpdo.operations): None means the command's own default (servers info,
+    # other commands warning) and, for the format, text on a terminal and JSON lines otherwise.
+    log_level: str | None = None
+    log_format: str | None = None
     aws: AwsResources = field(default_factory=lambda: AwsResources())
     ai: AiSettings = field(default_factory=lambda: AiSettings())
     web: WebSettings = field(default_factory=lambda: WebSettings())
@@ -111,6 +116,8 @@ class Settings:
             table=env.get("MCPDO_TABLE") or None,
             allowed_hosts=tuple(host.strip() for host in env.get("MCPDO_ALLOWED_HOSTS", "").split(",") if host.strip()),
             public_url=(env.get("MCPDO_PUBLIC_URL") or "").rstrip("/") or None,
+            log_level=reader.optional_choice("MCPDO_LOG_LEVEL", LEVELS),
+            log_format=reader.optional_choice("MCPDO_LOG_FORMAT", FORMATS),
             aws=AwsResources.from_env(env),
             ai=AiSettings.from_env(env, reader, backend),
             web=WebSettings.from_env(env, reader),
@@ -395,6 +402,15 @@ class _Reader:
         if raw not in choices:
             raise InputError(f"Setting '{name}' has value '{raw}'. It must be one of: {', '.join(choices)}.")
         return raw
+
+    def optional_choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        """One of `choices` (in any case), or None when unset."""
+        raw = (self._env.get(name) or "").strip()
+        if not raw:
+            return None
+        if raw.lower() not in choices:
+            raise InputError(f"Setting '{name}' has value '{raw}'. It must be one of: {', '.join(choices)}.")
+        return raw.lower()
 
     def int(self, name: str, default: int, low: int = 1, high: int | None = None) -> int:
         raw = self._env.get(name)

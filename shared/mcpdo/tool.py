@@ -167,9 +167,14 @@ def parse_arguments(arguments: Any) -> tuple[str | None, str | None]:
     return values["script"], values["module"]
 
 
+def is_doc_request(script: str) -> bool:
+    """A script that is exactly `<name>.md` asks for documentation."""
+    return _DOC_REQUEST.match(script.strip()) is not None
+
+
 def _doc_request(script: str) -> str | None:
     name = script.strip()
-    if not _DOC_REQUEST.match(name):
+    if not is_doc_request(name):
         return None
     try:
         return load_doc(name)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,6 +27,22 @@ class RunningServer:
     env: dict[str, str]
     process: subprocess.Popen[str]
     banner: str | None = None
+    # Every line the server wrote after its banner (its operator log among them), drained as it comes so a
+    # full pipe never stalls the server.
+    output: list[str] = field(default_factory=list)
+    drainer: threading.Thread | None = None
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON lines of the operator log so far (the server's stderr is no terminal: JSON)."""
+        lines = []
+        for line in list(self.output):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                lines.append(parsed)
+        return lines
 
     def mcpdo(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI against the same state folder."""
@@ -82,9 +101,18 @@ def start_server(data_dir: Path, **extra_env: str) -> RunningServer:
                 break
         except httpx.HTTPError:
             time.sleep(0.05)
-    return RunningServer(
+    running = RunningServer(
         url=url + "/mcp", admin_key=admin_key, data_dir=data_dir, env=env, process=process, banner=text
     )
+    running.drainer = threading.Thread(target=_drain, args=(process, running.output), daemon=True)
+    running.drainer.start()
+    return running
+
+
+def _drain(process: subprocess.Popen[str], into: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        into.append(line)
 
 
 def stop_server(server: RunningServer) -> None:
@@ -93,3 +121,6 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.process.kill()
+        server.process.wait(timeout=10)
+    if server.drainer is not None:
+        server.drainer.join(timeout=10)  # the last lines are in `output` once the pipe is at its end

@@ -30,6 +30,7 @@ from typing import Any
 from mcpdo.errors import Conflict, McpdoError, NotConfigured
 from mcpdo.events.routing import MAILER_MODULE, Publisher
 from mcpdo.ids import new_id
+from mcpdo.operations import note
 from mcpdo.ports import (
     Delivery,
     DeliveryStore,
@@ -159,6 +160,14 @@ class Deliveries:
         """Queue the delivery of one slot of a schedule to its handler; firing a slot again changes nothing."""
         event = schedule_event(entry, slot_time, self._clock())
         await self._publisher.enqueue(event, entry.handler)
+        handler = entry.handler
+        note(
+            "schedule fire",
+            tenant=handler.tenant,
+            handlerId=handler.handler_id,
+            schedule=entry.schedule,
+            eventId=event.id,
+        )
         return event
 
     async def fire_if_live(self, entry: ScheduleEntry, slot_time: datetime) -> Event | None:
@@ -274,6 +283,7 @@ class Deliveries:
             await self._runs.record_run(run)
         except Exception:
             log.exception("cannot record the run of delivery %s", delivery.id)
+        _note_attempt(delivery, run, settled)
         return run, settled
 
     async def _send_mail(self, event: Event) -> None:
@@ -283,6 +293,27 @@ class Deliveries:
             kind = type(event.data).__name__
             raise McpdoError(f"Email.send data must be an object like {{ to, subject, body }}, got a {kind}")
         await self._mailer.send({**event.data, "eventId": event.id}, idempotency_key=event.id, tenant=event.tenant)
+
+
+def _note_attempt(delivery: Delivery, run: Run, settled: Settled) -> None:
+    """The operator's line for one attempt: delivered, retried or dead; the error's text stays in the runs log."""
+    if settled.unrecorded:
+        what = "delivery not recorded"  # its outcome could not be stored: it runs again (logged above)
+    elif run.status == "ok":
+        what = "delivery"
+    else:
+        what = "dead letter" if settled.dead else "delivery retry"
+    note(
+        what,
+        tenant=run.tenant,
+        deliveryId=delivery.id,
+        handlerId=run.handler.handler_id,
+        eventType=run.event_type,
+        eventId=run.event_id,
+        attempt=run.attempt,
+        durationMs=run.duration_ms,
+        retryAt=format_iso(settled.retry_at) if settled.retry_at is not None else None,
+    )
 
 
 def _error_text(exc: BaseException) -> str:

@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 from mcpdo.bootstrap import App, build
 from mcpdo.errors import InputError, LimitExceeded, NotConfigured
 from mcpdo.events import Settled
+from mcpdo.operations import note
 from mcpdo.ports import Event, QueueMessages, ScheduleFires
-from mcpdo.server.lambda_runtime import LambdaEnvironment
+from mcpdo.server.lambda_runtime import LambdaEnvironment, route_core_logs
 from mcpdo.settings import EVENTS_NOT_DEPLOYED, SCHEDULES_NOT_DEPLOYED, Settings
 from mcpdo.timeparse import utc_now
 
@@ -109,6 +110,7 @@ class EventsConsumer:
         except InputError as exc:
             # The reason goes with the message to the dead-letter queue, not to the log: it may quote the body.
             self._observe("UnreadableMessages")
+            note("unreadable message", messageId=record.message_id)
             return await self._set_aside(record, f"unreadable: {exc.text}")
         try:
             if isinstance(message, Event):
@@ -131,8 +133,10 @@ class EventsConsumer:
         except (InputError, LimitExceeded) as exc:
             # No retry can route it (past the per-send cap since the send was accepted, a malformed event).
             self._observe("UnroutableEvents", tenant=event.tenant, eventType=event.type, eventId=event.id)
+            note("unroutable event", tenant=event.tenant, eventType=event.type, eventId=event.id)
             return await self._set_aside(record, f"unroutable: {exc.text}")
         self._observe("EventsRouted", tenant=event.tenant, eventType=event.type, eventId=event.id)
+        note("event routed", tenant=event.tenant, eventType=event.type, eventId=event.id)
         return True
 
     async def _settle(self, record: Record, delivery_id: str, settled: Settled) -> bool:
@@ -188,12 +192,14 @@ class SchedulesConsumer:
             entry, slot = due.entry, due.scheduled_time
         except InputError as exc:
             # A retry cannot make it readable: answered, logged, never retried.
-            self._observe("UnreadableFires", reason=exc.text)
+            self._observe("UnreadableFires")
+            note("unreadable schedule fire", reason=exc.text)
             return {"fired": False, "error": exc.text}
         event = await self._app.deliveries.fire_if_live(entry, slot)
         fields = {"tenant": entry.handler.tenant, "handlerId": entry.handler.handler_id, "schedule": entry.schedule}
         if event is None:
             self._observe("StaleFires", **fields, version=entry.handler.version)
+            note("stale schedule fire", **fields, version=entry.handler.version)
             return {"fired": False, "reason": "the schedule is no longer live"}
         self._observe("ScheduleFires", **fields, eventId=event.id)
         return {"fired": True, "eventId": event.id}
@@ -208,13 +214,14 @@ class EventsRuntime(LambdaEnvironment):
 
     @classmethod
     def start(cls, logger: Logger, metrics: Metrics, env: Mapping[str, str] | None = None) -> EventsRuntime:
+        route_core_logs(logger)
         app = build(Settings.from_env(env))
         messages = app.adapters.queue_messages
         if messages is None:
             raise NotConfigured(EVENTS_NOT_DEPLOYED)
         loop = asyncio.Runner()
         loop.run(app.start(worker=False))
-        return cls(app, loop, EventsConsumer(app, messages, observe=PowertoolsObserver(logger, metrics)))
+        return cls(app, loop, EventsConsumer(app, messages, observe=PowertoolsObserver(metrics)))
 
     def handle_batch(self, batch: Mapping[str, Any], context: Any) -> dict[str, Any]:
         """One invocation: an SQS batch in, its partial batch response out."""
@@ -230,11 +237,12 @@ class SchedulesRuntime(LambdaEnvironment):
 
     @classmethod
     def start(cls, logger: Logger, metrics: Metrics, env: Mapping[str, str] | None = None) -> SchedulesRuntime:
+        route_core_logs(logger)
         app = build(Settings.from_env(env))
         fires = app.adapters.schedule_fires
         if fires is None:
             raise NotConfigured(SCHEDULES_NOT_DEPLOYED)
-        return cls(app, asyncio.Runner(), SchedulesConsumer(app, fires, observe=PowertoolsObserver(logger, metrics)))
+        return cls(app, asyncio.Runner(), SchedulesConsumer(app, fires, observe=PowertoolsObserver(metrics)))
 
     def handle_fire(self, payload: Any) -> dict[str, Any]:
         """One invocation: a schedule's Input in, what was fired out."""
@@ -242,15 +250,13 @@ class SchedulesRuntime(LambdaEnvironment):
 
 
 class PowertoolsObserver:
-    """`observe(what, **fields)` through Powertools: a log line with the fields, a count metric named `what`.
-    Fields are ids, types, counts and error texts: never event data, keys or tokens."""
+    """`observe(what, **fields)` through Powertools: a count metric named `what`. The log lines are the
+    core's (`mcpdo.operations`: deliveries, retries, dead letters and fires where they happen, the rest here)."""
 
-    def __init__(self, logger: Logger, metrics: Metrics) -> None:
-        self._logger = logger
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     def __call__(self, what: str, **fields: Any) -> None:
         from aws_lambda_powertools.metrics import MetricUnit
 
-        self._logger.info(what, extra=fields)
         self._metrics.add_metric(name=what, unit=MetricUnit.Count, value=1)

@@ -57,6 +57,7 @@ class LambdaRuntime(LambdaEnvironment):
     @classmethod
     def start(cls, logger: Logger, metrics: Metrics, env: Mapping[str, str] | None = None) -> LambdaRuntime:
         """INIT: settings, wiring, warm runners; the front door is built once the SDK is imported."""
+        route_core_logs(logger)
         settings = Settings.from_env(env)
         if not settings.allowed_hosts:
             # Without it the Host check would be off: the template always sets API Gateway's host.
@@ -71,7 +72,7 @@ class LambdaRuntime(LambdaEnvironment):
             app.auth,
             allowed_hosts=settings.allowed_hosts,
             limits=RateLimits.per_minute(settings.rate_limit_anonymous, settings.rate_limit_authenticated),
-            observe=_Observer(logger, metrics),
+            observe=_Observer(metrics),
             public_url=settings.public_url,
             authorization_servers=authorization_servers(settings),
         )
@@ -82,6 +83,15 @@ class LambdaRuntime(LambdaEnvironment):
         return self.run(self.front_door.handle(event))
 
 
+def route_core_logs(logger: Logger) -> None:
+    """The core's lines (`mcpdo.*`, the operator's `mcpdo.operations` among them) through Powertools: the
+    Logger of service `mcpdo` is that logger already; under another service name its handler is copied."""
+    if logger.name != "mcpdo":
+        from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+        copy_config_to_registered_loggers(source_logger=logger, include={"mcpdo"})
+
+
 async def _warm_up(app: App) -> None:
     # The import holds the GIL in a thread while the runners boot in their own processes.
     await asyncio.gather(
@@ -90,27 +100,14 @@ async def _warm_up(app: App) -> None:
 
 
 class _Observer:
-    """Logs and meters each `do` call through Powertools."""
+    """Meters each `do` call through Powertools (its log line is the core's, `mcpdo.operations`)."""
 
-    def __init__(self, logger: Logger, metrics: Metrics) -> None:
-        self._logger = logger
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     def __call__(self, call: ToolCall) -> None:
         from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-        identity = call.identity
-        self._logger.info(
-            "tool call",
-            extra={
-                "caller": identity.id or "anonymous",
-                "tenant": identity.tenant,
-                "authType": identity.auth_type,
-                "outcome": "ok" if call.ok else "error",
-                "errorKind": call.error_kind,
-                "durationMs": round(call.duration_ms, 1),
-            },
-        )
         self._metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
         self._metrics.add_metric(name="ToolDuration", unit=MetricUnit.Milliseconds, value=call.duration_ms)
         if not call.ok:

@@ -14,7 +14,17 @@ from mcp.shared.exceptions import MCPError
 from mcpdo import __version__
 from mcpdo.docs import DOC_NAMES, load_doc
 from mcpdo.identity import Identity
-from mcpdo.tool import DESCRIPTION, INPUT_SCHEMA, OUTPUT_SCHEMA, TOOL_NAME, TOOL_TITLE, DoTool, ToolResult
+from mcpdo.operations import note
+from mcpdo.tool import (
+    DESCRIPTION,
+    INPUT_SCHEMA,
+    OUTPUT_SCHEMA,
+    TOOL_NAME,
+    TOOL_TITLE,
+    DoTool,
+    ToolResult,
+    is_doc_request,
+)
 
 IdentityResolver = Callable[[ServerRequestContext[Any, Any]], Awaitable[Identity]]
 
@@ -84,8 +94,18 @@ def build_server(
         identity = await resolve_identity(ctx)
         started = time.perf_counter()
         result = await tool.call(params.arguments, identity)
+        elapsed = (time.perf_counter() - started) * 1000
+        note(
+            "tool call",
+            caller=identity.id or "anonymous",
+            tenant=identity.tenant,
+            authType=identity.auth_type,
+            kind=call_kind(params.arguments),
+            outcome="error" if result.is_error else "ok",
+            errorKind=result.error_kind,
+            durationMs=round(elapsed, 1),
+        )
         if observe is not None:
-            elapsed = (time.perf_counter() - started) * 1000
             observe(ToolCall(identity, not result.is_error, result.error_kind, elapsed))
         return to_mcp(result)
 
@@ -129,6 +149,18 @@ async def read_doc(
     return types.ReadResourceResult(
         contents=[types.TextResourceContents(uri=uri, mime_type="text/markdown", text=load_doc(name))]
     )
+
+
+def call_kind(arguments: object) -> str:
+    """What a call asked for, for the operator: docs, a module (with or without a script), a script."""
+    if not isinstance(arguments, dict):
+        return "invalid"
+    script = arguments.get("script")
+    if isinstance(arguments.get("module"), str):
+        return "module"
+    if isinstance(script, str):
+        return "docs" if is_doc_request(script) else "script"
+    return "invalid"
 
 
 def to_mcp(result: ToolResult) -> types.CallToolResult:
