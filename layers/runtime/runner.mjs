@@ -719,7 +719,7 @@ class Execution {
     const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
     const warmKey = keep ? inst.wasm.key : warm ? warm.key : null
     const result = { type: 'result', durationMs, warm: warmKey, exports: this.exportNames(), logs: this.logs,
-      constructed: this.constructed }
+      constructed: this.constructed, warnings: this.prepared.warnings }
     if (DEBUG) result.instance = `${process.pid}.${inst.wasm.id}`
     if (out.error) this.send({ ...result, ok: false, error: out.error })
     else if (out.undefined) this.send({ ...result, ok: true, undefined: true, value: null })

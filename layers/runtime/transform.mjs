@@ -386,31 +386,81 @@ function importCode(stmt) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The ASI hazard: `const r = xs.reduce(f, 0)\n({ total: r })` is one call in JavaScript; the caller meant
-// two statements and the object as the result. Returns the offset of the `(` that starts the new
-// statement, or null.
+// Line-start hazards (ESLint's no-unexpected-multiline). Scripts are written one statement per line with no
+// semicolons; a top-level line that starts with `(`, `[` or a template literal continues the line before in
+// JavaScript (`await db.create(...)` then `(await db.list('X')).length` calls the create's result). At the
+// top level each such line is taken as the new statement its writer meant, with a warning naming it; inside
+// functions, classes and blocks JavaScript's rules stay untouched.
 
-function asiSplitOffset(text, ast) {
-  let last = null
-  for (let i = ast.body.length - 1; i >= 0; i--) {
-    if (ast.body[i].type !== 'EmptyStatement') {
-      last = ast.body[i]
-      break
+// Nodes below a top-level statement that are no longer "the top level".
+const NESTED = new Set([
+  'FunctionExpression', 'ArrowFunctionExpression', 'FunctionDeclaration', 'ClassExpression',
+  'ClassDeclaration', 'BlockStatement', 'StaticBlock',
+])
+
+function walkTopLevel(node, visit, root = true) {
+  if (!node || typeof node.type !== 'string') return
+  if (!root && (NESTED.has(node.type) || /Statement$/.test(node.type))) return
+  visit(node)
+  for (const key in node) {
+    if (key === 'loc' || key === 'type' || key === 'start' || key === 'end') continue
+    const v = node[key]
+    if (Array.isArray(v)) {
+      for (const c of v) if (c && typeof c.type === 'string') walkTopLevel(c, visit, false)
+    } else if (v && typeof v.type === 'string') walkTopLevel(v, visit, false)
+  }
+}
+
+// The `(`, `[` or backtick that continues `node` from an earlier line, as the first thing on its line.
+function hazardOf(text, node) {
+  let from
+  let token
+  if (node.type === 'CallExpression' && !node.optional) [from, token] = [node.callee.end, '(']
+  else if (node.type === 'MemberExpression' && node.computed && !node.optional) [from, token] = [node.object.end, '[']
+  else if (node.type === 'TaggedTemplateExpression') [from, token] = [node.tag.end, '`']
+  else return null
+  let p = from
+  while (p < node.end && /\s/.test(text[p])) p++
+  if (text[p] !== token) return null
+  const lineStart = text.lastIndexOf('\n', p - 1) + 1
+  if (lineStart <= from || text.slice(lineStart, p).trim() !== '') return null
+  return { offset: p, token, previousEnd: from }
+}
+
+// Every top-level hazard split off with a `;`, each only where the result still parses. Returns null when
+// there is none, else { text, ast, list (the insertions), hazards }.
+function splitLineStartHazards(text, ast) {
+  const found = []
+  for (const stmt of ast.body) {
+    walkTopLevel(stmt, (node) => {
+      const hazard = hazardOf(text, node)
+      if (hazard) found.push(hazard)
+    })
+  }
+  if (!found.length) return null
+  found.sort((x, y) => x.offset - y.offset)
+  const kept = []
+  let result = null
+  for (const hazard of found) {
+    const attempt = insertAll(text, [...kept, hazard].map((h) => ({ offset: h.offset, text: ';' })))
+    try {
+      result = { ...attempt, ast: acorn.parse(attempt.text, ACORN_OPTIONS) }
+      kept.push(hazard)
+    } catch {
+      // not a clean split: JavaScript's reading stands
     }
   }
-  if (!last || (last.type !== 'ExpressionStatement' && last.type !== 'VariableDeclaration')) return null
-  const end = text[last.end - 1] === ';' ? last.end - 1 : last.end
-  let found = null
-  walk(last, (node) => {
-    if (node.type !== 'CallExpression' || node.end !== end || node.optional) return
-    let p = node.callee.end
-    while (p < node.end && /\s/.test(text[p])) p++
-    if (text[p] !== '(') return
-    const lineStart = text.lastIndexOf('\n', p - 1) + 1
-    if (node.start >= lineStart || text.slice(lineStart, p).trim() !== '') return
-    if (found === null || p < found) found = p
-  })
-  return found === null ? null : { offset: found, end }
+  return kept.length ? { ...result, hazards: kept } : null
+}
+
+function hazardWarning(hazard, toOriginal, starts) {
+  const at = posOf(starts, hazard.offset)
+  const before = posOf(starts, hazard.previousEnd)
+  const line = toOriginal(at.line, at.col).line
+  const previous = toOriginal(before.line, before.col).line
+  const token = hazard.token === '`' ? 'a template literal' : `"${hazard.token}"`
+  return `Line ${line} starts with ${token}: it ran as a new statement. JavaScript alone would continue ` +
+    `line ${previous} with it; end line ${previous} with ";" and join the lines if that is what you meant`
 }
 
 const GENERIC_CALL = /<[^;\n]*>\s*\(/
@@ -503,13 +553,25 @@ function prepareUncached(code, isModule, readonly, sdk) {
   }
 
   // s2 (line, col0) -> original
-  const s2ToOriginal = (line, col) => {
+  let s2ToOriginal = (line, col) => {
     let p = { line, col }
     if (srcMap) p = sourceMapLookup(srcMap, line, col)
     return { line: p.line, col: unInsert(a.list, p.line, p.col) }
   }
 
   if (!ast) ast = parseOrThrow(s2, s2ToOriginal)
+
+  // One more invertible layer: the `;` before each top-level line-start hazard.
+  const warnings = []
+  const split = splitLineStartHazards(s2, ast)
+  if (split) {
+    const stripped = s2ToOriginal
+    const starts = lineStarts(s2)
+    for (const hazard of split.hazards) warnings.push(hazardWarning(hazard, stripped, starts))
+    s2ToOriginal = (line, col) => stripped(line, unInsert(split.list, line, col))
+    s2 = split.text
+    ast = split.ast
+  }
 
   const fail = (node, message) => {
     const p = s2ToOriginal(node.loc.start.line, node.loc.start.column)
@@ -626,25 +688,13 @@ function prepareUncached(code, isModule, readonly, sdk) {
     toOriginal,
     errorToOriginal,
     violations: violations.map(([n, l]) => [n, l]),
+    warnings,
   }
 }
 
-// Final value of a script: the last top-level expression statement, a trailing block that is an object
-// literal, or the `(`-line of the ASI hazard.
+// Final value of a script: the last top-level expression statement (line-start hazards already split off),
+// or a trailing block that is an object literal.
 function finalValueInserts(s2, ast, inserts) {
-  const split = asiSplitOffset(s2, ast)
-  if (split) {
-    const attempt = [
-      { offset: split.offset, text: `;${RESULT_VAR} = ` },
-    ]
-    try {
-      acorn.parse(insertAll(s2, attempt).text, ACORN_OPTIONS)
-      inserts.push(...attempt)
-      return
-    } catch {
-      // not a clean split: leave the call as JavaScript reads it
-    }
-  }
   let lastExpr = null
   for (let i = ast.body.length - 1; i >= 0; i--) {
     const s = ast.body[i]

@@ -24,6 +24,7 @@ from mcpdo.sandbox.protocol import (
     new_nonce,
     parse_constructed,
     parse_exports,
+    parse_warnings,
     parse_line,
     parse_logs,
     reply_error_line,
@@ -225,6 +226,7 @@ class RunnerProcess:
                 exports=parse_exports(msg.get("exports")),
                 instance=instance if isinstance(instance, str) else None,
                 constructed=parse_constructed(msg.get("constructed")),
+                warnings=parse_warnings(msg.get("warnings")),
             )
         raise _attach_logs(error_from_result(msg.get("error"), request, refusals), logs)
 

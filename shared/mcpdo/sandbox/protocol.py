@@ -177,6 +177,18 @@ def parse_logs(raw: Any) -> tuple[LogEntry, ...]:
     return tuple(out)
 
 
+# The runner's warnings are about the code (line-start hazards): a handful, each a sentence.
+MAX_WARNINGS = 32
+MAX_WARNING_CHARS = 500
+
+
+def parse_warnings(raw: Any) -> tuple[str, ...]:
+    """Warnings from a result message: strings, bounded in number and length."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple(item[:MAX_WARNING_CHARS] for item in raw[:MAX_WARNINGS] if isinstance(item, str))
+
+
 def parse_exports(raw: Any) -> tuple[str, ...]:
     """Exported names from a result message."""
     if not isinstance(raw, list):
