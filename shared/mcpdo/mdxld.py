@@ -222,10 +222,16 @@ _ABSOLUTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#]+[^\s]*$")
 _PATH = re.compile(r"^[^\s?#:]*$")
 
 
+# What a module's first lines look like: shown by the errors about a missing header, to copy.
+MINIMAL_HEADER = "---\n$id: /workflows/my-workflow\n$type: Workflow\n---"
+
+
 def _split_frontmatter(lines: list[str]) -> int:
     """Index of the closing `---` line."""
     if not lines or lines[0].rstrip() != "---":
-        raise InvalidModule("Module must start with YAML frontmatter between '---' lines", 1)
+        raise InvalidModule(
+            f"Module must start with YAML frontmatter between '---' lines, such as:\n{MINIMAL_HEADER}", 1
+        )
     for index in range(1, len(lines)):
         if lines[index].rstrip() == "---":
             return index
@@ -1187,7 +1193,8 @@ def parse_module(text: str, default_context: str) -> ParsedModule:
     for key in ("$id", "$type", "$context"):
         if key in frontmatter and frontmatter[key] is not None and not isinstance(frontmatter[key], str):
             got = type(frontmatter[key]).__name__
-            got = {"dict": "a mapping", "list": "a list", "bool": "a boolean"}.get(got, f"a {got}")
+            names = {"dict": "a mapping", "list": "a list", "bool": "a boolean", "int": "a number", "float": "a number"}
+            got = names.get(got, f"a {got}")
             line = _key_line(lines, close, key)
             where = f" (line {line})" if line else ""
             raise InvalidModule(f"Frontmatter {key} must be a string, got {got}{where}", line)
@@ -1195,7 +1202,7 @@ def parse_module(text: str, default_context: str) -> ParsedModule:
     if not raw_id:
         raise InvalidModule(
             "Frontmatter is missing $id (an absolute URL, or a path such as "
-            "/workflows/order-fulfillment resolved against $context)",
+            f"/workflows/order-fulfillment resolved against $context), such as:\n{MINIMAL_HEADER}",
             2,
         )
     context_given = frontmatter.get("$context")

@@ -125,7 +125,7 @@ def test_windows_line_endings_and_a_byte_order_mark_are_accepted() -> None:
         ("---\njust text\n---\n", "Frontmatter must be a YAML mapping of keys to values, not a str", 2),
         ("---\n$type: Workflow\n---\n", "Frontmatter is missing $id", 2),
         ("---\n---\n", "Frontmatter is missing $id", 2),
-        ("---\n$id: 42\n---\n", "Frontmatter $id must be a string, got a int (line 2)", 2),
+        ("---\n$id: 42\n---\n", "Frontmatter $id must be a string, got a number (line 2)", 2),
         ("---\n$id: /a\n$type: [A, B]\n---\n", "Frontmatter $type must be a string, got a list (line 3)", 3),
         ("---\n$id: /a\n$context: {a: 1}\n---\n", "Frontmatter $context must be a string, got a mapping", 3),
         ("---\n$id: not a url\n---\n", "Invalid $id 'not a url' (line 2): expected an absolute URL", 2),
@@ -137,6 +137,14 @@ def test_windows_line_endings_and_a_byte_order_mark_are_accepted() -> None:
         ("---\n$id: /a\nx: !!python/object:os.system {}\n---\n", "Invalid YAML in frontmatter", 3),
     ],
 )
+@pytest.mark.parametrize("text", ["# Title\non($.A.b, f)\n", "---\n$type: Workflow\n---\n"])
+def test_a_module_without_a_header_or_id_is_shown_one_to_copy(text: str) -> None:
+    with pytest.raises(InvalidModule) as caught:
+        parse_module(text, CONTEXT)
+    header = caught.value.message.split("such as:\n", 1)[1]
+    assert parse_module(header + "\non($.A.b, () => {})\n", CONTEXT).id == f"{CONTEXT}/workflows/my-workflow"
+
+
 def test_an_invalid_module_gets_a_clear_error_naming_what_and_where(text: str, message: str, line: int | None) -> None:
     with pytest.raises(InvalidModule) as caught:
         parse_module(text, CONTEXT)

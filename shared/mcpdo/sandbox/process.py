@@ -24,9 +24,9 @@ from mcpdo.sandbox.protocol import (
     new_nonce,
     parse_constructed,
     parse_exports,
-    parse_warnings,
     parse_line,
     parse_logs,
+    parse_warnings,
     reply_error_line,
     reply_ok_line,
 )
