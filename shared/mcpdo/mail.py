@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from mcpdo.errors import InputError
+from mcpdo.inputs import show
 
 MAX_MESSAGE_BYTES = 1_000_000
 
@@ -13,13 +14,13 @@ MAX_MESSAGE_BYTES = 1_000_000
 def checked_message(message: object, idempotency_key: object) -> str:
     """The message as JSON text, once it is an email with at least one recipient in `to`; else InputError."""
     if not isinstance(message, dict):
-        raise InputError(f"An email must be an object like {{ to, subject, body }}, got {message!r}")
+        raise InputError(f"An email must be an object like {{ to, subject, body }}, got {show(message)}")
     to = message.get("to")
     recipients = to if isinstance(to, list) else [to]
     if to is None or not recipients or not all(isinstance(item, str) and "@" in item for item in recipients):
-        raise InputError(f"An email needs 'to': a recipient address or a list of them, got {to!r}")
+        raise InputError(f"An email needs 'to': a recipient address or a list of them, got {show(to)}")
     if not isinstance(idempotency_key, str) or not idempotency_key:
-        raise InputError(f"An email needs a non-empty idempotency key, got {idempotency_key!r}")
+        raise InputError(f"An email needs a non-empty idempotency key, got {show(idempotency_key)}")
     try:
         body = json.dumps(message, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
