@@ -148,18 +148,67 @@ function sourceMapLookup(decoded, line, col) {
 const STRIP_WRAP_HEAD = 'async function $$mcpdoMain() {'
 const STRIP_WRAP_TAIL = '\n}'
 
+function isReturnError(err) {
+  return err && err.code === 'ERR_INVALID_TYPESCRIPT_SYNTAX' && /return/i.test(String(err.message))
+}
+
+// The end of the import declarations a script starts with (blank and comment lines between them allowed),
+// or 0. Read line by line: an import ends on the line with its `from '...'` (or its bare '...'), before any
+// comment that follows it on that line.
+const IMPORT_START = /^import(\s|\{|\*|'|")/
+const IMPORT_END = /(\bfrom\s*|^\s*import\s*)(['"])[^'"\n]*\2\s*;?/
+
+function importEndIn(line) {
+  const m = IMPORT_END.exec(line)
+  if (!m) return -1
+  const rest = line.slice(m.index + m[0].length).trim()
+  return rest === '' || rest.startsWith('//') ? m.index + m[0].length : -1
+}
+
+function leadingImportsEnd(code) {
+  let offset = 0
+  let end = 0
+  let inside = false
+  for (const line of code.split('\n')) {
+    const text = line.trim()
+    if (!inside && (text === '' || text.startsWith('//'))) {
+      offset += line.length + 1
+      continue
+    }
+    if (!inside && !IMPORT_START.test(text)) break
+    const at = importEndIn(line)
+    inside = at < 0
+    if (!inside) end = offset + at
+    offset += line.length + 1
+  }
+  return inside ? 0 : end
+}
+
 function stripOnly(code) {
   try {
     return stripTypeScriptTypes(code, { mode: 'strip' })
   } catch (err) {
-    // The stripper parses a module, where a top-level `return` is illegal: strip it as a function body
-    // (the head sits on line 1 and is sliced off again, so every position is kept).
-    if (err && err.code === 'ERR_INVALID_TYPESCRIPT_SYNTAX' && /return/i.test(String(err.message))) {
-      const out = stripTypeScriptTypes(STRIP_WRAP_HEAD + code + STRIP_WRAP_TAIL, { mode: 'strip' })
-      return out.slice(STRIP_WRAP_HEAD.length, out.length - STRIP_WRAP_TAIL.length)
+    if (!isReturnError(err)) throw err
+  }
+  // The stripper parses a module, where a top-level `return` is illegal: strip the code as a function body.
+  // Its leading imports stay outside, where they are legal: the head goes at the end of the last of them
+  // (or on line 1), and strip mode keeps every position, so slicing the head off again moves nothing.
+  const at = leadingImportsEnd(code)
+  const head = at ? `;${STRIP_WRAP_HEAD}` : STRIP_WRAP_HEAD
+  const wrapped = code.slice(0, at) + head + code.slice(at) + STRIP_WRAP_TAIL
+  let out
+  try {
+    out = stripTypeScriptTypes(wrapped, { mode: 'strip' })
+  } catch (err) {
+    if (err && err.code === 'ERR_INVALID_TYPESCRIPT_SYNTAX' && /import|export/i.test(String(err.message))) {
+      const p = tsErrorPosition(err, wrapped) || { line: 1, col: 0 }
+      throw new SourceSyntaxError(
+        'With a top-level `return`, imports must come first, before any other statement: move this import ' +
+        'to the top of the script (or end the script with the value instead of `return value`)', p.line, 1)
     }
     throw err
   }
+  return out.slice(0, at) + out.slice(at + head.length, out.length - STRIP_WRAP_TAIL.length)
 }
 
 function tsStrip(code) {
@@ -167,7 +216,17 @@ function tsStrip(code) {
     return { text: stripOnly(code), map: null }
   } catch (err) {
     if (err && err.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
-      const out = stripTypeScriptTypes(code, { mode: 'transform', sourceMap: true })
+      let out
+      try {
+        out = stripTypeScriptTypes(code, { mode: 'transform', sourceMap: true })
+      } catch (terr) {
+        if (!isReturnError(terr)) throw terr
+        // Compiling (enum, namespace, parameter properties) needs module code, where `return` is illegal.
+        const p = tsErrorPosition(terr, code) || { line: 1, col: 0 }
+        throw new SourceSyntaxError(
+          'A top-level `return` cannot be combined with TypeScript that has to be compiled (enum, namespace, ' +
+          'parameter properties): end the script with the value instead of `return value`', p.line, p.col + 1)
+      }
       const marker = '//# sourceMappingURL=data:application/json;base64,'
       const at = out.lastIndexOf(marker)
       let decoded = null
@@ -400,7 +459,9 @@ const NESTED = new Set([
 
 function walkTopLevel(node, visit, root = true) {
   if (!node || typeof node.type !== 'string') return
-  if (!root && (NESTED.has(node.type) || /Statement$/.test(node.type))) return
+  // An arrow with an expression body is still the top-level line it is written on (`const f = () => x`).
+  const expressionArrow = node.type === 'ArrowFunctionExpression' && node.expression
+  if (!root && !expressionArrow && (NESTED.has(node.type) || /Statement$/.test(node.type))) return
   visit(node)
   for (const key in node) {
     if (key === 'loc' || key === 'type' || key === 'start' || key === 'end') continue
@@ -624,6 +685,13 @@ function prepareUncached(code, isModule, readonly, sdk) {
       addExport(nameOf(stmt.exported), tmp, stmt)
     }
   }
+
+  // `import('<$id>')` loads a stored module like a static import does: through the import helper.
+  walk(ast, (node) => {
+    if (node.type !== 'ImportExpression') return
+    blanks.push([node.start, node.start + 'import'.length])
+    inserts.push({ offset: node.start, text: IMPORT_FN })
+  })
 
   let suffix
   if (isModule) {
