@@ -7,7 +7,7 @@ PY_STAMP := $(VENV)/.deps-installed
 NODE_STAMP := layers/runtime/node_modules/.deps-installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup serve test lint bench clean sam-setup sam-check sam-clean
+.PHONY: setup serve test lint bench conformance clean sam-setup sam-check sam-clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -24,8 +24,18 @@ $(NODE_STAMP): layers/runtime/package.json layers/runtime/package-lock.json $(PY
 serve: setup
 	$(BIN)/mcpdo serve
 
-test: setup sam-check
+test: setup sam-check conformance
 	$(BIN)/python -m pytest
+
+# The official MCP conformance suite (pinned in tests/conformance/package-lock.json) against a server it starts.
+CONFORMANCE_STAMP := tests/conformance/node_modules/.deps-installed
+
+$(CONFORMANCE_STAMP): tests/conformance/package.json tests/conformance/package-lock.json $(PY_STAMP)
+	cd tests/conformance && $(BIN)/npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+conformance: setup $(CONFORMANCE_STAMP)
+	$(BIN)/python tests/conformance/run.py
 
 # The Python trees (and the build check, a script of its own).
 PY_TREES = $(wildcard shared tests bench functions layers/build_check.py)
@@ -39,7 +49,7 @@ bench: setup
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) layers/runtime/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) layers/runtime/node_modules tests/conformance/node_modules .pytest_cache .mypy_cache .ruff_cache
 
 # SAM CLI in a virtualenv of its own (it pins its own boto3, pydantic and cfn-lint). `sam-check` validates
 # and lints the template (also as CloudFormation gets it, after the SAM transform), builds every artifact
