@@ -53,6 +53,10 @@ def quote(text: str, limit: int = _MESSAGE_TEXT) -> str:
     return shown if len(shown) <= limit else shown[: limit - 4] + "..." + shown[0]
 
 
+# The largest finite double: numbers beyond it come only from Python callers, never from a script.
+MAX_NUMBER = 1.7976931348623157e308
+
+
 def show(value: object) -> str:
     """A caller's value as the script's author would write it; containers are named, never expanded."""
     if value is None:
@@ -62,6 +66,8 @@ def show(value: object) -> str:
     if isinstance(value, str):
         return quote(value)
     if isinstance(value, int):
+        if abs(value) > MAX_NUMBER:
+            return "a number beyond the range of JavaScript numbers"
         return _show_float(float(value)) if abs(value) >= 10**21 else str(value)
     if isinstance(value, float):
         return _show_float(value)

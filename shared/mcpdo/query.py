@@ -25,6 +25,7 @@ from mcpdo.inputs import (
     DEFAULT_LIMIT,
     MAX_IN_VALUES,
     MAX_LIMIT,
+    MAX_NUMBER,
     MAX_OFFSET,
     MAX_PATH_DEPTH,
     MAX_SORT_FIELDS,
@@ -396,7 +397,7 @@ def _check_json(field: Field, value: object) -> None:
 
 
 def _check_number(field: Field, value: int | float) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
+    if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > MAX_NUMBER:
         raise InputError(f"The value for field '{field.name}' must be a finite number, got {show(value)}")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from mcpdo.docs import DOC_NAMES, load_doc
 from mcpdo.errors import InputError, McpdoError
 from mcpdo.identity import Identity
-from mcpdo.inputs import text_problem
+from mcpdo.inputs import quote, text_problem
 from mcpdo.ports import StoredModule
 from mcpdo.sandbox.types import ExecutionResult, LogEntry
 from mcpdo.sdk.args import describe
@@ -151,7 +151,7 @@ def parse_arguments(arguments: Any) -> tuple[str | None, str | None]:
         raise InputError("The do tool's arguments must be an object with 'script' and/or 'module'")
     unknown = sorted(set(arguments) - {"script", "module"})
     if unknown:
-        raise InputError(f"Unknown argument '{unknown[0]}': the do tool takes 'script' and/or 'module'")
+        raise InputError(f"Unknown argument {quote(unknown[0])}: the do tool takes 'script' and/or 'module'")
     values: dict[str, str | None] = {}
     for name in ("script", "module"):
         value = arguments.get(name)
