@@ -11,6 +11,7 @@ from typing import Any
 
 from mcpdo.errors import CredentialsRequired, InputError, NotFound, Unauthorized
 from mcpdo.identity import Identity
+from mcpdo.inputs import quote
 from mcpdo.ports import ApiKey, KeyStore, TokenVerifier, VerifiedToken
 from mcpdo.settings import AuthSettings
 from mcpdo.timeparse import format_iso, parse_instant, utc_now
@@ -18,7 +19,7 @@ from mcpdo.timeparse import format_iso, parse_instant, utc_now
 KEY_PREFIX = "sk_"
 # `last_used_at` is written at most this often per key: a use per request would be a write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-MAX_TENANT_CHARS = 512
+MAX_TENANT_BYTES = 512
 # The tenant of a token user whose token names none: their own.
 PERSONAL_PREFIX = "user:"
 
@@ -89,8 +90,16 @@ class Authenticator:
         """A stored identity (a module's owner) as it stands now: its key's roles today and the grants the
         deployment gives them, or None when its key is revoked, expired or gone."""
         table = self._settings.roles
-        if identity.auth_type != "apiKey" or identity.id is None:
-            return replace(identity, grants=table.grants_for(identity.roles)) if not identity.is_anonymous else identity
+        if identity.is_anonymous:
+            return identity
+        if identity.auth_type == "oauth":
+            # No issuer is asked at delivery time: the registering token's expiry bounds its handlers.
+            expiry = parse_instant(identity.expires_at) if identity.expires_at else None
+            if expiry is None or self._clock() >= expiry:
+                return None
+            return replace(identity, grants=table.grants_for(identity.roles))
+        if identity.id is None:
+            return replace(identity, grants=table.grants_for(identity.roles))
         key = await self._keys.get(identity.id)
         if key is None or not self._usable(key):
             return None
@@ -157,11 +166,13 @@ class Authenticator:
         name = self._settings.oauth_tenant_claim
         value = claims.get(name)
         if value is None:
-            return PERSONAL_PREFIX + subject
-        if not isinstance(value, str):
+            value, where = PERSONAL_PREFIX + subject, "token subject (sub)"
+        elif isinstance(value, str):
+            where = f"token claim '{name}'"
+        else:
             raise Unauthorized(f"Token claim '{name}' must be a string naming the tenant")
         try:
-            check_tenant(value, f"token claim '{name}'")
+            check_tenant(value, where)
         except InputError as exc:
             raise Unauthorized(exc.message) from None
         if value.startswith(PERSONAL_PREFIX) and value != PERSONAL_PREFIX + subject:
@@ -194,6 +205,10 @@ class Authenticator:
 
 
 def check_tenant(tenant: str, where: str) -> None:
-    """A tenant is a short printable name: it goes into every storage key."""
-    if not tenant or len(tenant) > MAX_TENANT_CHARS or not tenant.isprintable():
-        raise InputError(f"The tenant in {where} must be 1-{MAX_TENANT_CHARS} printable characters, got {tenant!r}")
+    """A tenant is a short printable name: it goes into every storage key, so it must fit in each of them.
+    Counted in bytes as the keys hold it (UTF-8, and `#` and `%` written as `%23` and `%25`)."""
+    size = len(tenant.encode("utf-8", "surrogatepass")) + 2 * (tenant.count("#") + tenant.count("%"))
+    if not tenant or size > MAX_TENANT_BYTES or not tenant.isprintable():
+        raise InputError(
+            f"The tenant in {where} must be printable text of at most {MAX_TENANT_BYTES} bytes, got {quote(tenant, 80)}"
+        )

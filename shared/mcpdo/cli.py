@@ -176,9 +176,10 @@ async def _stdio(settings: Settings, args: argparse.Namespace) -> int:
     app = build(settings)
     try:
         # Check the key before anything starts: a bad key is an error, never an anonymous session.
-        identity = await app.auth.authenticate(f"Bearer {settings.api_key}" if settings.api_key else None)
+        authorization = f"Bearer {settings.api_key}" if settings.api_key else None
+        await app.auth.authenticate(authorization)
         await app.start(worker=True)
-        await serve_stdio(app.tool, identity)
+        await serve_stdio(app.tool, app.auth, authorization)
         return 0
     finally:
         await app.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from mcpdo.audit import Auditor, AuditReader
-from mcpdo.identity import Identity
+from mcpdo.identity import Identity, anonymous_source
 from mcpdo.ports import EntityStore, Event, ModelProvider, SecretStore, StoredModule, WebClient
 from mcpdo.sandbox.admission import Caller
 from mcpdo.sandbox.types import (
@@ -203,7 +203,7 @@ def caller_of(identity: Identity) -> Caller:
     still within the anonymous share of the pool.
     """
     if identity.is_anonymous:
-        return Caller.anonymous(identity.source or "local")
+        return Caller.anonymous(anonymous_source(identity.source or "local"))
     return Caller.key(_identity_key(identity))
 
 

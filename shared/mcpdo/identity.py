@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -161,6 +162,21 @@ class Identity:
         if self.expires_at:
             out["expiresAt"] = self.expires_at
         return out
+
+
+def anonymous_source(address: str) -> str:
+    """Who one anonymous caller is, by where they call from: an IPv4 address, or the /64 of an IPv6 one (the
+    block one subscriber is given: an address per request within it is still one caller). Canonical form,
+    so two spellings of one address are one caller."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _matches(pattern: str, value: str) -> bool:

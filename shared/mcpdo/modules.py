@@ -114,8 +114,9 @@ class ModuleService:
         owner = await self._current_owner(registered_by)
         if owner is None:
             # Revoking a key also stops what it registered: a leaked key must not keep acting through handlers.
+            credential = "API key" if registered_by.auth_type == "apiKey" else "a token of"
             raise HandlerFailed(
-                f"Module {module.id} was registered with API key {registered_by.id}, which has been "
+                f"Module {module.id} was registered with {credential} {registered_by.id}, which has been "
                 f"revoked or has expired: register the module again with a valid key",
                 retryable=False,
             )
@@ -234,6 +235,8 @@ def owner_of(identity: Identity) -> dict[str, Any]:
         "scopes": list(identity.scopes),
         "name": identity.name,
         "email": identity.email,
+        # A token's handlers stop when it expires (a key's when it is revoked or expires: looked up each time).
+        "expiresAt": identity.expires_at if identity.auth_type == "oauth" else None,
     }
 
 
@@ -247,4 +250,5 @@ def identity_of(owner: dict[str, Any]) -> Identity:
         scopes=tuple(owner.get("scopes", ())),
         name=owner.get("name"),
         email=owner.get("email"),
+        expires_at=owner.get("expiresAt"),
     )

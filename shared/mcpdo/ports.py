@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -646,6 +646,8 @@ class HttpRequest:
     url: str
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
+    # Asked with each redirect's host before it is followed; it raises to refuse (a grant for one host).
+    check_redirect: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

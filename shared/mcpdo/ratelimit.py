@@ -6,10 +6,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mcpdo.identity import Identity
+from mcpdo.identity import Identity, anonymous_source
 
 # Buckets idle this long are full again and carry no information: dropped to bound memory.
 _IDLE_SECONDS = 120.0
@@ -56,6 +54,11 @@ class RateLimiter:
             del self._buckets[key]
 
 
+def rpc_id(value: object) -> str | int | None:
+    """A request's id as an answer may echo it: a string or an integer, else null (JSON-RPC 2.0)."""
+    return value if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A tool call past its caller's quota: the message to answer with and the seconds to wait."""
@@ -83,7 +86,8 @@ class RateLimits:
     def check(self, identity: Identity) -> Refusal | None:
         """Count one tool call of `identity`; a Refusal when its quota is spent."""
         if identity.is_anonymous:
-            limiter, key, who = self.anonymous, f"ip:{identity.source}", "anonymous callers from this address"
+            source = anonymous_source(identity.source or "local")
+            limiter, key, who = self.anonymous, f"ip:{source}", "anonymous callers from this address"
         elif identity.auth_type == "oauth":
             limiter, key, who = self.authenticated, f"oauth:{identity.id}", "this token's subject"
         else:

@@ -173,6 +173,8 @@ class HttpxWebClient:
                 raise FetchRefused(
                     f"{call}(): {current.host} redirected to an invalid URL: {location[:200]!r}"
                 ) from None
+            if request.check_redirect is not None:
+                request.check_redirect(following.host)
             if _origin(following) != _origin(current):
                 headers = [(name, value) for name, value in headers if name.lower() not in _CREDENTIALS]
             if status in (301, 302, 303) and method not in ("GET", "HEAD"):

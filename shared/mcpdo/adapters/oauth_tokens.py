@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 FETCH_TIMEOUT_S = 5.0
 # The least time between two JWKS fetches: an unknown kid within it is refused without asking the issuer.
 REFRESH_INTERVAL_S = 60.0
+# 9999-12-31T23:59:59Z: the last instant dates are shown for.
+LATEST_DATE = 253_402_300_799
 # Keys older than this are fetched again before use: a key the issuer stopped publishing stops verifying.
 KEYS_MAX_AGE_S = 3600.0
 
@@ -96,6 +99,7 @@ class JwksTokenVerifier:
         self._jwks_uri: str | None = None
         self._keys: _KeySet | None = None
         self._fetched_at: float | None = None  # when the JWKS was last fetched (or tried), by `clock`
+        self._failure: IssuerUnavailable | None = None  # why the last fetch failed, while no keys are at hand
 
     async def verify(self, token: str) -> VerifiedToken:
         """The verified token, or Unauthorized saying why not (IssuerUnavailable when keys cannot be had)."""
@@ -135,15 +139,21 @@ class JwksTokenVerifier:
         fetch is less than REFRESH_INTERVAL_S old (then the keys at hand are the answer)."""
         async with self._lock:
             current = self._keys
-            if current is not None:
-                if current is not stale:
-                    return current
-                if self._fetched_at is not None and self._clock() - self._fetched_at < REFRESH_INTERVAL_S:
-                    return current
-            # Counted when tried, not when it succeeds: a failing issuer is not asked again at every request.
+            recent = self._fetched_at is not None and self._clock() - self._fetched_at < REFRESH_INTERVAL_S
+            if current is not None and (current is not stale or recent):
+                return current
+            if current is None and recent and self._failure is not None:
+                # A failing issuer is not asked again at every request: its answer stands for the interval,
+                # for this caller and every one that queued behind the failed fetch.
+                raise IssuerUnavailable(self._failure.message)
             self._fetched_at = self._clock()
-            jwks_uri = self._jwks_uri or await self._discover()
-            self._keys = _parse_jwks(await self._get_json(jwks_uri), jwks_uri)
+            try:
+                jwks_uri = self._jwks_uri or await self._discover()
+                self._keys = _parse_jwks(await self._get_json(jwks_uri), jwks_uri)
+            except IssuerUnavailable as exc:
+                self._failure = exc
+                raise
+            self._failure = None
             return self._keys
 
     async def _discover(self) -> str:
@@ -355,6 +365,9 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Unauthorized(f"Token claim {name} is not a number")
+    # NaN would pass every comparison and Infinity no conversion: only instants from 1970 to 9999 are dates.
+    if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= LATEST_DATE:
+        raise Unauthorized(f"Token claim {name} is not a date between 1970 and 9999")
     return float(value)
 
 
@@ -374,6 +387,7 @@ def _text(claims: Mapping[str, Any], name: str) -> str | None:
 
 
 def _shown(value: object) -> str:
-    """A header or document value fit for a message: repr'd (no control characters) and cut short."""
-    text = "(none)" if value is None else repr(value)
+    """A header or document value fit for a message: escaped to ASCII (no control characters, nothing an HTTP
+    header cannot carry) and cut short."""
+    text = "(none)" if value is None else ascii(value)
     return text if len(text) <= 64 else text[:61] + "..."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +35,8 @@ class FetchApi:
         url = _url(url)
         # Anonymous callers may GET only (the action depends on the method: mcpdo.sdk.calls); a grant can
         # name the host, as `user.can('fetch', 'api.example.com')` asks.
-        authorize(self._identity, action_of(CALL, args), _host(url) or "*")
+        action = action_of(CALL, args)
+        authorize(self._identity, action, _host(url) or "*")
         check_scheme(urlsplit(url).scheme, url)
         opts = obj(CALL, "options", options, optional=True)
         unknown = sorted(set(opts) - set(FETCH_OPTIONS))
@@ -45,9 +47,15 @@ class FetchApi:
             url=url,
             headers=script_headers(CALL, opts.get("headers"), {}),
             body=_body(opts.get("body")),
+            check_redirect=None if self._identity.can(action, "*") else self._redirect_check(action),
         )
         response = await self._web.request(request, guarded=True)
         return read_response(response, url[:200])
+
+    def _redirect_check(self, action: str) -> Callable[[str], None]:
+        """A grant that names hosts covers redirects only to hosts it names too."""
+        identity = self._identity
+        return lambda host: authorize(identity, action, host.lower() or "*")
 
 
 def _url(value: Any) -> str:

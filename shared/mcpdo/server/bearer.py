@@ -23,7 +23,8 @@ def challenge(exc: Unauthorized, resource_metadata: str) -> tuple[dict[str, str]
         return {"error": "unauthorized", "error_description": exc.message}, (
             f'Bearer resource_metadata="{resource_metadata}"'
         )
-    description = exc.message.replace("\\", "").replace('"', "'")
+    # A header carries ASCII only: anything else in the message is escaped, and quotes cannot end the value.
+    description = exc.message.replace("\\", "").replace('"', "'").encode("ascii", "backslashreplace").decode()
     return {"error": "invalid_token", "error_description": exc.message}, (
         f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{resource_metadata}"'
     )

@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mcpdo.auth import Authenticator
 from mcpdo.errors import AuthUnavailable, Unauthorized
 from mcpdo.identity import Identity
-from mcpdo.ratelimit import RateLimits
+from mcpdo.ratelimit import RateLimits, rpc_id
 from mcpdo.server.bearer import challenge, protected_resource_metadata
 from mcpdo.server.mcp_server import build_server
 from mcpdo.tool import DoTool
@@ -223,7 +223,7 @@ class _McpEndpoint:
         if refusal is None:
             return None
         return JSONResponse(
-            {"jsonrpc": "2.0", "id": message.get("id"), "error": {"code": -32000, "message": refusal.message}},
+            {"jsonrpc": "2.0", "id": rpc_id(message.get("id")), "error": {"code": -32000, "message": refusal.message}},
             status_code=429,
             headers={"Retry-After": str(refusal.retry_after)},
         )

@@ -36,7 +36,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from mcpdo.auth import Authenticator
 from mcpdo.errors import AuthUnavailable, Unauthorized
 from mcpdo.identity import Identity
-from mcpdo.ratelimit import RateLimits
+from mcpdo.ratelimit import RateLimits, rpc_id
 from mcpdo.server.bearer import challenge, protected_resource_metadata
 from mcpdo.server.mcp_server import ToolCallObserver, build_server
 from mcpdo.tool import DoTool
@@ -126,7 +126,7 @@ class LambdaFrontDoor:
         if method != "POST":
             # A GET would open an SSE stream that a stateless server never writes to: say so instead.
             return _text(405, "Only POST is supported on this endpoint", {"Allow": "POST"})
-        if not headers.get("content-type", "").lower().startswith("application/json"):
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return _text(400, "Invalid Content-Type header")
         body = _body(event)
         if body is None:
@@ -162,7 +162,7 @@ class LambdaFrontDoor:
         refusal = self._limits.check(identity)
         if refusal is None:
             return None
-        request_id = message.get("id")
+        request_id = rpc_id(message.get("id"))
         response = _json(
             429, {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": refusal.message}}
         )

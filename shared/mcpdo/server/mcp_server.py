@@ -13,6 +13,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcpdo import __version__
 from mcpdo.docs import DOC_NAMES, load_doc
+from mcpdo.errors import Unauthorized
 from mcpdo.identity import Identity
 from mcpdo.operations import note
 from mcpdo.tool import (
@@ -23,6 +24,7 @@ from mcpdo.tool import (
     TOOL_TITLE,
     DoTool,
     ToolResult,
+    error_result,
     is_doc_request,
 )
 
@@ -91,7 +93,11 @@ def build_server(
         if params.name != TOOL_NAME:
             # A protocol error, as the spec has it for unknown tools (an error result is for a tool's own failures).
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool '{params.name}': this server has one tool, 'do'")
-        identity = await resolve_identity(ctx)
+        try:
+            identity = await resolve_identity(ctx)
+        except Unauthorized as exc:
+            # Where a transport checks the credential per call (stdio), a key revoked since is this call's error.
+            return to_mcp(error_result(exc))
         started = time.perf_counter()
         result = await tool.call(params.arguments, identity)
         elapsed = (time.perf_counter() - started) * 1000
