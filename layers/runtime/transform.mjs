@@ -203,8 +203,8 @@ function stripOnly(code) {
     if (err && err.code === 'ERR_INVALID_TYPESCRIPT_SYNTAX' && /import|export/i.test(String(err.message))) {
       const p = tsErrorPosition(err, wrapped) || { line: 1, col: 0 }
       throw new SourceSyntaxError(
-        'With a top-level `return`, imports must come first, before any other statement: move this import ' +
-        'to the top of the script (or end the script with the value instead of `return value`)', p.line, 1)
+        'With a top-level `return`, imports must come first, before any other statement: move it to the ' +
+        'top of the script (or end the script with the value instead of `return value`)', p.line, 1)
     }
     throw err
   }
