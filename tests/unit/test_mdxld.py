@@ -113,6 +113,14 @@ def test_windows_line_endings_and_a_byte_order_mark_are_accepted() -> None:
     assert code_lines(module) == {4: "on($.X.y, () => {})"}
 
 
+@pytest.mark.parametrize("text", ["# Title\non($.A.b, f)\n", "---\n$type: Workflow\n---\n"])
+def test_a_module_without_a_header_or_id_is_shown_one_to_copy(text: str) -> None:
+    with pytest.raises(InvalidModule) as caught:
+        parse_module(text, CONTEXT)
+    header = caught.value.message.split("such as:\n", 1)[1]
+    assert parse_module(header + "\non($.A.b, () => {})\n", CONTEXT).id == f"{CONTEXT}/workflows/my-workflow"
+
+
 @pytest.mark.parametrize(
     ("text", "message", "line"),
     [
@@ -137,14 +145,6 @@ def test_windows_line_endings_and_a_byte_order_mark_are_accepted() -> None:
         ("---\n$id: /a\nx: !!python/object:os.system {}\n---\n", "Invalid YAML in frontmatter", 3),
     ],
 )
-@pytest.mark.parametrize("text", ["# Title\non($.A.b, f)\n", "---\n$type: Workflow\n---\n"])
-def test_a_module_without_a_header_or_id_is_shown_one_to_copy(text: str) -> None:
-    with pytest.raises(InvalidModule) as caught:
-        parse_module(text, CONTEXT)
-    header = caught.value.message.split("such as:\n", 1)[1]
-    assert parse_module(header + "\non($.A.b, () => {})\n", CONTEXT).id == f"{CONTEXT}/workflows/my-workflow"
-
-
 def test_an_invalid_module_gets_a_clear_error_naming_what_and_where(text: str, message: str, line: int | None) -> None:
     with pytest.raises(InvalidModule) as caught:
         parse_module(text, CONTEXT)
