@@ -6,6 +6,7 @@ import re
 import time
 
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.support.client import connect, text_of, value_of
 from tests.support.server import RunningServer
@@ -89,8 +90,10 @@ async def test_a_runtime_error_points_at_the_line_and_column_of_the_callers_type
     assert re.search(r"\n    at line 3:(19|20|21|22)$", text_of(result)), text_of(result)
 
 
-async def test_an_unknown_tool_name_is_an_error_result(server: RunningServer) -> None:
+async def test_an_unknown_tool_name_is_a_protocol_error_and_the_server_keeps_serving(server: RunningServer) -> None:
     async with connect(server.url) as client:
-        result = await client.call_tool("delete_everything", {})
-    assert result.is_error
-    assert "one tool, 'do'" in text_of(result)
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("delete_everything", {})
+        assert caught.value.code == -32602 and "one tool, 'do'" in caught.value.message
+    async with connect(server.url) as client:
+        assert text_of(await client.call_tool("do", {"script": "1 + 1"})) == "2"
