@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.local_issuer import LocalIssuer, local_issuer
 from tests.support.server import RunningServer, start_server, stop_server
 
 
@@ -52,3 +53,10 @@ def events_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     running = start_server(tmp_path_factory.mktemp("events"), MCPDO_RETRY_BASE_MS="50")
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    """A loopback OpenID issuer (tests/support/local_issuer.py) for the tests of one module."""
+    with local_issuer() as running:
+        yield running

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from mcpdo.adapters.oauth_tokens import IssuerUnavailable, JwksTokenVerifier, OAuthConfig
+from mcpdo.adapters.oauth_tokens import REFRESH_INTERVAL_S, IssuerUnavailable, JwksTokenVerifier, OAuthConfig
 from mcpdo.errors import Unauthorized
 from mcpdo.ports import VerifiedToken
 
@@ -419,13 +419,16 @@ async def test_an_issuer_that_is_down_is_issuer_unavailable(issuer: LocalIssuer)
     ],
 )
 async def test_a_jwks_that_cannot_be_read_is_issuer_unavailable(
-    verifier: JwksTokenVerifier, issuer: LocalIssuer, answer: tuple[int, object], expected: str
+    verifier: JwksTokenVerifier, issuer: LocalIssuer, clock: Clock, answer: tuple[int, object], expected: str
 ) -> None:
     issuer.server.routes["/jwks.json"] = answer
     with pytest.raises(IssuerUnavailable, match=re.escape(expected)):
         await verifier.verify(issuer.token())
-    # Not remembered: once the issuer answers again, tokens verify.
+    # Remembered for the refresh interval (the issuer is not asked at every request), then asked again.
     issuer.fail_with(None)
+    with pytest.raises(IssuerUnavailable, match=re.escape(expected)):
+        await verifier.verify(issuer.token())
+    clock.advance(REFRESH_INTERVAL_S)
     await verifier.verify(issuer.token())
 
 

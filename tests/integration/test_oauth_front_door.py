@@ -11,17 +11,11 @@ import httpx
 import pytest
 
 from tests.support.client import connect, text_of, value_of
-from tests.support.local_issuer import AUDIENCE, LocalIssuer, local_issuer
+from tests.support.local_issuer import AUDIENCE, LocalIssuer
 from tests.support.server import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.anyio
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with local_issuer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -27,12 +26,6 @@ from mcpdo.settings import AuthSettings
 from tests.support.local_issuer import LocalIssuer, _b64, local_issuer, serve_json, with_header
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with local_issuer() as running:
-        yield running
 
 
 def verifier(issuer: LocalIssuer) -> JwksTokenVerifier:

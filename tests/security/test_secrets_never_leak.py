@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.fake_models import FakeModelServer, fake_model_server
 from tests.support.fake_web import FakeWeb, fake_web
-from tests.support.local_issuer import AUDIENCE, LocalIssuer, local_issuer
+from tests.support.local_issuer import AUDIENCE, LocalIssuer
 from tests.support.server import RunningServer, start_server, stop_server
 from tests.support.sync import call_tool, wait_for
 
@@ -39,12 +39,6 @@ on($.Leak.tried, async () => {
   await api.proxy('acme', '/v1/missing')
 })
 """
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with local_issuer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.local_issuer import AUDIENCE, LocalIssuer, local_issuer
+from tests.support.local_issuer import AUDIENCE, LocalIssuer
 from tests.support.server import RunningServer, start_server, stop_server
 from tests.support.sync import call_as, call_tool, run_script, wait_for
 
@@ -36,12 +36,6 @@ class Caller:
     tenant: str
     token: str | None
     writes: bool
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with local_issuer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
