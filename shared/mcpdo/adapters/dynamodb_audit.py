@@ -63,14 +63,7 @@ class DynamoAuditLog:
         """Entries newest first (start time, then id), of one tenant or all, strictly before `before`."""
         check_listing_limit(limit)
         arguments = _query(tenant, None if before is None else checked_instant(before, "before"))
-        items: builtins.list[Item] = []
-        while len(items) < limit:  # a page also stops at 1 MB: read on until `limit` or the end
-            page = await self._table.call("query", Limit=limit - len(items), **arguments)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return [_entry(item) for item in items]
+        return [_entry(item) for item in await self._table.query_up_to(limit, **arguments)]
 
     async def purge(self, older_than: str) -> int:
         """Nothing to drop by hand: each entry's `ttl` has DynamoDB expire it. Reports 0 (see the module)."""

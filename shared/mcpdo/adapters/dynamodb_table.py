@@ -88,6 +88,17 @@ class DynamoTable:
                 return items
             arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    async def query_up_to(self, limit: int, **arguments: Any) -> list[Item]:
+        """The first `limit` items a query finds: a page stops at `Limit` or 1 MB, so read on until either."""
+        items: list[Item] = []
+        while len(items) < limit:
+            page = await self.call("query", Limit=limit - len(items), **arguments)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return items
+
     async def close(self) -> None:
         """Release the client's connections."""
         self.client.close()

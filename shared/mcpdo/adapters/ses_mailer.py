@@ -129,7 +129,6 @@ class SesMailer:
     async def list(self, limit: int = 100, *, tenant: str | None = None) -> builtins.list[dict[str, Any]]:
         """The latest messages, newest first: the message fields plus `sentAt`, `idempotencyKey`, `tenant`."""
         check_listing_limit(limit)
-        items: builtins.list[Item] = []
         index, partition = ("gsi2", _LISTED) if tenant is None else ("gsi1", _tenant_partition(tenant))
         arguments: dict[str, Any] = {
             "IndexName": index,
@@ -137,12 +136,7 @@ class SesMailer:
             "ExpressionAttributeValues": {":listed": text_value(partition)},
             "ScanIndexForward": False,
         }
-        while len(items) < limit:
-            page = await self._table.call("query", Limit=limit - len(items), **arguments)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = await self._table.query_up_to(limit, **arguments)
         return [
             listed(json.loads(item["message"]["S"]), item["sent_at"]["S"], item["key"]["S"], item["tenant"]["S"])
             for item in items
