@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mcpdo.docs import DOC_NAMES, load_doc
@@ -102,6 +102,8 @@ class ToolResult:
     is_error: bool = False
     error_kind: str | None = None
     """The error's class (`ScriptRuntimeError`, `LimitExceeded`, ...), for logs and metrics."""
+    kind: str = "invalid"
+    """What the call asked for: `script`, `module` (with or without a script), `docs`; `invalid` arguments."""
 
 
 class DoTool:
@@ -113,34 +115,40 @@ class DoTool:
 
     async def call(self, arguments: Any, identity: Identity) -> ToolResult:
         """Never raises for anything the caller did: every failure is an error result."""
+        kind = "invalid"
         try:
             script, module_text = parse_arguments(arguments)
-            if script is not None and module_text is None:
-                doc = _doc_request(script)
-                if doc is not None:
-                    return ToolResult(texts=[doc], structured={"doc": script.strip(), "logs": [], "durationMs": 0})
-            preload: tuple[StoredModule, ...] = ()
-            summary: dict[str, Any] | None = None
-            if module_text is not None:
-                if self._register_module is None:
-                    raise InputError("Modules are not enabled on this deployment")
-                summary, module = await self._register_module(module_text, identity)
-                preload = (module,)
-                if script is None:
-                    return value_result(summary, (), 0.0)
-            assert script is not None
-            result = await self._run_script(script, identity, preload)
-            shaped = value_result(
-                result.value, result.logs, result.duration_ms, undefined=result.is_undefined, warnings=result.warnings
-            )
-            if shaped.structured is not None:
-                if summary is not None:
-                    shaped.structured["module"] = summary
-                if result.usage is not None:
-                    shaped.structured["usage"] = dict(result.usage)
-            return shaped
+            kind = "module" if module_text is not None else "docs" if is_doc_request(script or "") else "script"
+            result = await self._answer(script, module_text, identity)
         except McpdoError as exc:
-            return error_result(exc)
+            result = error_result(exc)
+        return replace(result, kind=kind)
+
+    async def _answer(self, script: str | None, module_text: str | None, identity: Identity) -> ToolResult:
+        if script is not None and module_text is None:
+            doc = _doc_request(script)
+            if doc is not None:
+                return ToolResult(texts=[doc], structured={"doc": script.strip(), "logs": [], "durationMs": 0})
+        preload: tuple[StoredModule, ...] = ()
+        summary: dict[str, Any] | None = None
+        if module_text is not None:
+            if self._register_module is None:
+                raise InputError("Modules are not enabled on this deployment")
+            summary, module = await self._register_module(module_text, identity)
+            preload = (module,)
+            if script is None:
+                return value_result(summary, (), 0.0)
+        assert script is not None
+        result = await self._run_script(script, identity, preload)
+        shaped = value_result(
+            result.value, result.logs, result.duration_ms, undefined=result.is_undefined, warnings=result.warnings
+        )
+        if shaped.structured is not None:
+            if summary is not None:
+                shaped.structured["module"] = summary
+            if result.usage is not None:
+                shaped.structured["usage"] = dict(result.usage)
+        return shaped
 
 
 def parse_arguments(arguments: Any) -> tuple[str | None, str | None]:

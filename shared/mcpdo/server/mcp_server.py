@@ -25,7 +25,6 @@ from mcpdo.tool import (
     DoTool,
     ToolResult,
     error_result,
-    is_doc_request,
 )
 
 IdentityResolver = Callable[[ServerRequestContext[Any, Any]], Awaitable[Identity]]
@@ -106,7 +105,7 @@ def build_server(
             caller=identity.id or "anonymous",
             tenant=identity.tenant,
             authType=identity.auth_type,
-            kind=call_kind(params.arguments),
+            kind=result.kind,
             outcome="error" if result.is_error else "ok",
             errorKind=result.error_kind,
             durationMs=round(elapsed, 1),
@@ -155,18 +154,6 @@ async def read_doc(
     return types.ReadResourceResult(
         contents=[types.TextResourceContents(uri=uri, mime_type="text/markdown", text=load_doc(name))]
     )
-
-
-def call_kind(arguments: object) -> str:
-    """What a call asked for, for the operator: docs, a module (with or without a script), a script."""
-    if not isinstance(arguments, dict):
-        return "invalid"
-    script = arguments.get("script")
-    if isinstance(arguments.get("module"), str):
-        return "module"
-    if isinstance(script, str):
-        return "docs" if is_doc_request(script) else "script"
-    return "invalid"
 
 
 def to_mcp(result: ToolResult) -> types.CallToolResult:
