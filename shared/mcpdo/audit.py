@@ -14,7 +14,7 @@ from typing import Any
 from mcpdo.errors import InputError, McpdoError, PermissionDenied
 from mcpdo.identity import Identity
 from mcpdo.ids import new_id
-from mcpdo.inputs import DEFAULT_LIMIT, MAX_LIMIT, show
+from mcpdo.inputs import DEFAULT_LIMIT, MAX_LIMIT, integer_option, show
 from mcpdo.ports import AuditLog, ExecutionRecord
 from mcpdo.timeparse import format_iso, utc_now
 
@@ -100,12 +100,8 @@ class AuditReader:
                 f"db.list('{AUDIT_TYPE}') takes {{ limit, before }} (newest first; `before` an ISO instant), "
                 f"not {', '.join(unknown)}"
             )
-        limit = options.get("limit", DEFAULT_LIMIT)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-            # The bound of every listing a script makes (db.list), so no caller loads a whole trail at once.
-            raise InputError(
-                f"db.list('{AUDIT_TYPE}'): limit must be a whole number from 1 to {MAX_LIMIT}, got {show(limit)}"
-            )
+        # The bound of every listing a script makes (db.list), so no caller loads a whole trail at once.
+        limit = integer_option("limit", options.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
         before = options.get("before")
         if before is not None and not isinstance(before, str):
             raise InputError(f"db.list('{AUDIT_TYPE}'): before must be an ISO instant, got {show(before)}")
