@@ -89,21 +89,18 @@ class Authenticator:
     async def current(self, identity: Identity) -> Identity | None:
         """A stored identity (a module's owner) as it stands now: its key's roles today and the grants the
         deployment gives them, or None when its key is revoked, expired or gone."""
-        table = self._settings.roles
         if identity.is_anonymous:
             return identity
-        if identity.auth_type == "oauth":
-            # No issuer is asked at delivery time: the registering token's expiry bounds its handlers.
-            expiry = parse_instant(identity.expires_at) if identity.expires_at else None
-            if expiry is None or self._clock() >= expiry:
+        roles = identity.roles
+        if identity.auth_type == "apiKey":
+            key = await self._keys.get(identity.id or "")
+            if key is None or not self._usable(key):
                 return None
-            return replace(identity, grants=table.grants_for(identity.roles))
-        if identity.id is None:
-            return replace(identity, grants=table.grants_for(identity.roles))
-        key = await self._keys.get(identity.id)
-        if key is None or not self._usable(key):
+            roles = key.roles
+        elif identity.expires_at is None or self._expired(identity.expires_at):
+            # No issuer is asked at delivery time: the registering token's expiry bounds its handlers.
             return None
-        return replace(identity, roles=key.roles, grants=table.grants_for(key.roles))
+        return replace(identity, roles=roles, grants=self._settings.roles.grants_for(roles))
 
     async def authenticate(self, authorization: str | None) -> Identity:
         """No header: anonymous (read-only), unless the deployment refuses them. A header that does not check
@@ -181,10 +178,12 @@ class Authenticator:
         return value
 
     def _usable(self, key: ApiKey) -> bool:
-        if key.revoked_at is not None:
-            return False
-        expiry = parse_instant(key.expires_at) if key.expires_at else None
-        return expiry is None or self._clock() < expiry
+        return key.revoked_at is None and (key.expires_at is None or not self._expired(key.expires_at))
+
+    def _expired(self, expires_at: str) -> bool:
+        """Whether the instant has passed (one that does not parse counts as passed)."""
+        expiry = parse_instant(expires_at)
+        return expiry is None or self._clock() >= expiry
 
     async def _note_use(self, key: ApiKey) -> None:
         now = self._clock()
