@@ -10,10 +10,8 @@ import pytest
 
 from tests.support.fake_models import FakeModelServer, fake_model_server
 from tests.support.fake_web import FakeWeb, fake_web
+from tests.support.seed import ai_settings
 from tests.support.server import RunningServer, start_server, stop_server
-
-# The portable model names the reference uses, mapped as a deployment would (MCPDO_AI_MODELS).
-MODEL_MAP = "gpt-5=fake-gpt,claude-sonnet-4.5=fake-claude"
 
 
 @dataclass
@@ -26,17 +24,7 @@ class AiDeployment:
 @pytest.fixture(scope="module")
 def ai_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AiDeployment]:
     with fake_model_server() as models, fake_web() as web:
-        running = start_server(
-            tmp_path_factory.mktemp("ai"),
-            MCPDO_RETRY_BASE_MS="50",
-            MCPDO_AI_PROVIDER="openai",
-            MCPDO_AI_BASE_URL=models.url,
-            MCPDO_AI_API_KEY="sk-fake-provider-key",
-            MCPDO_AI_MODEL="fake-default",
-            MCPDO_AI_MODELS=MODEL_MAP,
-            MCPDO_AI_EMBED_MODEL="fake-embed",
-            MCPDO_FETCH_ALLOW=web.host_port,
-        )
+        running = start_server(tmp_path_factory.mktemp("ai"), **ai_settings(models, web))
         try:
             yield AiDeployment(running, models, web)
         finally:

@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.seed.examples_support import (
@@ -47,7 +46,9 @@ from tests.seed.examples_support import (
 )
 from tests.support.fake_models import FakeModelServer, fake_model_server
 from tests.support.fake_web import FakeWeb, fake_web
+from tests.support.seed import ai_settings
 from tests.support.server import RunningServer, start_server, stop_server
+from tests.support.sync import tool_result
 
 # How the blocks were counted: reading the reference's copy from top to bottom, a code block is where code
 # starts on the line after a line of prose and runs to where the copy glued its last line to the next prose
@@ -62,7 +63,6 @@ REFERENCE_BLOCKS = 82
 # fail; when the bug is fixed the test says so, and the entry goes.
 KNOWN_FAILURES: dict[str, str] = {}
 
-MODEL_MAP = "gpt-5=fake-gpt,claude-sonnet-4.5=fake-claude"
 # The external hosts the runnable blocks fetch from, each mapped to a path prefix of the fake web service.
 EXTERNAL_HOSTS = ("api.example.com", "api.external.com", "analytics.acme.com", "charts.acme.com")
 STRIPE_SECRET = "sk_test_reference_examples"
@@ -189,17 +189,7 @@ class Outcome:
 
 
 def call_do(server: RunningServer, key: str | None, arguments: dict[str, str]) -> Outcome:
-    headers = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-        "MCP-Protocol-Version": "2025-11-25",
-    }
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "do", "arguments": arguments}}
-    response = httpx.post(server.url, json=body, headers=headers, timeout=60)
-    assert response.status_code == 200, response.text
-    result = response.json()["result"]
+    result = tool_result(server, key, arguments)
     return Outcome(
         bool(result.get("isError")), str(result["content"][0]["text"]), result.get("structuredContent") or {}
     )
@@ -235,14 +225,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         secrets.write_text(json.dumps({"STRIPE_SECRET_KEY": STRIPE_SECRET, "SHIPPO_API_KEY": SHIPPO_SECRET}))
         running = start_server(
             state / "data",
-            MCPDO_RETRY_BASE_MS="50",
-            MCPDO_AI_PROVIDER="openai",
-            MCPDO_AI_BASE_URL=models.url,
-            MCPDO_AI_API_KEY="sk-fake-provider-key",
-            MCPDO_AI_MODEL="fake-default",
-            MCPDO_AI_MODELS=MODEL_MAP,
-            MCPDO_AI_EMBED_MODEL="fake-embed",
-            MCPDO_FETCH_ALLOW=web.host_port,
+            **ai_settings(models, web),
             MCPDO_SERVICES=str(services),
             MCPDO_SECRETS_FILE=str(secrets),
         )

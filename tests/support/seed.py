@@ -5,6 +5,9 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from tests.support.fake_models import FakeModelServer
+from tests.support.fake_web import FakeWeb
+
 # The reference as the project's shared folder holds it, beside the repository; and the repository's own copy,
 # so a clone on its own (CI in a fresh folder) runs the same examples.
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_8e3f111f32c4e6cd.txt"
@@ -69,3 +72,21 @@ $context: https://platform.do
 # Analytics and reporting tasks
 
 """ + section("// Analytics and reporting tasks", until="Module Composition and Reusability")
+
+
+# The portable model names the reference uses, mapped as a deployment would (MCPDO_AI_MODELS).
+MODEL_MAP = "gpt-5=fake-gpt,claude-sonnet-4.5=fake-claude"
+
+
+def ai_settings(models: FakeModelServer, web: FakeWeb) -> dict[str, str]:
+    """The settings of a deployment whose models are `models` and whose web is `web` (allow-listed)."""
+    return {
+        "MCPDO_RETRY_BASE_MS": "50",
+        "MCPDO_AI_PROVIDER": "openai",
+        "MCPDO_AI_BASE_URL": models.url,
+        "MCPDO_AI_API_KEY": "sk-fake-provider-key",
+        "MCPDO_AI_MODEL": "fake-default",
+        "MCPDO_AI_MODELS": MODEL_MAP,
+        "MCPDO_AI_EMBED_MODEL": "fake-embed",
+        "MCPDO_FETCH_ALLOW": web.host_port,
+    }

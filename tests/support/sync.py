@@ -36,6 +36,12 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, step: Callable[[],
 
 def call_tool(server: Endpoint, key: str | None, arguments: dict[str, str]) -> tuple[bool, str]:
     """(is_error, first text item) of one `do` call (script and/or module) over HTTP, with `key` or anonymous."""
+    result = tool_result(server, key, arguments)
+    return bool(result.get("isError")), str(result["content"][0]["text"])
+
+
+def tool_result(server: Endpoint, key: str | None, arguments: dict[str, str]) -> dict[str, Any]:
+    """The whole `tools/call` result (content, structuredContent, isError) of one `do` call over HTTP."""
     headers = {
         "Accept": "application/json, text/event-stream",
         "Content-Type": "application/json",
@@ -47,8 +53,8 @@ def call_tool(server: Endpoint, key: str | None, arguments: dict[str, str]) -> t
     # ASCII escapes, as any JSON client may send them: text that is not valid Unicode still reaches the server.
     response = httpx.post(server.url, content=json.dumps(body), timeout=60, headers=headers)
     assert response.status_code == 200, response.text
-    result = response.json()["result"]
-    return bool(result.get("isError")), str(result["content"][0]["text"])
+    result: dict[str, Any] = response.json()["result"]
+    return result
 
 
 def call_as(server: Endpoint, key: str | None, script: str) -> tuple[bool, str]:
