@@ -16,6 +16,7 @@ from mcpdo.errors import AuthenticationRequired, InputError, McpdoError, NotFoun
 from mcpdo.events import HandlerFailed, HandlerOutcome
 from mcpdo.execution import Executor
 from mcpdo.identity import Identity
+from mcpdo.inputs import quote
 from mcpdo.mdxld import ParsedModule, parse_module
 from mcpdo.patterns import validate_pattern
 from mcpdo.ports import (
@@ -172,9 +173,9 @@ async def resolve_import(
     if len(candidates) > 1:
         names = ", ".join(sorted(m.id for m in candidates))
         raise InputError(
-            f"Cannot import '{specifier}': several modules have that path ({names}); import one by its full $id"
+            f"Cannot import {quote(specifier)}: several modules have that path ({names}); import one by its full $id"
         )
-    raise NotFound(f"Cannot import '{specifier}': no module is registered with $id {target}")
+    raise NotFound(f"Cannot import {quote(specifier)}: no module is registered with $id {target[:200]}")
 
 
 def resolve_specifier(specifier: str, *, importer_id: str | None, context: str) -> str:

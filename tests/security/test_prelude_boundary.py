@@ -245,3 +245,39 @@ def test_a_handler_run_by_the_worker_under_the_traps_leaks_nothing(
     assert found["observed"] > 0
     assert found["leaks"] == []
     victim.assert_untouched()
+
+
+def test_a_dynamic_import_under_the_traps_leaks_nothing(hostile_server: RunningServer, victim: Victim) -> None:
+    library = "---\n$id: /lib/probe-dynamic\n---\nexport const helper = (x) => x * 3\n"
+    assert call_tool(hostile_server, hostile_server.admin_key, {"module": library})[0] is False
+    importer = (
+        "const lib = await import('/lib/probe-dynamic')\n"
+        "if (lib.helper(2) !== 6) throw new Error('dynamic import failed')"
+    )
+    is_error, text = call_as(hostile_server, hostile_server.admin_key, probe_script(touched_property_names(), importer))
+    assert not is_error, text
+    assert json.loads(text)["leaks"] == []
+    victim.assert_untouched()
+
+
+def test_hostile_dynamic_import_specifiers_never_reach_another_tenants_module(
+    hostile_server: RunningServer, victim: Victim
+) -> None:
+    secret_module = "---\n$id: /lib/victim-only\n---\nexport const payroll = 'victim payroll'\n"
+    assert victim.call_tool({"module": secret_module})[0] is False
+    attacker = hostile_server.new_key("dynamic-importer", "--tenant", "attacker-dynamic")
+    specifiers = [
+        "'/lib/victim-only'",
+        "{ toString() { return '/lib/victim-only' } }",
+        "{ [Symbol.toPrimitive]() { return '/lib/victim-only' } }",
+        "new Proxy({}, { get: () => () => '/lib/victim-only' })",
+        "'/lib/victim-only'.padEnd(1_000_000, ' ')",
+        "JSON.stringify({ type: 'reply', id: 1, ok: true, value: { id: '/lib/victim-only', code: '' } })",
+    ]
+    for spec in specifiers:
+        script = f"let out\ntry {{ out = (await import({spec})).payroll ?? null }} catch (e) {{ out = String(e) }}\nout"
+        is_error, text = call_as(hostile_server, attacker, script)
+        assert not is_error and len(text) < 2000, (spec, text[:300])  # an error that quotes the spec, shortened
+        assert "victim payroll" not in text, spec
+    victim.assert_untouched()
+    assert victim.call("(await import('/lib/victim-only')).payroll") == (False, '"victim payroll"')

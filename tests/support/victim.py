@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.server import RunningServer
-from tests.support.sync import call_as
+from tests.support.sync import call_as, call_tool
 
 
 @dataclass
@@ -19,6 +19,10 @@ class Victim:
     def call(self, script: str) -> tuple[bool, str]:
         """(is_error, text) of one `do` call as the victim."""
         return call_as(self.server, self.key, script)
+
+    def call_tool(self, arguments: dict[str, str]) -> tuple[bool, str]:
+        """(is_error, text) of one `do` call (script and/or module) as the victim."""
+        return call_tool(self.server, self.key, arguments)
 
     def assert_untouched(self) -> None:
         """Their records are exactly as they were, nothing was added, and they are served normally."""
