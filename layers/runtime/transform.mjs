@@ -500,18 +500,32 @@ function splitLineStartHazards(text, ast) {
   }
   if (!found.length) return null
   found.sort((x, y) => x.offset - y.offset)
+  // Usually every split parses: one parse for all of them. Otherwise each is tried on its own, the first
+  // MAX_HAZARD_TRIES only, so a script of thousands of such lines costs no more than a few parses.
+  const all = split(text, found)
+  if (all) return { ...all, hazards: found }
   const kept = []
   let result = null
-  for (const hazard of found) {
-    const attempt = insertAll(text, [...kept, hazard].map((h) => ({ offset: h.offset, text: ';' })))
-    try {
-      result = { ...attempt, ast: acorn.parse(attempt.text, ACORN_OPTIONS) }
-      kept.push(hazard)
-    } catch {
-      // not a clean split: JavaScript's reading stands
-    }
+  for (const hazard of found.slice(0, MAX_HAZARD_TRIES)) {
+    const attempt = split(text, [...kept, hazard])
+    if (!attempt) continue // not a clean split: JavaScript's reading stands
+    result = attempt
+    kept.push(hazard)
   }
   return kept.length ? { ...result, hazards: kept } : null
+}
+
+const MAX_HAZARD_TRIES = 16
+// Each split line is named in a warning, up to this many; the rest are counted in one more.
+const MAX_HAZARD_WARNINGS = 16
+
+function split(text, hazards) {
+  const attempt = insertAll(text, hazards.map((h) => ({ offset: h.offset, text: ';' })))
+  try {
+    return { ...attempt, ast: acorn.parse(attempt.text, ACORN_OPTIONS) }
+  } catch {
+    return null
+  }
 }
 
 function hazardWarning(hazard, toOriginal, starts) {
@@ -628,7 +642,11 @@ function prepareUncached(code, isModule, readonly, sdk) {
   if (split) {
     const stripped = s2ToOriginal
     const starts = lineStarts(s2)
-    for (const hazard of split.hazards) warnings.push(hazardWarning(hazard, stripped, starts))
+    for (const hazard of split.hazards.slice(0, MAX_HAZARD_WARNINGS)) {
+      warnings.push(hazardWarning(hazard, stripped, starts))
+    }
+    const more = split.hazards.length - MAX_HAZARD_WARNINGS
+    if (more > 0) warnings.push(`${more} more lines start the same way and ran as new statements too`)
     s2ToOriginal = (line, col) => stripped(line, unInsert(split.list, line, col))
     s2 = split.text
     ast = split.ast
