@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from mcpdo import eventloop
 from mcpdo.bootstrap import App, build_local
 from mcpdo.ids import ulid
 from mcpdo.ports import Event
@@ -142,7 +143,7 @@ def _ms(iso: str) -> float:
 
 
 def run(tmp: Path) -> dict[str, list[float] | float]:
-    return asyncio.run(measure(tmp))
+    return eventloop.run(measure(tmp))
 
 
 if __name__ == "__main__":

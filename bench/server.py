@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
+from mcpdo import eventloop
 from mcpdo.bootstrap import build_local
 from mcpdo.ratelimit import RateLimits
 from mcpdo.server.http import build_http_app
@@ -32,4 +32,4 @@ async def main(port: int, data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), Path(sys.argv[2])))
+    eventloop.run(main(int(sys.argv[1]), Path(sys.argv[2])))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from mcpdo import operations
+from mcpdo import eventloop, operations
 from mcpdo.bootstrap import App, build
 from mcpdo.errors import InputError, McpdoError, NotFound
 from mcpdo.settings import Settings
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         server = args.command in CREATES_STATE
         operations.configure(settings.log_level or ("info" if server else "warning"), settings.log_format)
         announce_state(settings, args.command)
-        code: int = asyncio.run(args.handler(settings, args))
+        code: int = eventloop.run(args.handler(settings, args))
         return code
     except McpdoError as exc:
         print(f"mcpdo: {exc.text}", file=sys.stderr)
