@@ -5,6 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
+import * as acorn from 'acorn'
 import { newQuickJSWASMModuleFromVariant, newVariant } from 'quickjs-emscripten-core'
 import releaseSync from '@jitl/quickjs-wasmfile-release-sync'
 
@@ -20,10 +21,29 @@ export const MAX_STACK_BYTES = 256 * 1024
 const wasmModule = new WebAssembly.Module(
   fs.readFileSync(require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')),
 )
-const preludeSource = fs.readFileSync(path.join(here, 'prelude.js'), 'utf8')
+
+/**
+ * `source` without comments and indentation, line breaks kept (the prelude relies on automatic semicolon
+ * insertion): QuickJS compiles the prelude into every fresh context and the lazy parts on first use in an
+ * execution, and its tokenizer's time grows with the text it scans, comments included.
+ */
+export function compactSource(source) {
+  let out = ''
+  let end = 0
+  for (const token of acorn.tokenizer(source, { ecmaVersion: 'latest' })) {
+    const gap = source.slice(end, token.start)
+    if (end > 0 && gap) out += /[\n\r\u2028\u2029]/.test(gap) ? '\n' : ' '
+    out += source.slice(token.start, token.end)
+    end = token.end
+  }
+  return out
+}
+
+const guestSource = (file) => compactSource(fs.readFileSync(path.join(here, file), 'utf8'))
+const preludeSource = guestSource('prelude.js')
 // Parts of the guest environment compiled only when a script first touches them.
 export const lazySources = Object.fromEntries(['sdk', 'events', 'modules', 'console', 'dollar', 'timers', 'extras', 'url', 'locale'].map(
-  (name) => [name, fs.readFileSync(path.join(here, 'lazy', `${name}.js`), 'utf8')]))
+  (name) => [name, guestSource(`lazy/${name}.js`)]))
 // The engine is built with a 16 MiB initial memory (256 pages); it grows up to maxPages.
 const INITIAL_PAGES = 256
 
