@@ -96,9 +96,29 @@ export function compactSource(source) {
 
 const guestSource = (file) => compactSource(fs.readFileSync(path.join(here, file), 'utf8'))
 const preludeSource = guestSource('prelude.js')
-// Parts of the guest environment compiled only when a script first touches them.
-export const lazySources = Object.fromEntries(['sdk', 'events', 'modules', 'console', 'dollar', 'timers', 'extras', 'url', 'locale'].map(
-  (name) => [name, guestSource(`lazy/${name}.js`)]))
+// Parts of the guest environment compiled only when a script first touches them, each made compact once: on
+// first use, or earlier while the runner is idle (`compactLazySources`), so the runner is ready sooner.
+const LAZY_NAMES = new Set(['sdk', 'events', 'modules', 'console', 'dollar', 'timers', 'extras', 'url', 'locale'])
+const lazyCompacted = new Map()
+
+/** The source of lazy part `name`, or undefined for a name that is not one. */
+export function lazySource(name) {
+  if (!LAZY_NAMES.has(name)) return undefined
+  let source = lazyCompacted.get(name)
+  if (source === undefined) {
+    source = guestSource(`lazy/${name}.js`)
+    lazyCompacted.set(name, source)
+  }
+  return source
+}
+
+/** Compact the lazy parts not yet used, one per turn of the event loop (a request is served between two). */
+export function compactLazySources() {
+  const next = [...LAZY_NAMES].find((name) => !lazyCompacted.has(name))
+  if (next === undefined) return
+  lazySource(next)
+  setImmediate(compactLazySources)
+}
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
 let nextWasmId = 1

@@ -22,8 +22,8 @@
 // runtime and context); null: always a fresh instance. `warm`: the key whose next execution this process
 // can start on a kept instance (a hint for routing).
 import {
-  buildInstance, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID, lazySources, newRuntime,
-  WASM_PAGE,
+  buildInstance, compactLazySources, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID, lazySource,
+  newRuntime, WASM_PAGE,
 } from './engine.mjs'
 import { valueProblem, wellFormed } from './values.mjs'
 import { prepare, SourceSyntaxError } from './transform.mjs'
@@ -346,7 +346,7 @@ class Execution {
         this.timerOps.push([Number(a), null])
         return undefined
       case 'lazy':
-        return Object.hasOwn(lazySources, a) ? lazySources[a] : '(function () {})'
+        return lazySource(a) ?? '(function () {})'
       case 'done':
         if (!this.done) this.done = { kind: a, text: b }
         return undefined
@@ -908,4 +908,8 @@ process.on('uncaughtException', (err) => toStderr('uncaught', err && err.stack))
 process.on('unhandledRejection', (err) => toStderr('unhandled', err && err.stack))
 
 fill()
-building.then(() => sendObj({ type: 'ready' }))
+building.then(() => {
+  sendObj({ type: 'ready' })
+  // Not at once: the first request usually follows the ready line, and compacts what it uses itself.
+  setTimeout(compactLazySources, 1000)
+})

@@ -37,6 +37,8 @@ from mcpdo.ports import (
     DeliveryStore,
     EntityStore,
     EventTransport,
+    HttpRequest,
+    HttpResponse,
     KeyStore,
     Leases,
     Mailer,
@@ -51,7 +53,6 @@ from mcpdo.ports import (
     TokenVerifier,
     WebClient,
 )
-from mcpdo.sandbox.admission import Caps
 from mcpdo.sandbox.pool import Sandbox
 from mcpdo.sdk.ai import show_usage_logs
 from mcpdo.services import load_services
@@ -219,12 +220,14 @@ def build_app(settings: Settings, adapters: Adapters) -> App:
     )
 
 
-def build(settings: Settings) -> App:
-    """The deployment `settings.backend` names (MCPDO_BACKEND)."""
-    return build_aws(settings) if settings.backend == "aws" else build_local(settings)
+def build(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
+    """The deployment `settings.backend` names (MCPDO_BACKEND); `sandbox`, when the caller made it already
+    (the CLI starts its runners before importing this module, so that Node boots while Python imports)."""
+    backend = build_aws if settings.backend == "aws" else build_local
+    return backend(settings, sandbox=sandbox)
 
 
-def build_local(settings: Settings) -> App:
+def build_local(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
     """The embedded default: SQLite for everything durable, a pool of warm Node runners, an in-process worker."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.database_path
@@ -240,7 +243,7 @@ def build_local(settings: Settings) -> App:
         runs=SqliteRunLog(path),
         audit=SqliteAuditLog(path),
         mailer=SqliteOutbox(path),
-        sandbox=_sandbox(settings),
+        sandbox=sandbox or Sandbox.configured(settings),
         web=_web(settings),
         secrets=FileSecrets(settings.web.secrets_file, os.environ),
         models=_models(settings),
@@ -250,7 +253,7 @@ def build_local(settings: Settings) -> App:
     return build_app(settings, adapters)
 
 
-def build_aws(settings: Settings) -> App:
+def build_aws(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
     """AWS: DynamoDB for entities, keys, modules, subscriptions, deliveries and runs (one table, MCPDO_TABLE);
     EventBridge carries `send`, SQS the deliveries, Scheduler the `every` schedules, SES the mail. A part whose
     settings are unset is not deployed: its ports refuse by name (see `mcpdo.adapters.not_deployed`)."""
@@ -285,7 +288,7 @@ def build_aws(settings: Settings) -> App:
         runs=DynamoRunLog(table),
         audit=DynamoAuditLog(table, retention_seconds=settings.auth.audit_retention_days * 86_400),
         mailer=_aws_mailer(settings.aws, table, boto3.client),
-        sandbox=_sandbox(settings),
+        sandbox=sandbox or Sandbox.configured(settings),
         web=_web(settings),
         secrets=SecretsManagerSecrets(
             boto3.client("secretsmanager"), ttl_s=settings.web.secrets_ttl_s, prefix=settings.web.secrets_prefix
@@ -421,29 +424,36 @@ def _models(settings: Settings) -> ModelProvider | None:
 
 
 def _web(settings: Settings) -> WebClient:
-    from mcpdo.adapters.httpx_web import HttpxWebClient
-
     web = settings.web
-    return HttpxWebClient(
-        allow=Allowlist.parse(web.fetch_allow),
-        connect_timeout_s=web.connect_timeout_s,
-        read_timeout_s=web.read_timeout_s,
-        max_response_bytes=web.max_response_bytes,
-        user_agent=USER_AGENT,
-    )
+    allow = Allowlist.parse(web.fetch_allow)  # a bad allow-list is an error at start, not at the first fetch
+
+    def client() -> WebClient:
+        from mcpdo.adapters.httpx_web import HttpxWebClient
+
+        return HttpxWebClient(
+            allow=allow,
+            connect_timeout_s=web.connect_timeout_s,
+            read_timeout_s=web.read_timeout_s,
+            max_response_bytes=web.max_response_bytes,
+            user_agent=USER_AGENT,
+        )
+
+    return OnFirstRequest(client)
 
 
-def _sandbox(settings: Settings) -> Sandbox:
-    return Sandbox(
-        node_path=settings.node_path,
-        runner_path=settings.runner_path,
-        size=settings.sandbox_pool_size,
-        max_size=settings.sandbox_pool_max,
-        wait_ms=settings.sandbox_wait_ms,
-        memory_bytes=settings.memory_bytes,
-        caps=Caps(
-            per_key=settings.concurrency_per_key,
-            per_anonymous=settings.concurrency_per_anonymous,
-            anonymous_runners=settings.anonymous_runners,
-        ),
-    )
+class OnFirstRequest:
+    """A WebClient made when the first request needs it: importing httpx and setting up its TLS takes ~90 ms,
+    which `mcpdo run` and a Lambda's INIT would otherwise pay though most executions never fetch."""
+
+    def __init__(self, make: Callable[[], WebClient]) -> None:
+        self._make = make
+        self._client: WebClient | None = None
+
+    async def request(self, request: HttpRequest, *, guarded: bool) -> HttpResponse:
+        if self._client is None:
+            self._client = self._make()
+        return await self._client.request(request, guarded=guarded)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()

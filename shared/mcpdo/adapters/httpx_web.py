@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -130,15 +131,19 @@ class HttpxWebClient:
         self._max_bytes = max_response_bytes
         self._connect_s = connect_timeout_s
         self._read_s = read_timeout_s
-        self._guarded = self._client(user_agent, GuardedBackend(allow, resolver, network))
-        self._plain = self._client(user_agent, network)
+        # One TLS context for both clients: loading the system's certificates takes ~15 ms each time.
+        tls = httpx.create_ssl_context(trust_env=False)
+        self._guarded = self._client(user_agent, GuardedBackend(allow, resolver, network), tls)
+        self._plain = self._client(user_agent, network, tls)
 
-    def _client(self, user_agent: str, backend: httpcore.AsyncNetworkBackend | None) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(trust_env=False)
+    def _client(
+        self, user_agent: str, backend: httpcore.AsyncNetworkBackend | None, tls: ssl.SSLContext
+    ) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(verify=tls, trust_env=False)
         # The transport's own pool rebuilt on our backend (httpx has no public option for the backend), with
         # no limit on connections: a limit would let one caller's slow requests hold every other caller's.
         transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=tls,
             max_connections=None,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
