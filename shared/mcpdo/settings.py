@@ -270,6 +270,9 @@ class AuthSettings:
     # Addresses or networks whose X-Forwarded-For is believed; nobody's by default.
     trusted_proxies: tuple[str, ...] = ()
     audit_retention_days: int = 90
+    # How long a key once read may be used without reading it again (0: read on every request). A revocation
+    # made elsewhere (`mcpdo keys revoke` against the table) takes up to this long to reach a warm process.
+    key_cache_s: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], reader: _Reader, default_tenant: str) -> AuthSettings:
@@ -298,6 +301,7 @@ class AuthSettings:
             roles=roles,
             trusted_proxies=_trusted_proxies(env.get("MCPDO_TRUSTED_PROXIES", "")),
             audit_retention_days=reader.int("MCPDO_AUDIT_RETENTION_DAYS", 90, high=3650),
+            key_cache_s=reader.int("MCPDO_KEY_CACHE_SECONDS", 0, low=0, high=300),
         )
 
 

@@ -236,3 +236,95 @@ def test_identity_settings_are_read_with_their_defaults() -> None:
     assert settings.auth.oauth_role_scopes == {"support.write": "member"}
     assert Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x"}).auth.oauth_role_scopes["mcp:admin"] == "admin"
     assert settings.resource_url == "http://127.0.0.1:8787/mcp"
+
+
+class CountingKeyStore(SqliteKeyStore):
+    """The SQLite key store, counting the lookups by secret hash that reach it."""
+
+    lookups = 0
+
+    async def find_by_hash(self, secret_hash: str):  # type: ignore[no-untyped-def]
+        self.lookups += 1
+        return await super().find_by_hash(secret_hash)
+
+
+def _cached(store: SqliteKeyStore, seconds: int, monotonic: list[float], **kwargs: object) -> Authenticator:
+    return Authenticator(
+        store,
+        "default",
+        AuthSettings(key_cache_s=seconds),
+        cache_clock=lambda: monotonic[0],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_kept_key_spares_the_store_and_a_revocation_elsewhere_lands_once_its_time_is_up(
+    tmp_path: Path,
+) -> None:
+    clock = [0.0]
+    store = CountingKeyStore(tmp_path / "keys.db")
+    server = _cached(store, 10, clock)
+    elsewhere = Authenticator(SqliteKeyStore(tmp_path / "keys.db"), "default")  # `mcpdo keys revoke`
+    secret, key = await elsewhere.create_key("ci", tenant="acme")
+    for _ in range(5):
+        assert (await server.authenticate(f"Bearer {secret}")).tenant == "acme"
+    assert store.lookups == 1
+    await elsewhere.revoke_key(key.id)
+    clock[0] = 9.9
+    assert (await server.authenticate(f"Bearer {secret}")).id == key.id  # the documented delay
+    clock[0] = 10.0
+    with pytest.raises(Unauthorized, match="revoked"):
+        await server.authenticate(f"Bearer {secret}")
+    assert store.lookups == 2
+
+
+async def test_a_key_revoked_through_the_process_that_keeps_it_is_refused_at_once(tmp_path: Path) -> None:
+    auth = _cached(SqliteKeyStore(tmp_path / "keys.db"), 300, [0.0])
+    secret, key = await auth.create_key("ci")
+    await auth.authenticate(f"Bearer {secret}")
+    await auth.revoke_key(key.id)
+    with pytest.raises(Unauthorized, match="revoked"):
+        await auth.authenticate(f"Bearer {secret}")
+
+
+async def test_a_kept_key_still_expires_on_time_and_wrong_keys_are_never_kept(tmp_path: Path) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    store = CountingKeyStore(tmp_path / "keys.db")
+    auth = _cached(store, 300, [0.0], clock=lambda: now[0])
+    secret, _ = await auth.create_key("short", expires_at="in 1 hour")
+    await auth.authenticate(f"Bearer {secret}")
+    now[0] += timedelta(hours=2)
+    with pytest.raises(Unauthorized, match="expired"):
+        await auth.authenticate(f"Bearer {secret}")
+    before = store.lookups
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            await auth.authenticate(f"Bearer {secret[:-1]}x")
+    assert store.lookups == before + 3
+
+
+async def test_with_keys_kept_the_last_use_is_still_written_once_a_minute(tmp_path: Path) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    clock = [0.0]
+    store = SqliteKeyStore(tmp_path / "keys.db")
+    auth = _cached(store, 300, clock, clock=lambda: now[0])
+    secret, key = await auth.create_key("used")
+
+    async def last_used() -> str | None:
+        await auth.authenticate(f"Bearer {secret}")
+        stored = await store.get(key.id)
+        assert stored is not None
+        return stored.last_used_at
+
+    assert await last_used() == "2026-01-01T00:00:00.000Z"
+    now[0] += timedelta(seconds=30)
+    assert await last_used() == "2026-01-01T00:00:00.000Z"
+    now[0] += timedelta(seconds=31)
+    assert await last_used() == "2026-01-01T00:01:01.000Z"
+
+
+def test_keys_are_read_on_every_call_unless_the_deployment_keeps_them() -> None:
+    assert Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x"}).auth.key_cache_s == 0
+    assert Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x", "MCPDO_KEY_CACHE_SECONDS": "10"}).auth.key_cache_s == 10
+    with pytest.raises(InputError, match="MCPDO_KEY_CACHE_SECONDS"):
+        Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x", "MCPDO_KEY_CACHE_SECONDS": "301"})
