@@ -15,8 +15,14 @@ T = TypeVar("T")
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run `main` to completion on a new event loop, as `asyncio.run` does."""
+    with runner() as loop:
+        return loop.run(main)
+
+
+def runner() -> asyncio.Runner:
+    """A loop that outlives one coroutine (a Lambda execution environment's), as `asyncio.Runner()` makes."""
     try:
         import uvloop
     except ImportError:  # not built for this platform
-        return asyncio.run(main)
-    return uvloop.run(main)
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mcpdo import eventloop
 from mcpdo.bootstrap import App, build
 from mcpdo.errors import InputError, LimitExceeded, NotConfigured
 from mcpdo.events import Settled
@@ -219,7 +220,7 @@ class EventsRuntime(LambdaEnvironment):
         messages = app.adapters.queue_messages
         if messages is None:
             raise NotConfigured(EVENTS_NOT_DEPLOYED)
-        loop = asyncio.Runner()
+        loop = eventloop.runner()
         loop.run(app.start(worker=False))
         return cls(app, loop, EventsConsumer(app, messages, observe=PowertoolsObserver(metrics)))
 
@@ -242,7 +243,7 @@ class SchedulesRuntime(LambdaEnvironment):
         fires = app.adapters.schedule_fires
         if fires is None:
             raise NotConfigured(SCHEDULES_NOT_DEPLOYED)
-        return cls(app, asyncio.Runner(), SchedulesConsumer(app, fires, observe=PowertoolsObserver(metrics)))
+        return cls(app, eventloop.runner(), SchedulesConsumer(app, fires, observe=PowertoolsObserver(metrics)))
 
     def handle_fire(self, payload: Any) -> dict[str, Any]:
         """One invocation: a schedule's Input in, what was fired out."""

@@ -16,6 +16,7 @@ import importlib
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mcpdo import eventloop
 from mcpdo.bootstrap import App, authorization_servers, build
 from mcpdo.errors import InputError
 from mcpdo.ratelimit import RateLimits
@@ -63,7 +64,7 @@ class LambdaRuntime(LambdaEnvironment):
             # Without it the Host check would be off: the template always sets API Gateway's host.
             raise InputError("Setting 'MCPDO_ALLOWED_HOSTS' is required on Lambda: the hosts API Gateway answers on")
         app = build(settings)
-        loop = asyncio.Runner()
+        loop = eventloop.runner()
         loop.run(_warm_up(app))
         from mcpdo.server.lambda_http import LambdaFrontDoor
 
