@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,12 +91,14 @@ async def _throughput(app: App, count: int) -> float:
                 correlation_id=event_id,
             )
         )
-    pending = set(ids)
+    # Oldest first, one at a time: the worker claims in due order, so once the oldest is done most after it
+    # are too, and checking costs one query per event (checking them all each turn took a third of the CPU).
+    pending = deque(ids)
     while pending:
-        for event_id in list(pending)[:50]:
-            if all(d.status == "done" for d in await app.adapters.deliveries.deliveries(event_id)):
-                pending.discard(event_id)
-        await asyncio.sleep(0.005)
+        if all(d.status == "done" for d in await app.adapters.deliveries.deliveries(pending[0])):
+            pending.popleft()
+        else:
+            await asyncio.sleep(0.002)
     return count / (time.perf_counter() - started)
 
 
