@@ -104,7 +104,10 @@ def main() -> int:
 
 def measure(url: str, key: str, tmp: Path, server_pid: int) -> tuple[list[Row], list[float]]:
     auth = {**HEADERS, "Authorization": f"Bearer {key}"}
+    # First, before the spinners grow the pool (its extra runners are retired only after a minute idle).
     idle = _tree_memory(server_pid)
+    _executions(url, auth, MEMORY_RUNS)
+    loaded_memory = _tree_memory(server_pid)
     with httpx.Client(headers=auth, timeout=30) as client, httpx.Client(headers=HEADERS, timeout=30) as anonymous:
         # Interleaved, so drift in the machine's load hits both sides of the ratio alike.
         noop_tool, noop_do = _timed_pair(
@@ -118,8 +121,6 @@ def measure(url: str, key: str, tmp: Path, server_pid: int) -> tuple[list[Row], 
         loaded = _under_spinners(url, spinners, lambda: _call(client, url, "do", {"script": "1"}), 60)
     tool_rate = _throughput(url, auth, "noop", {}, seconds=3.0)
     do_rate = _throughput(url, auth, "do", {"script": "1"}, seconds=3.0)
-    _executions(url, auth, MEMORY_RUNS)
-    loaded_memory = _tree_memory(server_pid)
     python_start, cold = _cold_start(tmp)
     noop_ratio = statistics.median(noop_do) / statistics.median(noop_tool)
     creates_ms, direct_ms = statistics.median(creates), statistics.median(direct)
