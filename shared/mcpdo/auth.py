@@ -38,6 +38,8 @@ class KeyCache:
         self._ttl_s = ttl_s
         self._clock = clock
         self._keys: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+        # Bumped by every drop: a read that began before a revocation must not put the old key back.
+        self.generation = 0
 
     def get(self, secret_hash: str) -> ApiKey | None:
         found = self._keys.get(secret_hash)
@@ -50,8 +52,9 @@ class KeyCache:
         self._keys.move_to_end(secret_hash)
         return key
 
-    def put(self, secret_hash: str, key: ApiKey) -> None:
-        if self._ttl_s <= 0:
+    def put(self, secret_hash: str, key: ApiKey, read_in: int) -> None:
+        """Keep `key`, read while the cache was at generation `read_in` (not if a drop came since)."""
+        if self._ttl_s <= 0 or read_in != self.generation:
             return
         self._keys[secret_hash] = (key, self._clock())
         self._keys.move_to_end(secret_hash)
@@ -65,6 +68,7 @@ class KeyCache:
             self._keys[secret_hash] = (key, found[1])
 
     def drop(self, key_id: str) -> None:
+        self.generation += 1
         for secret_hash in [h for h, (key, _) in self._keys.items() if key.id == key_id]:
             del self._keys[secret_hash]
 
@@ -131,7 +135,9 @@ class Authenticator:
 
     async def revoke_key(self, key_id: str) -> None:
         self._cache.drop(key_id)
-        if not await self._keys.revoke(key_id, format_iso(self._clock())):
+        revoked = await self._keys.revoke(key_id, format_iso(self._clock()))
+        self._cache.drop(key_id)  # and whatever a lookup under way put back meanwhile
+        if not revoked:
             raise NotFound(f"API key {key_id} not found (or already revoked)")
 
     async def current(self, identity: Identity) -> Identity | None:
@@ -174,9 +180,10 @@ class Authenticator:
         secret_hash = hash_secret(secret)
         key = self._cache.get(secret_hash)
         if key is None:
+            generation = self._cache.generation
             key = await self._keys.find_by_hash(secret_hash)
             if key is not None:
-                self._cache.put(secret_hash, key)
+                self._cache.put(secret_hash, key, generation)
         if key is None or key.revoked_at is not None:
             raise Unauthorized("Invalid or revoked API key")
         if not self._usable(key):

@@ -203,7 +203,8 @@ async def _stdio(settings: Settings, args: argparse.Namespace) -> int:
 
     app = await _build(settings, start_sandbox=True)
     try:
-        # Check the key before anything starts: a bad key is an error, never an anonymous session.
+        # Check the key before serving (the runners are already booting, but no code runs before this): a bad
+        # key is an error, never an anonymous session.
         authorization = f"Bearer {settings.api_key}" if settings.api_key else None
         await app.auth.authenticate(authorization)
         await app.start(worker=True)

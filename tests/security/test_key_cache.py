@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from mcpdo.adapters.sqlite_keys import SqliteKeyStore
 from mcpdo.auth import Authenticator
@@ -30,3 +31,31 @@ async def test_kept_keys_never_answer_for_another_secret_or_outlive_their_revoca
         await auth.authenticate(f"Bearer {attacker_secret}")
     victim_now = await auth.authenticate(f"Bearer {victim_secret}")
     assert (victim_now.id, victim_now.tenant, victim_now.roles) == (victim.id, "acme", ("member",))
+
+
+class SlowLookups(SqliteKeyStore):
+    """A key store whose lookups by hash wait until `release` is set: a read still under way."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.release = anyio.Event()
+        self.reading = anyio.Event()
+
+    async def find_by_hash(self, secret_hash: str):  # type: ignore[no-untyped-def]
+        found = await super().find_by_hash(secret_hash)
+        self.reading.set()
+        await self.release.wait()
+        return found
+
+
+async def test_a_lookup_under_way_during_a_revocation_does_not_put_the_key_back(tmp_path: Path) -> None:
+    store = SlowLookups(tmp_path / "keys.db")
+    auth = Authenticator(store, "default", AuthSettings(key_cache_s=300))
+    secret, key = await auth.create_key("leaked")
+    async with anyio.create_task_group() as group:
+        group.start_soon(auth.authenticate, f"Bearer {secret}")  # reads the key before it is revoked
+        await store.reading.wait()
+        await auth.revoke_key(key.id)
+        store.release.set()
+    with pytest.raises(Unauthorized, match="revoked"):
+        await auth.authenticate(f"Bearer {secret}")
