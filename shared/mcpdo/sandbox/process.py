@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,22 @@ WATCHDOG_GRACE_S = 0.5
 # V8 lets a busy process's young generation grow to 16 MiB per semi-space; a runner's garbage is small and
 # short-lived, and after 10,000 executions that growth was most of what each runner had added (+17 MiB).
 NODE_FLAGS = ("--no-warnings", "--max-semi-space-size=2")
+
+
+def keep_inherited_descriptors_home() -> None:
+    """Mark every descriptor above stderr not inheritable, so that a runner gets only its pipes.
+
+    Python opens its own files and sockets not inheritable, but descriptors this process was given by whoever
+    started it (a supervisor's pipe, a socket, `3<secrets` in a wrapper script, the Lambda runtime's telemetry
+    descriptor) stay inheritable, and uvloop spawns without closing them (asyncio's loop closes them): a guest
+    that escaped into Node would find them open.
+    """
+    listing = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"  # Linux, else macOS and BSDs
+    for fd in (int(name) for name in os.listdir(listing)):
+        if fd > 2:
+            with contextlib.suppress(OSError):  # closed meanwhile, or the listing's own descriptor
+                if os.get_inheritable(fd):
+                    os.set_inheritable(fd, False)
 
 
 def _attach_logs(err: McpdoError, logs: tuple[LogEntry, ...]) -> McpdoError:
@@ -88,7 +105,8 @@ class RunnerProcess:
         return not self.dead and self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
-        """Spawn with an empty environment and wait for the runner's ready line."""
+        """Spawn with an empty environment and only its three pipes, and wait for the runner's ready line."""
+        keep_inherited_descriptors_home()
         self._proc = await asyncio.create_subprocess_exec(
             self.node_path,
             *NODE_FLAGS,
