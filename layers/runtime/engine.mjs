@@ -52,7 +52,9 @@ function withMinimumMemory(bytes, pages) {
         const kind = bytes[entry++]
         if (kind === 2) {
           const [declared, end] = leb(entry + 1)
-          if (end - (entry + 1) !== 2 || declared < pages) throw new Error('engine: unexpected memory import')
+          if (end - (entry + 1) !== 2 || declared < pages) {
+            throw new Error('engine: the memory import is not as expected')
+          }
           bytes[entry + 1] = 0x80 | (pages & 0x7f)
           bytes[entry + 2] = pages >> 7
           return bytes
