@@ -140,14 +140,16 @@ export async function newWasm(memoryBytes) {
  * A fresh QuickJS runtime and context on `wasm`, with the prelude evaluated. Host functions dispatch to
  * `inst.exec`, the execution currently bound to it (set by the runner), so this can run ahead of time.
  */
-export function newRuntime(wasm) {
+export function newRuntime(wasm, parts = []) {
   const { memoryBytes } = wasm
   const rt = wasm.mod.newRuntime()
   rt.setMemoryLimit(memoryBytes)
   rt.setMaxStackSize(MAX_STACK_BYTES)
   const ctx = rt.newContext()
+  // `used`: the lazy parts the guest loaded, so that the next runtime of the same caller can have them
+  // compiled ahead (`parts`, kept in `compiled`).
   const inst = { wasm, rt, ctx, memoryBytes, wasmMemory: wasm.wasmMemory, maxPages: wasm.maxPages, exec: null,
-    settleFn: null, fireFn: null }
+    settleFn: null, fireFn: null, used: new Set(), compiled: new Set() }
 
   // A RangeError here is Node's own stack running out under deep native recursion in the engine: the
   // execution ends with the stack limit rather than carrying on with host state half-updated.
@@ -165,10 +167,19 @@ export function newRuntime(wasm) {
     return exec.hostCall(ctx.getString(nameH), ctx.getString(argsH))
   }))
   const syncFn = ctx.newFunction('__mcpdo_sync', guarded((opH, aH, bH) => {
-    const exec = inst.exec
-    if (!exec) return undefined
     const op = ctx.getString(opH)
     const a = aH === undefined ? undefined : ctx.getString(aH)
+    // The guest's own lazy parts, with or without an execution: 'part' compiles one ahead, 'lazy' loads one
+    // ('' when it was compiled ahead: the guest runs its compiled copy).
+    if (op === 'lazy' || op === 'part') {
+      const source = lazySource(a)
+      if (source === undefined) return ctx.newString('(function () {})')
+      if (op === 'part') inst.compiled.add(a)
+      else inst.used.add(a)
+      return ctx.newString(op === 'lazy' && inst.compiled.has(a) ? '' : source)
+    }
+    const exec = inst.exec
+    if (!exec) return undefined
     const b = bH === undefined ? undefined : ctx.getString(bH)
     const out = exec.hostSync(op, a, b)
     return out === undefined ? undefined : ctx.newString(out)
@@ -178,7 +189,7 @@ export function newRuntime(wasm) {
   callFn.dispose()
   syncFn.dispose()
 
-  // The prelude hands back [settle, fire] and leaves no trace of them on the global object.
+  // The prelude hands back [settle, fire, compileParts] and leaves no trace of them on the global object.
   const r = ctx.evalCode(preludeSource, 'prelude.js')
   if (r.error) {
     const info = ctx.dump(r.error)
@@ -187,8 +198,26 @@ export function newRuntime(wasm) {
   }
   inst.settleFn = ctx.getProp(r.value, 0)
   inst.fireFn = ctx.getProp(r.value, 1)
+  if (parts.length) compileParts(inst, ctx.getProp(r.value, 2), parts)
   r.value.dispose()
   return inst
+}
+
+// Compile lazy parts into a runtime before its execution (the ones the caller's previous execution used):
+// the same parts it would compile on first use, off the request path. Only names of the guest's own parts
+// reach it; nothing of the previous execution does.
+function compileParts(inst, compileFn, parts) {
+  const { ctx } = inst
+  const namesH = ctx.newString(JSON.stringify(parts.filter((name) => LAZY_NAMES.has(name))))
+  const r = ctx.callFunction(compileFn, ctx.undefined, namesH)
+  namesH.dispose()
+  compileFn.dispose()
+  if (r.error) {
+    const info = ctx.dump(r.error)
+    r.error.dispose()
+    throw new Error(`compiling lazy parts failed: ${JSON.stringify(info)}`)
+  }
+  r.value.dispose()
 }
 
 /**

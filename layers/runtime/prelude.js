@@ -84,6 +84,10 @@
     handlers: newList(),
     // While an imported or preloaded module's top level runs, on()/every() register nothing.
     importing: 0,
+    // The handler index a stored module's delivery runs (-1: not a delivery), and the registration calls
+    // (on, every) its owner may make with any arguments, which the host need not be asked about (lazy/events.js).
+    invoking: -1,
+    approved: { __proto__: null },
     call: null,
     track: null,
     fire: null,
@@ -95,10 +99,14 @@
   }
   const evalFn = global.eval
   const loaded = { __proto__: null }
+  // Parts compiled before the caller's code ran (`compileParts`), run when first used like the others.
+  const compiled = { __proto__: null }
   function load(name) {
     if (!loaded[name]) {
       loaded[name] = true
-      evalFn(hostSync('lazy', name))(global, define, inner)
+      const source = hostSync('lazy', name)
+      const part = source === '' ? compiled[name] : evalFn(source)
+      part(global, define, inner)
     }
   }
   function lazyGlobal(name, chunk) {
@@ -258,6 +266,8 @@
 
   function settle(main, preloads, optionsText) {
     const options = JSONparse(optionsText)
+    inner.invoking = options.invoke
+    for (let i = 0; i < options.approved.length; i++) inner.approved[options.approved[i]] = true
     const finish = (value) => {
       // SDK calls the script did not await still finish inside the execution.
       whenDrained(() => {
@@ -274,10 +284,18 @@
     const runMain = () => step(() => main(importMain), (value) => {
       if (options.invoke < 0) finish(options.module ? undefined : value)
       else {
-        step(() => {
-          load('events')
-          return inner.invoke(options.invoke, options.args)
-        }, finish)
+        // The handler runs only once the host has accepted its registration: an owner who may no longer
+        // subscribe to its events gets an error, not a handler that acts and then fails (and is retried).
+        whenDrained(() => {
+          if (inner.registrationError !== undefined) {
+            reportError(inner.registrationError)
+            return
+          }
+          step(() => {
+            load('events')
+            return inner.invoke(options.invoke, options.args)
+          }, finish)
+        })
       }
     })
     if (preloads.length) {
@@ -288,6 +306,11 @@
     } else runMain()
   }
 
+  // Lazy parts compiled before the caller's code runs (a JSON list of part names; see engine.mjs).
+  const compileParts = (namesText) => {
+    for (const name of JSONparse(namesText)) compiled[name] = evalFn(hostSync('part', name))
+  }
+
   // Only the runner gets these (the completion value of this file), never the guest.
-  return [settle, fire]
+  return [settle, fire, compileParts]
 })(globalThis)

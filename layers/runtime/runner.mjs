@@ -6,7 +6,8 @@
 // execution; the host treats any line it did not expect as a compromised runner.
 //
 // In:  {"type":"exec","id":n,"nonce":"...","key":"..."|null,"code":"...","kind":"script"|"module","readonly":bool,
-//       "user":{...},"limits":{...},"preload":[{"id":"...","code":"..."}],"invoke":{"index":n,"args":[...]}|null}
+//       "user":{...},"limits":{...},"preload":[{"id":"...","code":"..."}],
+//       "invoke":{"index":n,"args":[...],"approved"?:["on"|"every",...]}|null}
 //      {"type":"reply","exec":n,"id":callId,"ok":true,"value":json}
 //      {"type":"reply","exec":n,"id":callId,"ok":false,"error":"msg","name"?:"..."}
 // Out: {"type":"ready"}
@@ -22,7 +23,7 @@
 // runtime and context); null: always a fresh instance. `warm`: the key whose next execution this process
 // can start on a kept instance (a hint for routing).
 import {
-  buildInstance, compactLazySources, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID, lazySource,
+  buildInstance, compactLazySources, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID,
   newRuntime, WASM_PAGE,
 } from './engine.mjs'
 import { valueProblem, wellFormed } from './values.mjs'
@@ -139,7 +140,7 @@ function readyWarm(w) {
   }
   if (!w.inst) {
     try {
-      w.inst = newRuntime(w.wasm)
+      w.inst = newRuntime(w.wasm, w.parts)
     } catch (err) {
       toStderr('reuse failed', err && err.stack)
       return null
@@ -191,7 +192,7 @@ function mayKeep(inst, clean) {
 
 function recycle(inst) {
   // Replaces any instance kept for another caller.
-  warm = { key: inst.wasm.key, wasm: inst.wasm, old: inst, inst: null }
+  warm = { key: inst.wasm.key, wasm: inst.wasm, old: inst, inst: null, parts: [...inst.used] }
   if (warmTimer) clearImmediate(warmTimer)
   warmTimer = reuseRate >= 0.5 ? setImmediate(prepareWarm) : null
 }
@@ -284,7 +285,11 @@ class Execution {
 
   // One message of this execution to the host: addressed, with its nonce, serialised whole.
   send(message) {
-    sendObj({ ...message, exec: this.id, nonce: this.nonce })
+    sendObj(this.addressed(message))
+  }
+
+  addressed(message) {
+    return { ...message, exec: this.id, nonce: this.nonce }
   }
 
   // ---- host functions (called from inside the guest; never finish from here) ----
@@ -345,8 +350,6 @@ class Execution {
       case 'clearTimer':
         this.timerOps.push([Number(a), null])
         return undefined
-      case 'lazy':
-        return lazySource(a) ?? '(function () {})'
       case 'done':
         if (!this.done) this.done = { kind: a, text: b }
         return undefined
@@ -463,6 +466,7 @@ class Execution {
           module: this.kind === 'module',
           invoke: this.invoke ? this.invoke.index : -1,
           args: this.invoke ? this.invoke.args : [],
+          approved: this.invoke && this.invoke.approved ? this.invoke.approved : [],
           maxBytes: this.limits.max_result_bytes,
         }
         const optH = ctx.newString(JSON.stringify(options))
@@ -592,7 +596,8 @@ class Execution {
     }
     const out = this.outbox
     this.outbox = []
-    for (const message of out) this.send(message)
+    // Calls made in the same step leave in one write (one wake-up of the host, not one per call).
+    if (out.length) writeOut(out.map((message) => JSON.stringify(this.addressed(message)) + '\n').join(''))
   }
 
   // A host function hit the end of Node's own stack (deep native recursion inside the engine).
@@ -741,6 +746,11 @@ function reportEarly(msg, error, started) {
     ok: false, error })
 }
 
+// `invoke.approved`: the registration calls the host allows the handler's owner whatever their arguments.
+function validApproved(approved) {
+  return approved === undefined || (Array.isArray(approved) && approved.every((c) => c === 'on' || c === 'every'))
+}
+
 async function handleExec(msg) {
   const started = performance.now()
   const { limits, missing } = readLimits(msg.limits)
@@ -760,8 +770,9 @@ async function handleExec(msg) {
   }
   const inv = msg.invoke
   if (inv !== undefined && inv !== null && (typeof inv !== 'object' || !Number.isInteger(inv.index) || inv.index < 0 ||
-    !Array.isArray(inv.args))) {
-    reportEarly(msg, { kind: 'input', message: 'invoke must be { index: integer >= 0, args: [...] }' }, started)
+    !Array.isArray(inv.args) || !validApproved(inv.approved))) {
+    reportEarly(msg, { kind: 'input',
+      message: 'invoke must be { index: integer >= 0, args: [...], approved?: ["on" | "every", ...] }' }, started)
     return
   }
   const preloads = []

@@ -141,3 +141,64 @@ async def test_the_pool_routes_a_caller_to_the_process_holding_its_instance() ->
 async def test_results_name_no_instance_without_debug(sandbox: Sandbox) -> None:
     result = await run(sandbox, "1", ALICE)
     assert result.instance is None
+
+
+# The parts of the guest environment a caller's execution compiled on first use (db, $, URL, console, timers)
+# are compiled into its next runtime ahead of time: that runtime must behave exactly as one that compiles them
+# on first use, whatever the previous execution did to its own copies and whatever the next one does first.
+USES_PARTS = (
+    "const u = new URL('https://example.com/a?b=1')\n"
+    "const p = $.Person({ name: 'Ann' })\n"
+    "console.log('seen', { n: 1 })\n"
+    "await new Promise((resolve) => setTimeout(resolve, 1))\n"
+    "const got = await db.get('Thing', 'x')\n"
+    "const out = [u.searchParams.get('b'), p.name, typeof got]\n"
+    "out"
+)
+
+
+async def test_parts_compiled_ahead_for_the_next_execution_behave_as_compiled_on_first_use(one: Sandbox) -> None:
+    first = await run(one, USES_PARTS, ALICE)
+    assert first.value == ["1", "Ann", "object"]
+    again = await run(one, USES_PARTS, ALICE)
+    assert again.instance == first.instance
+    assert again.value == first.value
+    assert [log.message for log in again.logs] == [log.message for log in first.logs] == ['seen {"n":1}']
+
+
+async def test_what_an_execution_did_to_its_parts_does_not_reach_the_parts_compiled_for_the_next(one: Sandbox) -> None:
+    planted = await run(
+        one,
+        "db.planted = 1\n(URL as any).planted = 2\n"
+        "URL.prototype.toString = () => 'planted'\nconsole.log = () => {}\n'ok'",
+        ALICE,
+    )
+    assert planted.value == "ok"
+    after = await run(
+        one,
+        "console.log('still logs')\n"
+        "const out = [(db as any).planted ?? null, (URL as any).planted ?? null, "
+        "String(new URL('https://example.com/'))]\nout",
+        ALICE,
+    )
+    assert after.instance == planted.instance
+    assert after.value == [None, None, "https://example.com/"]
+    assert [log.message for log in after.logs] == ["still logs"]
+
+
+async def test_parts_compiled_ahead_are_not_reached_through_globals_the_caller_replaced_first(one: Sandbox) -> None:
+    await run(one, USES_PARTS, ALICE)
+    hostile = await run(
+        one,
+        "Function.prototype.call = () => 'hijacked'\nFunction.prototype.apply = () => 'hijacked'\n"
+        "Object.defineProperty(Object.prototype, 'planted', { set() { throw new Error('planted setter') } })\n"
+        "JSON.parse = () => ({ planted: true })\nJSON.stringify = () => '\"planted\"'\n"
+        "Promise.prototype.then = function () { throw new Error('planted then') }\n"
+        "const got = db.get('Thing', 'x')\n"
+        "const p = $.Person({ name: 'Ann' })\n"
+        "console.log('after', 1)\n"
+        "typeof got",
+        ALICE,
+    )
+    assert hostile.value == "object"
+    assert [log.message for log in hostile.logs] == ["after 1"]

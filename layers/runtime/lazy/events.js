@@ -18,6 +18,13 @@
       if (inner.importing > 0) return PromiseResolve(undefined)
       const index = handlers.n
       push(handlers, handler)
+      // A delivery re-runs its module's top level to find the handler it runs: the host checks that one
+      // registration (its owner may still subscribe or schedule it; the handler starts after the answer)
+      // unless it allows this kind of registration whatever the arguments. The others are live already and
+      // do not run, so asking the host about them would only cost a round trip each.
+      if (inner.invoking >= 0 && (index !== inner.invoking || inner.approved[kind] === true)) {
+        return PromiseResolve(undefined)
+      }
       return track(call(kind, [StringCtor(spec), index]), true)
     }
   }

@@ -3,8 +3,10 @@
 - a script: `on`/`every` apply to this execution only (the result warns); `send` publishes durably and
   also runs the script's own matching handlers before it resolves (combined execution);
 - a module being registered: `on`/`every` are collected to become the module's live subscriptions;
-- a handler of a stored module: registrations are already live, so `on`/`every` do nothing; events it
-  sends get ids derived from the delivery, so a re-run after a crash cannot publish them twice.
+- a handler of a stored module: registrations are already live, so `on`/`every` record nothing; the
+  runtime asks about the handler being run only (its owner must still hold the grant; the handler runs
+  after the answer), and not at all when the owner's grant covers every pattern (`approved_registrations`).
+  Events it sends get ids derived from the delivery, so a re-run after a crash cannot publish them twice.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcpdo.patterns import check_event_type, matches, validate_pattern
 from mcpdo.ports import Event
 from mcpdo.schedules import parse_schedule
 from mcpdo.sdk.args import arity, describe
+from mcpdo.sdk.calls import SDK_ACTIONS
 from mcpdo.sdk.policy import authorize
 from mcpdo.timeparse import format_iso, utc_now
 
@@ -86,14 +89,14 @@ class EventsApi:
         pattern = validate_pattern(
             _text("on", "the event must be a $ event like $.Order.created or a pattern", pattern)
         )
-        authorize(self._identity, "subscribe", pattern)
+        authorize(self._identity, SDK_ACTIONS["on"], pattern)
         self._register(self.registrations.handlers, pattern, index)
         return None
 
     async def every(self, args: list[Any]) -> Any:
         schedule, index = arity("every", args, 2, 2)
         parse_schedule(_text("every", "the schedule must be a string like '0 9 * * *' or '5m'", schedule))
-        authorize(self._identity, "schedule", "*")
+        authorize(self._identity, SDK_ACTIONS["every"], "*")
         self._register(self.registrations.schedules, schedule, index)
         return None
 
@@ -129,6 +132,13 @@ class EventsApi:
             correlation_id=parent.correlation_id if parent else event_id,
             depth=parent.depth + 1 if parent else 0,
         )
+
+
+def approved_registrations(identity: Identity) -> tuple[str, ...]:
+    """The registration calls that `on`/`every` above allow `identity` whatever they name (its grant covers every
+    resource): a delivery need not ask the host about its handler's own registration then."""
+    calls = ("on", "every")
+    return tuple(call for call in calls if not identity.is_anonymous and identity.can(SDK_ACTIONS[call], "*"))
 
 
 def event_type_of(call: str, value: Any) -> str:
