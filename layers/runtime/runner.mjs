@@ -71,7 +71,8 @@ function fmtMiB(bytes) {
 // Instances
 
 // Fresh wasm instances prepared ahead for anyone (each serves one execution first): taking one for a
-// request costs nothing; the next ones are built in steps between requests and host-call replies.
+// request costs nothing; the next ones are built in steps between requests and host-call replies (one fewer
+// while an instance is kept for a caller: `aheadTarget`).
 const AHEAD = 2
 // The memory limit of instances prepared ahead, from the host (`--memory-bytes=N`); a request with another
 // limit replaces them.
@@ -117,8 +118,14 @@ let warmTimer = null
 // is mostly replaced unused, so its runtime is disposed and prepared only when its caller comes back.
 let reuseRate = 1
 
+// One fewer while an instance is kept for a caller: that caller's next execution takes the kept one, so under
+// keyed traffic a second fresh instance would only hold its memory.
+function aheadTarget() {
+  return warm ? AHEAD - 1 : AHEAD
+}
+
 function fill() {
-  if (building || readyInstances.length >= AHEAD) return
+  if (building || readyInstances.length >= aheadTarget()) return
   const mem = lastMemory
   building = buildInstance(mem, { yieldBetween: true }).then(
     (inst) => {
@@ -127,7 +134,7 @@ function fill() {
     (err) => toStderr('prepare failed', err && err.stack),
   ).finally(() => {
     building = null
-    if (readyInstances.length < AHEAD) setImmediate(fill)
+    if (readyInstances.length < aheadTarget()) setImmediate(fill)
   })
 }
 
@@ -193,6 +200,7 @@ function mayKeep(inst, clean) {
 function recycle(inst) {
   // Replaces any instance kept for another caller.
   warm = { key: inst.wasm.key, wasm: inst.wasm, old: inst, inst: null, parts: [...inst.used] }
+  readyInstances.length = Math.min(readyInstances.length, aheadTarget())
   if (warmTimer) clearImmediate(warmTimer)
   warmTimer = reuseRate >= 0.5 ? setImmediate(prepareWarm) : null
 }

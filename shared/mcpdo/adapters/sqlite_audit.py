@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from mcpdo.adapters.memory_audit import calls_from_text, calls_text, checked_instant
-from mcpdo.adapters.sqlite_db import SqliteDatabase
+from mcpdo.adapters.sqlite_db import APPEND_LOG_CACHE_KIB, SqliteDatabase
 from mcpdo.inputs import check_listing_limit
 from mcpdo.ports import ExecutionRecord
 
@@ -42,7 +42,8 @@ class SqliteAuditLog:
     """AuditLog on the state database file."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = SqliteDatabase(path, what="audit log", schema=SCHEMA)
+        # Appended to on every execution and read rarely: a full default page cache would only hold memory.
+        self._db = SqliteDatabase(path, what="audit log", schema=SCHEMA, cache_kib=APPEND_LOG_CACHE_KIB)
 
     async def record(self, entry: ExecutionRecord) -> None:
         """Keep `entry` (an id already kept is ignored: the first record stays)."""

@@ -13,6 +13,8 @@ from mcpdo.errors import StoreError
 
 SqlFunction = tuple[str, int, Callable[..., Any]]
 Migration = tuple[str, str, str]
+# The page cache of logs that are appended to and read rarely (audit, runs): appends touch a few pages.
+APPEND_LOG_CACHE_KIB = 256
 """A column added after its table first shipped: (table, column, definition). `CREATE TABLE IF NOT EXISTS`
 leaves an existing file's tables as they were, so each is added when missing; its DEFAULT fills old rows."""
 
@@ -21,6 +23,7 @@ class SqliteDatabase:
     """A connection to the state database guarded by a lock; writes run in `BEGIN IMMEDIATE` transactions.
 
     `what` names the store in error messages ("entity store", "delivery store", ...), which never carry data.
+    `cache_kib` caps the connection's page cache (SQLite's default is 2 MiB per connection).
     """
 
     def __init__(
@@ -32,6 +35,7 @@ class SqliteDatabase:
         functions: Sequence[SqlFunction] = (),
         migrations: Sequence[Migration] = (),
         connection: sqlite3.Connection | None = None,
+        cache_kib: int | None = None,
     ) -> None:
         self.what = what
         self._lock = threading.RLock()
@@ -41,6 +45,8 @@ class SqliteDatabase:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
+            if cache_kib is not None:
+                self._conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             for name, arity, function in functions:
                 self._conn.create_function(name, arity, function, deterministic=True)
             self._conn.executescript(schema)

@@ -7,7 +7,7 @@ import json
 import os
 from typing import cast
 
-from mcpdo.adapters.sqlite_db import SqliteDatabase
+from mcpdo.adapters.sqlite_db import APPEND_LOG_CACHE_KIB, SqliteDatabase
 from mcpdo.inputs import check_listing_limit
 from mcpdo.ports import HandlerRef, Run
 
@@ -37,7 +37,8 @@ class SqliteRunLog:
     """RunLog on the state database file: the latest `keep` runs are kept."""
 
     def __init__(self, path: str | os.PathLike[str], *, keep: int = 10_000) -> None:
-        self._db = SqliteDatabase(path, what="runs log", schema=SCHEMA)
+        # Appended to on every delivery and read rarely: a full default page cache would only hold memory.
+        self._db = SqliteDatabase(path, what="runs log", schema=SCHEMA, cache_kib=APPEND_LOG_CACHE_KIB)
         self._keep = keep
         self._since_prune = 0
 
