@@ -105,7 +105,7 @@ def main() -> int:
 def measure(url: str, key: str, tmp: Path, server_pid: int) -> tuple[list[Row], list[float]]:
     auth = {**HEADERS, "Authorization": f"Bearer {key}"}
     # First, before the spinners grow the pool (its extra runners are retired only after a minute idle).
-    idle = _tree_memory(server_pid)
+    idle = _settled_memory(server_pid)
     _executions(url, auth, MEMORY_RUNS)
     loaded_memory = _tree_memory(server_pid)
     with httpx.Client(headers=auth, timeout=30) as client, httpx.Client(headers=HEADERS, timeout=30) as anonymous:
@@ -473,6 +473,19 @@ class Memory:
     def __str__(self) -> str:
         rss = sum(rss for _, rss in self.processes.values())
         return f"{self.pss:.0f} MB ({rss:.0f} MB), {len(self.processes)} processes"
+
+
+def _settled_memory(pid: int, timeout: float = 10.0) -> Memory:
+    """The tree's memory once it stopped changing: right after start the runners are still preparing their
+    first instances and compacting their guest sources, which is not idle."""
+    deadline = time.monotonic() + timeout
+    reading = _tree_memory(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        previous, reading = reading, _tree_memory(pid)
+        if abs(reading.pss - previous.pss) < 0.5:
+            break
+    return reading
 
 
 def _tree_memory(pid: int) -> Memory:
