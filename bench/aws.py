@@ -148,6 +148,7 @@ def run(twenty_creates: str) -> dict[str, list[float]]:
             noop = _timed_invocations(function, _call_event(key, "1"), 300)
             creates = _timed_invocations(function, _call_event(key, twenty_creates), 20)
             lookup = _timed_key_reads(function, key, 100)
+            audit_writes = _timed_audit_writes(function, 100)
         finally:
             function.runtime.close()
         send_to_effect = _send_to_effect(20)
@@ -158,6 +159,7 @@ def run(twenty_creates: str) -> dict[str, list[float]]:
         "warm_noop_ms": noop,
         "creates_ms": creates,
         "key_read_ms": lookup,
+        "audit_write_ms": audit_writes,
         "send_to_effect_ms": send_to_effect,
     }
 
@@ -202,6 +204,31 @@ def _send_to_effect(count: int) -> list[float]:
     finally:
         events.runtime.close()
         mcp.runtime.close()
+
+
+def _timed_audit_writes(function: Any, count: int) -> list[float]:
+    """What every execution costs after it ends: its audit entry written to the table (here, moto's), the
+    write the executor awaits before answering."""
+    from mcpdo.ports import ExecutionRecord
+
+    audit = function.runtime.app.adapters.audit
+    samples = []
+    for n in range(count):
+        entry = ExecutionRecord(
+            id=f"exe_bench{n:06d}",
+            tenant="bench",
+            caller="bench",
+            auth_type="apiKey",
+            kind="script",
+            script_hash="0" * 64,
+            started_at="2026-01-01T00:00:00.000Z",
+            duration_ms=1,
+            outcome="ok",
+        )
+        started = time.perf_counter()
+        function.runtime.run(audit.record(entry))
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
 
 
 def _timed_key_reads(function: Any, key: str, count: int) -> list[float]:

@@ -309,6 +309,14 @@ def measure_lambda(local_noop: list[float]) -> list[Row]:
             None,
         ),
         Row(
+            "  of which its audit entry written to moto DynamoDB",
+            _ms(found["audit_write_ms"]),
+            "-",
+            f"{statistics.median(found['audit_write_ms']) / statistics.median(warm):.0%} of the call",
+            "reported",
+            None,
+        ),
+        Row(
             "AWS: send -> handler effect (bus, events queue, routing, deliveries queue, handler; moto)",
             _ms(found["send_to_effect_ms"]),
             "-",
