@@ -8,6 +8,7 @@ making them live fails, the call fails and the previous handlers stay live; regi
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -34,6 +35,41 @@ from mcpdo.schedules import parse_schedule
 from mcpdo.sdk.policy import authorize
 from mcpdo.timeparse import format_iso, utc_now
 
+# How much module text (source and code) the versions a process ran last stay in memory for its deliveries.
+VERSION_CACHE_CHARS = 4_000_000
+
+
+class ModuleVersions:
+    """Stored module versions by (tenant, id, version), the ones read last kept in memory: a saved version
+    never changes (every ModuleStore refuses to save one twice), so each delivery need not read its code
+    again (a table read per delivery on AWS)."""
+
+    def __init__(self, store: ModuleStore, max_chars: int = VERSION_CACHE_CHARS) -> None:
+        self._store = store
+        self._max_chars = max_chars
+        self._kept: OrderedDict[tuple[str, str, int], StoredModule] = OrderedDict()
+        self._chars = 0
+
+    async def get(self, tenant: str, id: str, version: int) -> StoredModule | None:
+        """Version `version` of module `id` in `tenant`, or None when it is not stored."""
+        key = (tenant, id, version)
+        module = self._kept.get(key)
+        if module is not None:
+            self._kept.move_to_end(key)
+            return module
+        module = await self._store.get(tenant, id, version)
+        if module is not None and key not in self._kept:
+            self._kept[key] = module
+            self._chars += _size(module)
+            while self._chars > self._max_chars and self._kept:
+                _, dropped = self._kept.popitem(last=False)
+                self._chars -= _size(dropped)
+        return module
+
+
+def _size(module: StoredModule) -> int:
+    return len(module.source) + len(module.code)
+
 
 class ModuleService:
     """Registers MDXLD modules for a caller and resolves `import` specifiers to stored modules."""
@@ -48,6 +84,7 @@ class ModuleService:
         current_owner: Callable[[Identity], Awaitable[Identity | None]],
     ) -> None:
         self._store = store
+        self._versions = ModuleVersions(store)
         self._subscriptions = subscriptions
         self._schedules = schedules
         self._executor = executor
@@ -108,7 +145,7 @@ class ModuleService:
 
     async def invoke(self, handler: HandlerRef, event: Event) -> HandlerOutcome:
         """Run one delivery: the handler of the module version it was published to, as the module's owner."""
-        module = await self._store.get(handler.tenant, handler.module_id, handler.version)
+        module = await self._versions.get(handler.tenant, handler.module_id, handler.version)
         if module is None:
             raise HandlerFailed(f"Module {handler.module_id} version {handler.version} no longer exists")
         registered_by = identity_of(module.owner)
