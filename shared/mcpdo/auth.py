@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,10 +29,11 @@ KEY_CACHE_SIZE = 1024
 
 
 class KeyCache:
-    """Keys read from the store, by secret hash, each for `ttl_s` seconds (AuthSettings.key_cache_s): on
-    Lambda every authenticated call read its key from DynamoDB, a third of a warm call's time. Only keys that
+    """Keys read from the store, each for `ttl_s` seconds (AuthSettings.key_cache_s): by secret hash for the
+    callers that present them (on Lambda every authenticated call read its key from DynamoDB, a third of a warm
+    call's time) and by `id:<key id>` for the module owners whose handlers a delivery runs. Only keys that
     exist are kept, so a wrong key is looked up every time; expiry is checked on each use, and a key revoked
-    through this process is dropped at once."""
+    through this process is dropped at once, under both names."""
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
@@ -41,23 +42,23 @@ class KeyCache:
         # Bumped by every drop: a read that began before a revocation must not put the old key back.
         self.generation = 0
 
-    def get(self, secret_hash: str) -> ApiKey | None:
-        found = self._keys.get(secret_hash)
+    def get(self, name: str) -> ApiKey | None:
+        found = self._keys.get(name)
         if found is None:
             return None
         key, read_at = found
         if self._clock() - read_at >= self._ttl_s:
-            del self._keys[secret_hash]
+            del self._keys[name]
             return None
-        self._keys.move_to_end(secret_hash)
+        self._keys.move_to_end(name)
         return key
 
-    def put(self, secret_hash: str, key: ApiKey, read_in: int) -> None:
-        """Keep `key`, read while the cache was at generation `read_in` (not if a drop came since)."""
+    def put(self, name: str, key: ApiKey, read_in: int) -> None:
+        """Keep `key` under `name`, read while the cache was at generation `read_in` (not if a drop came since)."""
         if self._ttl_s <= 0 or read_in != self.generation:
             return
-        self._keys[secret_hash] = (key, self._clock())
-        self._keys.move_to_end(secret_hash)
+        self._keys[name] = (key, self._clock())
+        self._keys.move_to_end(name)
         while len(self._keys) > KEY_CACHE_SIZE:
             self._keys.popitem(last=False)
 
@@ -69,8 +70,8 @@ class KeyCache:
 
     def drop(self, key_id: str) -> None:
         self.generation += 1
-        for secret_hash in [h for h, (key, _) in self._keys.items() if key.id == key_id]:
-            del self._keys[secret_hash]
+        for name in [name for name, (key, _) in self._keys.items() if key.id == key_id]:
+            del self._keys[name]
 
 
 def hash_secret(secret: str) -> str:
@@ -147,7 +148,8 @@ class Authenticator:
             return identity
         roles = identity.roles
         if identity.auth_type == "apiKey":
-            key = await self._keys.get(identity.id or "")
+            key_id = identity.id or ""
+            key = await self._cached_key(f"id:{key_id}", lambda: self._keys.get(key_id))
             if key is None or not self._usable(key):
                 return None
             roles = key.roles
@@ -178,12 +180,7 @@ class Authenticator:
     async def _identity_for_key(self, secret: str) -> Identity:
         # An indexed read on every request unless the deployment keeps keys for a while (key_cache_s).
         secret_hash = hash_secret(secret)
-        key = self._cache.get(secret_hash)
-        if key is None:
-            generation = self._cache.generation
-            key = await self._keys.find_by_hash(secret_hash)
-            if key is not None:
-                self._cache.put(secret_hash, key, generation)
+        key = await self._cached_key(secret_hash, lambda: self._keys.find_by_hash(secret_hash))
         if key is None or key.revoked_at is not None:
             raise Unauthorized("Invalid or revoked API key")
         if not self._usable(key):
@@ -201,6 +198,16 @@ class Authenticator:
             issued_at=key.created_at,
             expires_at=key.expires_at,
         )
+
+    async def _cached_key(self, name: str, read: Callable[[], Awaitable[ApiKey | None]]) -> ApiKey | None:
+        """The key kept under `name`, else `read()` from the store (and kept, if it exists)."""
+        key = self._cache.get(name)
+        if key is None:
+            generation = self._cache.generation
+            key = await read()
+            if key is not None:
+                self._cache.put(name, key, generation)
+        return key
 
     def _identity_for_token(self, token: VerifiedToken) -> Identity:
         """A verified token's subject: tenant from its claim (else a personal one), roles from its scopes."""

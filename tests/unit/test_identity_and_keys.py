@@ -240,13 +240,18 @@ def test_identity_settings_are_read_with_their_defaults() -> None:
 
 
 class CountingKeyStore(SqliteKeyStore):
-    """The SQLite key store, counting the lookups by secret hash that reach it."""
+    """The SQLite key store, counting the lookups by secret hash and by id that reach it."""
 
     lookups = 0
+    reads_by_id = 0
 
     async def find_by_hash(self, secret_hash: str):  # type: ignore[no-untyped-def]
         self.lookups += 1
         return await super().find_by_hash(secret_hash)
+
+    async def get(self, key_id: str):  # type: ignore[no-untyped-def]
+        self.reads_by_id += 1
+        return await super().get(key_id)
 
 
 def _cached(store: SqliteKeyStore, seconds: int, monotonic: list[float], **kwargs: object) -> Authenticator:
@@ -309,3 +314,44 @@ def test_keys_are_read_on_every_call_unless_the_deployment_keeps_them() -> None:
     assert Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x", "MCPDO_KEY_CACHE_SECONDS": "10"}).auth.key_cache_s == 10
     with pytest.raises(InputError, match="MCPDO_KEY_CACHE_SECONDS"):
         Settings.from_env({"MCPDO_DATA_DIR": "/tmp/x", "MCPDO_KEY_CACHE_SECONDS": "301"})
+
+
+async def test_a_module_owner_s_key_is_kept_for_its_deliveries_and_dropped_when_revoked_here(tmp_path: Path) -> None:
+    clock = [0.0]
+    store = CountingKeyStore(tmp_path / "keys.db")
+    auth = _cached(store, 10, clock)
+    secret, key = await auth.create_key("owner", tenant="acme")
+    owner = await auth.authenticate(f"Bearer {secret}")
+    for _ in range(5):
+        current = await auth.current(owner)
+        assert current is not None and current.id == key.id
+    assert store.reads_by_id == 1
+    clock[0] = 10.0
+    assert await auth.current(owner) is not None
+    assert store.reads_by_id == 2
+    await auth.revoke_key(key.id)
+    assert await auth.current(owner) is None
+
+
+async def test_a_module_owner_s_key_revoked_elsewhere_stops_its_handlers_once_its_time_is_up(tmp_path: Path) -> None:
+    clock = [0.0]
+    worker = _cached(CountingKeyStore(tmp_path / "keys.db"), 10, clock)
+    elsewhere = Authenticator(SqliteKeyStore(tmp_path / "keys.db"), "default")  # `mcpdo keys revoke`
+    secret, key = await elsewhere.create_key("owner", tenant="acme")
+    owner = await elsewhere.authenticate(f"Bearer {secret}")
+    assert await worker.current(owner) is not None
+    await elsewhere.revoke_key(key.id)
+    clock[0] = 9.9
+    assert await worker.current(owner) is not None  # the documented delay
+    clock[0] = 10.0
+    assert await worker.current(owner) is None
+
+
+async def test_without_a_cache_a_module_owner_s_key_is_read_for_every_delivery(tmp_path: Path) -> None:
+    store = CountingKeyStore(tmp_path / "keys.db")
+    auth = Authenticator(store, "default")
+    secret, _ = await auth.create_key("owner")
+    owner = await auth.authenticate(f"Bearer {secret}")
+    for _ in range(3):
+        assert await auth.current(owner) is not None
+    assert store.reads_by_id == 3
