@@ -62,10 +62,11 @@ class KeyCache:
         while len(self._keys) > KEY_CACHE_SIZE:
             self._keys.popitem(last=False)
 
-    def touched(self, secret_hash: str, key: ApiKey) -> None:
-        """`key` with its new last use, kept until its first read's time is up."""
+    def touched(self, secret_hash: str, key: ApiKey, read_in: int) -> None:
+        """`key` with its new last use (written while the cache was at generation `read_in`), kept until its
+        first read's time is up; not if a drop came since: the write may straddle a revocation."""
         found = self._keys.get(secret_hash)
-        if found is not None:
+        if found is not None and read_in == self.generation:
             self._keys[secret_hash] = (key, found[1])
 
     def drop(self, key_id: str) -> None:
@@ -185,8 +186,9 @@ class Authenticator:
             raise Unauthorized("Invalid or revoked API key")
         if not self._usable(key):
             raise Unauthorized(f"API key {key.id} expired at {key.expires_at}")
+        generation = self._cache.generation
         key = await self._note_use(key)
-        self._cache.touched(secret_hash, key)
+        self._cache.touched(secret_hash, key, generation)
         return Identity.for_roles(
             id=key.id,
             tenant=key.tenant,

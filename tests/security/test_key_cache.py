@@ -59,3 +59,40 @@ async def test_a_lookup_under_way_during_a_revocation_does_not_put_the_key_back(
         store.release.set()
     with pytest.raises(Unauthorized, match="revoked"):
         await auth.authenticate(f"Bearer {secret}")
+
+
+class SlowTouch(SqliteKeyStore):
+    """The SQLite key store whose last-use write waits until the test lets it go."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = anyio.Event()
+        self.entered = anyio.Event()
+
+    async def touch(self, key_id: str, used: str) -> None:  # type: ignore[override]
+        self.entered.set()
+        await self.gate.wait()
+        await super().touch(key_id, used)
+
+
+async def test_a_last_use_write_that_straddles_a_revocation_does_not_put_the_key_back(tmp_path: Path) -> None:
+    clock = [0.0]
+    store = SlowTouch(tmp_path / "keys.db")
+    auth = Authenticator(store, "default", AuthSettings(key_cache_s=10), cache_clock=lambda: clock[0])
+    secret, key = await auth.create_key("victim")
+    accepted: list[str | None] = []
+
+    async def first_use() -> None:
+        accepted.append((await auth.authenticate(f"Bearer {secret}")).id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first_use)
+        await store.entered.wait()  # the first request read the key and is writing its last use
+        await auth.revoke_key(key.id)  # revoked through this very process meanwhile
+        with pytest.raises(Unauthorized, match="revoked"):
+            await auth.authenticate(f"Bearer {secret}")
+        store.gate.set()
+    assert accepted == [key.id]  # it was valid when that request began
+    clock[0] = 9.0
+    with pytest.raises(Unauthorized, match="revoked"):
+        await auth.authenticate(f"Bearer {secret}")
