@@ -84,10 +84,8 @@
     handlers: newList(),
     // While an imported or preloaded module's top level runs, on()/every() register nothing.
     importing: 0,
-    // The handler index a stored module's delivery runs (-1: not a delivery), and the registration calls
-    // (on, every) its owner may make with any arguments, which the host need not be asked about (lazy/events.js).
+    // The handler index a stored module's delivery runs (-1: not a delivery; see lazy/events.js).
     invoking: -1,
-    approved: { __proto__: null },
     call: null,
     track: null,
     fire: null,
@@ -267,7 +265,6 @@
   function settle(main, preloads, optionsText) {
     const options = JSONparse(optionsText)
     inner.invoking = options.invoke
-    for (let i = 0; i < options.approved.length; i++) inner.approved[options.approved[i]] = true
     const finish = (value) => {
       // SDK calls the script did not await still finish inside the execution.
       whenDrained(() => {
@@ -284,18 +281,10 @@
     const runMain = () => step(() => main(importMain), (value) => {
       if (options.invoke < 0) finish(options.module ? undefined : value)
       else {
-        // The handler runs only once the host has accepted its registration: an owner who may no longer
-        // subscribe to its events gets an error, not a handler that acts and then fails (and is retried).
-        whenDrained(() => {
-          if (inner.registrationError !== undefined) {
-            reportError(inner.registrationError)
-            return
-          }
-          step(() => {
-            load('events')
-            return inner.invoke(options.invoke, options.args)
-          }, finish)
-        })
+        step(() => {
+          load('events')
+          return inner.invoke(options.invoke, options.args)
+        }, finish)
       }
     })
     if (preloads.length) {

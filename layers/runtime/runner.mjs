@@ -6,8 +6,7 @@
 // execution; the host treats any line it did not expect as a compromised runner.
 //
 // In:  {"type":"exec","id":n,"nonce":"...","key":"..."|null,"code":"...","kind":"script"|"module","readonly":bool,
-//       "user":{...},"limits":{...},"preload":[{"id":"...","code":"..."}],
-//       "invoke":{"index":n,"args":[...],"approved"?:["on"|"every",...]}|null}
+//       "user":{...},"limits":{...},"preload":[{"id":"...","code":"..."}],"invoke":{"index":n,"args":[...]}|null}
 //      {"type":"reply","exec":n,"id":callId,"ok":true,"value":json}
 //      {"type":"reply","exec":n,"id":callId,"ok":false,"error":"msg","name"?:"..."}
 // Out: {"type":"ready"}
@@ -474,7 +473,6 @@ class Execution {
           module: this.kind === 'module',
           invoke: this.invoke ? this.invoke.index : -1,
           args: this.invoke ? this.invoke.args : [],
-          approved: this.invoke && this.invoke.approved ? this.invoke.approved : [],
           maxBytes: this.limits.max_result_bytes,
         }
         const optH = ctx.newString(JSON.stringify(options))
@@ -754,11 +752,6 @@ function reportEarly(msg, error, started) {
     ok: false, error })
 }
 
-// `invoke.approved`: the registration calls the host allows the handler's owner whatever their arguments.
-function validApproved(approved) {
-  return approved === undefined || (Array.isArray(approved) && approved.every((c) => c === 'on' || c === 'every'))
-}
-
 async function handleExec(msg) {
   const started = performance.now()
   const { limits, missing } = readLimits(msg.limits)
@@ -778,9 +771,8 @@ async function handleExec(msg) {
   }
   const inv = msg.invoke
   if (inv !== undefined && inv !== null && (typeof inv !== 'object' || !Number.isInteger(inv.index) || inv.index < 0 ||
-    !Array.isArray(inv.args) || !validApproved(inv.approved))) {
-    reportEarly(msg, { kind: 'input',
-      message: 'invoke must be { index: integer >= 0, args: [...], approved?: ["on" | "every", ...] }' }, started)
+    !Array.isArray(inv.args))) {
+    reportEarly(msg, { kind: 'input', message: 'invoke must be { index: integer >= 0, args: [...] }' }, started)
     return
   }
   const preloads = []

@@ -22,7 +22,7 @@ from mcpdo.sandbox.types import (
     check_code_size,
 )
 from mcpdo.sdk.ai import AiApi, log_usage
-from mcpdo.sdk.events import EventContext, EventsApi, Publisher, Registrations, approved_registrations
+from mcpdo.sdk.events import EventContext, EventsApi, Publisher, Registrations
 from mcpdo.sdk.fetch import FetchApi
 from mcpdo.sdk.host import Host
 from mcpdo.sdk.policy import authorize
@@ -116,8 +116,7 @@ class Executor:
             "handler", source=module.id, parent=parent, delivery_key=f"{parent.id}/{module.id}#{index}"
         )
         events = EventsApi(owner, context, self._publish)
-        invocation = Invocation(index, args, approved=approved_registrations(owner))
-        request = replace(self._request(module.code, owner, kind="module"), invoke=invocation)
+        request = replace(self._request(module.code, owner, kind="module"), invoke=Invocation(index, args))
         # A handler counts against its owner's key, like the owner's own calls.
         return await self._execute(
             request, owner, events, importer=module.id, who=f"{module.id}#{index}", kind="handler"

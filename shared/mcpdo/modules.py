@@ -32,6 +32,7 @@ from mcpdo.ports import (
 )
 from mcpdo.sandbox.types import LogEntry
 from mcpdo.schedules import parse_schedule
+from mcpdo.sdk.events import authorize_delivery
 from mcpdo.sdk.policy import authorize
 from mcpdo.timeparse import format_iso, utc_now
 
@@ -158,6 +159,12 @@ class ModuleService:
                 f"revoked or has expired: register the module again with a valid key",
                 retryable=False,
             )
+        try:
+            authorize_delivery(owner, event.type)
+        except McpdoError as exc:
+            # The deployment's roles changed under the module: another attempt would be refused alike.
+            text = f"{exc.text} (module {module.id}, registered by {registered_by.id})"
+            raise HandlerFailed(text, retryable=False) from exc
         try:
             result = await self._executor.invoke_handler(
                 module, owner, handler.index, (event.data, event.to_json()), parent=event

@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcpdo.errors import InputError, NotFound, ScriptRuntimeError, ScriptSyntaxError
+from mcpdo.errors import NotFound, ScriptRuntimeError, ScriptSyntaxError
 from mcpdo.sandbox import ExecutionRequest, ExecutionResult, Limits, Sandbox
 from mcpdo.sandbox.types import Invocation, ModuleSource
 
@@ -169,28 +169,13 @@ async def test_invoke_calls_the_registered_handler_with_its_arguments(sandbox: S
     assert first.value == {"total": 40, "type": "Order.created"}
     second = await run(sandbox, HANDLERS, host, kind="module", invoke=Invocation(1, ({"at": "09:00"},)))
     assert second.value == {"tick": "09:00"}
-    # A delivery asks the host about the registration of the handler it runs only.
-    registrations = [c for c in host.calls if c[0] in ("on", "every")]
-    assert registrations == [("on", ["Order.created", 0]), ("every", ["0 9 * * *", 1])]
-    # Nor about that one when the host allows its kind of registration whatever it names.
-    host.calls.clear()
-    approved = Invocation(0, ({"total": 1}, {"type": "Order.created"}), approved=("on", "every"))
-    third = await run(sandbox, HANDLERS, host, kind="module", invoke=approved)
-    assert third.value == {"total": 10, "type": "Order.created"}
+    # A delivery does not ask the host about registrations (it checked the owner before the execution).
     assert [c for c in host.calls if c[0] in ("on", "every")] == []
     # Registering keeps one index across on and every; the imported module's own on() registered nothing.
     host.calls.clear()
     await run(sandbox, HANDLERS, host, kind="module")
     registrations = [c for c in host.calls if c[0] in ("on", "every")]
     assert registrations == [("on", ["Order.created", 0]), ("every", ["0 9 * * *", 1]), ("on", ["Order.failed", 2])]
-
-
-async def test_the_runtime_refuses_an_approval_of_anything_but_a_registration(sandbox: Sandbox) -> None:
-    host = store_host({"helper": "export const helper = (x: number) => x"})
-    for approved in (("send",), ("on", "db.create")):
-        with pytest.raises(InputError, match="approved"):
-            await run(sandbox, HANDLERS, host, kind="module", invoke=Invocation(0, ({}, {}), approved=approved))
-    assert host.calls == []
 
 
 async def test_invoke_of_an_unknown_handler_is_a_clear_error(sandbox: Sandbox) -> None:
@@ -221,9 +206,10 @@ export function setupShopHandlers(prefix: string) {
 async def test_exported_setup_functions_register_in_the_importer(sandbox: Sandbox) -> None:
     host = store_host({"shop": SETUP})
     code = "\nimport { setupShopHandlers } from './shop'\n\nsetupShopHandlers('Order')\n"
+    await run(sandbox, code, host, kind="module")
+    assert [c for c in host.calls if c[0] == "on"] == [("on", ["Order.created", 0])]
     result = await run(sandbox, code, host, kind="module", invoke=Invocation(0, ({"id": 1}, {})))
     assert result.value == {"seen": {"id": 1}}
-    assert [c for c in host.calls if c[0] == "on"] == [("on", ["Order.created", 0])]
 
 
 async def test_preloaded_exports_are_globals_for_the_script(sandbox: Sandbox) -> None:

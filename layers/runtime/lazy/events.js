@@ -18,13 +18,10 @@
       if (inner.importing > 0) return PromiseResolve(undefined)
       const index = handlers.n
       push(handlers, handler)
-      // A delivery re-runs its module's top level to find the handler it runs: the host checks that one
-      // registration (its owner may still subscribe or schedule it; the handler starts after the answer)
-      // unless it allows this kind of registration whatever the arguments. The others are live already and
-      // do not run, so asking the host about them would only cost a round trip each.
-      if (inner.invoking >= 0 && (index !== inner.invoking || inner.approved[kind] === true)) {
-        return PromiseResolve(undefined)
-      }
+      // A delivery re-runs its module's top level only to find the handler it runs: the registrations are
+      // live already, and the host checked, before this execution, that the owner may still receive the
+      // event (from its own records, not from what this code says now).
+      if (inner.invoking >= 0) return PromiseResolve(undefined)
       return track(call(kind, [StringCtor(spec), index]), true)
     }
   }

@@ -13,10 +13,11 @@ from mcpdo.errors import StoreError
 
 SqlFunction = tuple[str, int, Callable[..., Any]]
 Migration = tuple[str, str, str]
-# The page cache of logs that are appended to and read rarely (audit, runs): appends touch a few pages.
-APPEND_LOG_CACHE_KIB = 256
 """A column added after its table first shipped: (table, column, definition). `CREATE TABLE IF NOT EXISTS`
 leaves an existing file's tables as they were, so each is added when missing; its DEFAULT fills old rows."""
+
+# The page cache of logs that are appended to and read rarely (audit, runs): appends touch a few pages.
+APPEND_LOG_CACHE_KIB = 256
 
 
 class SqliteDatabase:

@@ -56,11 +56,7 @@ def exec_line(exec_id: int, nonce: str, request: ExecutionRequest) -> bytes:
     if request.preload:
         msg["preload"] = [{"id": m.id, "code": m.code} for m in request.preload]
     if request.invoke is not None:
-        msg["invoke"] = {
-            "index": request.invoke.index,
-            "args": list(request.invoke.args),
-            "approved": list(request.invoke.approved),
-        }
+        msg["invoke"] = {"index": request.invoke.index, "args": list(request.invoke.args)}
     return _line(msg)
 
 

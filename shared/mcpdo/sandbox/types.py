@@ -74,9 +74,6 @@ class Invocation:
 
     index: int
     args: tuple[Any, ...]
-    # Registration calls (`on`, `every`) the host allows this caller whatever their arguments: the runtime
-    # need not ask about the handler's own registration before running it.
-    approved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

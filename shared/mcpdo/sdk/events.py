@@ -3,10 +3,10 @@
 - a script: `on`/`every` apply to this execution only (the result warns); `send` publishes durably and
   also runs the script's own matching handlers before it resolves (combined execution);
 - a module being registered: `on`/`every` are collected to become the module's live subscriptions;
-- a handler of a stored module: registrations are already live, so `on`/`every` record nothing; the
-  runtime asks about the handler being run only (its owner must still hold the grant; the handler runs
-  after the answer), and not at all when the owner's grant covers every pattern (`approved_registrations`).
-  Events it sends get ids derived from the delivery, so a re-run after a crash cannot publish them twice.
+- a handler of a stored module: registrations are already live, so `on`/`every` do nothing (the runtime
+  does not even ask the host); before the handler runs, the host checks that its owner may still receive
+  the event (`authorize_delivery`). Events it sends get ids derived from the delivery, so a re-run after a
+  crash cannot publish them twice.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcpdo.errors import InputError
+from mcpdo.errors import AuthenticationRequired, InputError, PermissionDenied
 from mcpdo.events.delivery import SCHEDULE_EVENT_TYPE
 from mcpdo.identity import Identity
 from mcpdo.ids import ulid
-from mcpdo.patterns import check_event_type, matches, validate_pattern
+from mcpdo.patterns import candidates, check_event_type, matches, validate_pattern
 from mcpdo.ports import Event
 from mcpdo.schedules import parse_schedule
 from mcpdo.sdk.args import arity, describe
@@ -134,11 +134,20 @@ class EventsApi:
         )
 
 
-def approved_registrations(identity: Identity) -> tuple[str, ...]:
-    """The registration calls that `on`/`every` above allow `identity` whatever they name (its grant covers every
-    resource): a delivery need not ask the host about its handler's own registration then."""
-    calls = ("on", "every")
-    return tuple(call for call in calls if not identity.is_anonymous and identity.can(SDK_ACTIONS[call], "*"))
+def authorize_delivery(identity: Identity, event_type: str) -> None:
+    """A handler of `identity`'s runs for an event only while `identity` may still receive it: a schedule fire
+    needs the `schedule` grant `every` needs; any other event a `subscribe` grant for a pattern that matches
+    it (`*`, the type itself, `Order.*`, `*.created`), whatever pattern the module registered with. Decided
+    from the grants and the event alone: nothing the module's code says at delivery time counts."""
+    if event_type == SCHEDULE_EVENT_TYPE:
+        authorize(identity, SDK_ACTIONS["every"], "*")
+        return
+    action = SDK_ACTIONS["on"]
+    if identity.is_anonymous:
+        raise AuthenticationRequired()
+    receivable = candidates(event_type)
+    if not any(granted in ("*", action) and resource in receivable for granted, resource in identity.grants):
+        raise PermissionDenied(action, event_type)
 
 
 def event_type_of(call: str, value: Any) -> str:
