@@ -23,7 +23,8 @@ async def test_kept_keys_never_answer_for_another_secret_or_outlive_their_revoca
         assert (await auth.authenticate(f"Bearer {victim_secret}")).tenant == "acme"
         assert (await auth.authenticate(f"Bearer {attacker_secret}")).tenant == "evil"
     # Near misses of a kept secret (its prefix, one character changed, padded) are each looked up, and fail.
-    for guess in (victim_secret[:-1], victim_secret[:-1] + "A", victim_secret + " x", victim_secret.upper()):
+    changed = victim_secret[:-1] + ("A" if victim_secret[-1] != "A" else "B")
+    for guess in (victim_secret[:-1], changed, victim_secret + " x", victim_secret.upper()):
         with pytest.raises(Unauthorized):
             await auth.authenticate(f"Bearer {guess}")
     await auth.revoke_key(attacker.id)
