@@ -1,7 +1,10 @@
-"""A module whose owner lost a grant cannot keep its handlers running by saying something else at delivery
-time. A delivery re-runs the module's top level, and hostile code can tell a delivery from a registration
-(by timing, say) and then register its handler under a pattern or a kind the owner may still use: the host
-decides from the owner's grants and the event being delivered, never from what the code registers then."""
+"""A handler runs only while its module's owner may still receive the event. A grant withdrawn from the
+owner's role (MCPDO_ROLES changed) stops the handlers of the events it covered before they act, straight to
+the dead letters, and not the module's other handlers. Nor can a module keep a handler running by saying
+something else at delivery time: a delivery re-runs the module's top level, and hostile code can tell a
+delivery from a registration (by timing, say) and then register its handler under a pattern or a kind the
+owner may still use; the host decides from the owner's grants and the event, never from what the code
+registers then."""
 
 from __future__ import annotations
 
@@ -39,6 +42,13 @@ on($.Probe.never, async () => {}).then(() => { delivery = true })
 await null; await null; await null; await null
 const h = async () => { await db.create('Seen', { by: 'schedule', n: 0 }) }
 if (delivery) on($.Anything.at.all, h); else every('5m', h)
+"""
+
+TWO_HANDLERS = """---
+$id: /tests/two-handlers
+---
+on($.Alpha.ping, async (data) => { await db.create('Seen', { by: 'alpha', n: data.n }) })
+on($.Beta.ping, async (data) => { await db.create('Seen', { by: 'beta', n: data.n }) })
 """
 
 # Subscribed with one pattern, delivered under a grant for another pattern that matches the same events.
@@ -91,6 +101,37 @@ async def publish(app: App, event_type: str, n: int) -> Event:
 async def seen(app: App) -> list[tuple[str, int]]:
     rows = await app.adapters.store.list("default", "Seen", parse_list_options({}))
     return sorted((row["by"], row["n"]) for row in rows)
+
+
+async def test_each_handler_of_a_module_runs_for_its_own_event(tmp_path: Path) -> None:
+    await register(tmp_path, TWO_HANDLERS)
+    app = await started(tmp_path, EVERYTHING)
+    try:
+        await publish(app, "Alpha.ping", 1)
+        await publish(app, "Beta.ping", 2)
+        assert app.worker is not None
+        await app.worker.run_once()
+        assert await seen(app) == [("alpha", 1), ("beta", 2)]
+    finally:
+        await app.close()
+
+
+async def test_a_withdrawn_subscribe_grant_stops_that_handler_and_not_its_neighbour(tmp_path: Path) -> None:
+    await register(tmp_path, TWO_HANDLERS)
+    app = await started(tmp_path, ALPHA_ONLY)
+    try:
+        alpha = await publish(app, "Alpha.ping", 1)
+        beta = await publish(app, "Beta.ping", 2)
+        assert app.worker is not None
+        await app.worker.run_once()
+        assert await seen(app) == [("alpha", 1)]
+        [alpha_delivery] = await app.adapters.deliveries.deliveries(alpha.id)
+        assert alpha_delivery.status == "done"
+        [beta_delivery] = await app.adapters.deliveries.deliveries(beta.id)
+        assert beta_delivery.status == "dead"
+        assert (beta_delivery.last_error or "").startswith("Permission denied: subscribe Beta.ping (module ")
+    finally:
+        await app.close()
 
 
 async def test_a_handler_claiming_an_allowed_pattern_in_a_delivery_is_still_refused(tmp_path: Path) -> None:
