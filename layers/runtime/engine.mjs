@@ -203,12 +203,12 @@ export function newRuntime(wasm, parts = []) {
   return inst
 }
 
-// Compile lazy parts into a runtime before its execution (the ones the caller's previous execution used):
-// the same parts it would compile on first use, off the request path. Only names of the guest's own parts
-// reach it; nothing of the previous execution does.
+// Compile lazy parts into a runtime before its execution (the ones the caller's previous execution used, as
+// its `used` recorded them: names of the guest's own parts only, nothing else of that execution): the same
+// parts it would compile on first use, off the request path.
 function compileParts(inst, compileFn, parts) {
   const { ctx } = inst
-  const namesH = ctx.newString(JSON.stringify(parts.filter((name) => LAZY_NAMES.has(name))))
+  const namesH = ctx.newString(JSON.stringify(parts))
   const r = ctx.callFunction(compileFn, ctx.undefined, namesH)
   namesH.dispose()
   compileFn.dispose()

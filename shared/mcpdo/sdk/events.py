@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcpdo.errors import AuthenticationRequired, InputError, PermissionDenied
+from mcpdo.errors import InputError
 from mcpdo.events.delivery import SCHEDULE_EVENT_TYPE
 from mcpdo.identity import Identity
 from mcpdo.ids import ulid
@@ -143,11 +143,8 @@ def authorize_delivery(identity: Identity, event_type: str) -> None:
         authorize(identity, SDK_ACTIONS["every"], "*")
         return
     action = SDK_ACTIONS["on"]
-    if identity.is_anonymous:
-        raise AuthenticationRequired()
-    receivable = candidates(event_type)
-    if not any(granted in ("*", action) and resource in receivable for granted, resource in identity.grants):
-        raise PermissionDenied(action, event_type)
+    if identity.is_anonymous or not any(identity.can(action, pattern) for pattern in candidates(event_type)):
+        authorize(identity, action, event_type)  # refuses, saying why: an anonymous owner, or no grant covers it
 
 
 def event_type_of(call: str, value: Any) -> str:
