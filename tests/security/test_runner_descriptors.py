@@ -1,5 +1,6 @@
 """A runner gets its three pipes and nothing else this process holds: a guest that escaped QuickJS into Node
-must not find a descriptor the host was started with (a supervisor's pipe, a wrapper's `3<secrets`)."""
+must not find a descriptor the host was started with (a supervisor's pipe, a wrapper's `3<secrets`), nor
+anything of its environment (its only variable is the allocator setting the host gives every runner)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,25 @@ def test_a_descriptor_the_host_inherited_never_reaches_a_runner(
         os.close(fd)
     assert str(secret) not in descriptors
     assert not [target for target in descriptors if target.startswith("/") and target != "/dev/null"]
+
+
+async def _runner_environments() -> list[tuple[dict[str, str], bytes]]:
+    found = []
+    for _ in range(2):
+        sandbox = Sandbox(size=1)
+        await sandbox.start()
+        try:
+            for proc in sandbox.processes:
+                with open(f"/proc/{proc.pid}/environ", "rb") as fh:
+                    found.append((proc.spawn_env, fh.read()))
+        finally:
+            await sandbox.close()
+    return found
+
+
+def test_a_secret_in_the_host_environment_never_reaches_a_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCPDO_TEST_SECRET", "must-not-reach-the-runner")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-reach-the-runner-either")
+    with eventloop.runner() as runner:
+        environments = runner.run(_runner_environments())
+    assert environments == [({"MALLOC_ARENA_MAX": "2"}, b"MALLOC_ARENA_MAX=2\0")] * 2
