@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 from mcpdo.bootstrap import App, build_local
-from mcpdo.ids import ulid
-from mcpdo.ports import Event
-from mcpdo.query import parse_list_options
 from mcpdo.settings import Settings
-from mcpdo.timeparse import format_iso, utc_now
+
+from tests.support.deliveries import publish, seen
 
 pytestmark = pytest.mark.anyio
 
@@ -50,33 +48,13 @@ async def owner_key(app: App, tenant: str, marker: str) -> str:
     return key.id
 
 
-async def publish(app: App, tenant: str, n: int) -> Event:
-    event_id = f"evt_{ulid()}"
-    event = Event(
-        id=event_id,
-        type="Order.created",
-        data={"n": n},
-        source="test",
-        time=format_iso(utc_now()),
-        tenant=tenant,
-        correlation_id=event_id,
-    )
-    await app.publisher.publish(event)
-    return event
-
-
-async def seen(app: App, tenant: str) -> list[tuple[str, int]]:
-    rows = await app.adapters.store.list(tenant, "Seen", parse_list_options({}))
-    return sorted((row["by"], row["n"]) for row in rows)
-
-
 async def test_same_module_id_and_version_in_two_tenants_each_run_their_own_code(app: App) -> None:
     await owner_key(app, "acme", "acme code")
     await owner_key(app, "globex", "globex code")
     assert app.worker is not None
     for n in (1, 2):  # the second round runs on what the process kept from the first
-        await publish(app, "acme", n)
-        await publish(app, "globex", n)
+        await publish(app, "Order.created", n, "acme")
+        await publish(app, "Order.created", n, "globex")
         await app.worker.run_once()
     assert await seen(app, "acme") == [("acme code", 1), ("acme code", 2)]
     assert await seen(app, "globex") == [("globex code", 1), ("globex code", 2)]
@@ -86,12 +64,12 @@ async def test_revoking_one_owner_stops_its_handlers_at_once_and_no_one_else_s(a
     acme_key = await owner_key(app, "acme", "acme code")
     await owner_key(app, "globex", "globex code")
     assert app.worker is not None
-    await publish(app, "acme", 1)
-    await publish(app, "globex", 1)
+    await publish(app, "Order.created", 1, "acme")
+    await publish(app, "Order.created", 1, "globex")
     await app.worker.run_once()  # both owners' keys are now kept by this process
     await app.auth.revoke_key(acme_key)
-    stopped = await publish(app, "acme", 2)
-    await publish(app, "globex", 2)
+    stopped = await publish(app, "Order.created", 2, "acme")
+    await publish(app, "Order.created", 2, "globex")
     await app.worker.run_once()
     [delivery] = await app.adapters.deliveries.deliveries(stopped.id)
     assert delivery.status == "dead"

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 from mcpdo.bootstrap import App, build_local
-from mcpdo.ids import ulid
-from mcpdo.ports import Event
-from mcpdo.query import parse_list_options
 from mcpdo.settings import Settings
-from mcpdo.timeparse import format_iso, utc_now
+from mcpdo.timeparse import utc_now
+
+from tests.support.deliveries import publish, seen
 
 pytestmark = pytest.mark.anyio
 
@@ -81,26 +80,6 @@ async def register(data_dir: Path, text: str) -> None:
         assert not result.is_error, result.texts
     finally:
         await app.close()
-
-
-async def publish(app: App, event_type: str, n: int) -> Event:
-    event_id = f"evt_{ulid()}"
-    event = Event(
-        id=event_id,
-        type=event_type,
-        data={"n": n},
-        source="test",
-        time=format_iso(utc_now()),
-        tenant="default",
-        correlation_id=event_id,
-    )
-    await app.publisher.publish(event)
-    return event
-
-
-async def seen(app: App) -> list[tuple[str, int]]:
-    rows = await app.adapters.store.list("default", "Seen", parse_list_options({}))
-    return sorted((row["by"], row["n"]) for row in rows)
 
 
 async def test_each_handler_of_a_module_runs_for_its_own_event(tmp_path: Path) -> None:
