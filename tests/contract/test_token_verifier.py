@@ -312,9 +312,15 @@ async def test_claims_are_checked(
 async def test_time_claims_follow_the_injected_clock(
     verifier: JwksTokenVerifier, issuer: LocalIssuer, clock: Clock
 ) -> None:
-    token = issuer.token(exp_in=300)
+    # The token's times come from the injected clock too: with the wall clock the whole-second `exp` could
+    # land a second past the fixture's clock and leave the token valid at "exp + leeway".
+    issued = int(clock.now)
+    token = issuer.token(exp_in=300, now=issued)
+    exp = issued + 300
     await verifier.verify(token)
-    clock.advance(300 + 30)
+    clock.now = exp + 30 - 0.5
+    await verifier.verify(token)
+    clock.now = exp + 30
     assert await refused(verifier, token) == "Token expired"
 
 
