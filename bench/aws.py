@@ -31,7 +31,8 @@ from tests.support.aws import (  # noqa: E402
     function_environment,
     moto_environment,
 )
-from tests.support.gateway import SAMPLE_HOST, LambdaContext, load_function, v2_event  # noqa: E402
+from tests.support.gateway import SAMPLE_HOST, LambdaContext, load_function, tool_call_event  # noqa: E402
+from tests.support.runtime_api import RuntimeApi, runtime_api  # noqa: E402
 from tests.support.sqs_source import SqsEventSource, pump  # noqa: E402
 from tests.support.sqs_source import load_function as load_named_function  # noqa: E402
 
@@ -77,23 +78,43 @@ _QUIET = {
 }
 
 
-def _function_env(table: str) -> dict[str, str]:
-    """McpFunction's environment as template.yaml sets it, with the sample host allowed."""
-    return {**function_environment(table), "MCPDO_ALLOWED_HOSTS": SAMPLE_HOST, **_QUIET}
+# What Lambda itself sets in every execution environment and libraries read at import: with LAMBDA_TASK_ROOT
+# the X-Ray SDK takes Lambda's sampling decisions instead of building an X-Ray client of its own (~180 ms of
+# INIT that a deployed function does not spend).
+_LAMBDA_DEFINED = {
+    "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "mcp"),
+    "AWS_LAMBDA_FUNCTION_NAME": "mcpdo-McpFunction",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+}
+
+
+def _function_env(table: str, api: RuntimeApi) -> dict[str, str]:
+    """McpFunction's environment as template.yaml and Lambda set it, with the sample host allowed and the fake
+    Runtime API its extension registers with."""
+    return {
+        **function_environment(table),
+        "MCPDO_ALLOWED_HOSTS": SAMPLE_HOST,
+        **_QUIET,
+        **_LAMBDA_DEFINED,
+        **api.environment(),
+    }
 
 
 def _cold_inits(env: dict[str, str], runs: int = 3) -> tuple[list[float], list[float]]:
     """Seconds from a fresh interpreter's first line to a ready function (imports, wiring, warm runner), and
-    of its first invocation after that (an anonymous no-op call: what is still cold when INIT ends)."""
+    of its first invocation after that (an anonymous no-op call: what is still cold when INIT ends). Each
+    registers its extension with a Runtime API of its own, as in its own execution environment."""
     samples, firsts = [], []
     for _ in range(runs):
-        done = subprocess.run(
-            [sys.executable, "-c", COLD_PROBE, str(ROOT)],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        with runtime_api() as api:
+            done = subprocess.run(
+                [sys.executable, "-c", COLD_PROBE, str(ROOT)],
+                env={**os.environ, **env, **api.environment()},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         if done.returncode != 0:
             raise RuntimeError(f"cold INIT failed: {done.stderr[-2000:]}")
         init, first = done.stdout.strip().splitlines()[-1].split()
@@ -104,49 +125,49 @@ def _cold_inits(env: dict[str, str], runs: int = 3) -> tuple[list[float], list[f
 
 def _call_event(key: str, script: str | None = None, module: str | None = None) -> dict[str, Any]:
     arguments = {name: text for name, text in (("script", script), ("module", module)) if text is not None}
-    params = {"name": "do", "arguments": arguments}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
-    headers = {
-        "Host": SAMPLE_HOST,
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2025-11-25",
-        "Authorization": f"Bearer {key}",
-    }
-    return v2_event("POST", "/mcp", headers, json.dumps(body).encode())
+    return tool_call_event(key, arguments)
 
 
-def _timed_invocations(function: Any, event: dict[str, Any], count: int) -> list[float]:
+def _timed_invocations(api: RuntimeApi, function: Any, event: dict[str, Any], count: int) -> list[float]:
+    """Milliseconds until each answer, invocation after invocation as Lambda runs them: what the extension
+    does after an answer is done before the next invocation starts, and not counted (the caller has its answer)."""
     for _ in range(min(10, count)):
-        _invoke(function, event)
-    samples = []
-    for _ in range(count):
+        _invoke(function, event, api)
+    return [_invoke(function, event, api) * 1000 for _ in range(count)]
+
+
+def _invoke(function: Any, event: dict[str, Any], api: RuntimeApi | None = None) -> float:
+    """One invocation (through `api` as Lambda would run it, when given); the seconds until its answer."""
+    if api is None:
         started = time.perf_counter()
-        _invoke(function, event)
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def _invoke(function: Any, event: dict[str, Any]) -> None:
-    response = function.handler(dict(event), LambdaContext())
+        response = function.handler(dict(event), LambdaContext())
+        answered = time.perf_counter() - started
+    else:
+        response, answered = api.invoke(function.handler, dict(event), LambdaContext())
     result = json.loads(response["body"]).get("result", {})
     if response["statusCode"] != 200 or result.get("isError"):
         raise RuntimeError(f"invocation failed: {response['body'][:300]}")
+    return answered
 
 
 def run(twenty_creates: str) -> dict[str, list[float]]:
     """Cold INIT seconds, warm no-op call ms and 20-create ms, all over one moto server."""
     # Powertools reads this when it flushes, after INIT: set for the whole run, the metrics stay off stdout.
     # Disabled, it still prints a set once it holds 100 values (it never clears them): those go nowhere.
-    with _moto(), environment({"POWERTOOLS_METRICS_DISABLED": "true"}), redirect_stdout(io.StringIO()):
-        env = _function_env(create_table())
+    with (
+        _moto(),
+        runtime_api() as api,
+        environment({"POWERTOOLS_METRICS_DISABLED": "true"}),
+        redirect_stdout(io.StringIO()),
+    ):
+        env = _function_env(create_table(), api)
         with environment(env):
             cold, first_calls = _cold_inits(env)
             function = load_function()
         try:
             key, _ = function.runtime.run(function.runtime.app.auth.create_key("bench", tenant="bench"))
-            noop = _timed_invocations(function, _call_event(key, "1"), 300)
-            creates = _timed_invocations(function, _call_event(key, twenty_creates), 20)
+            noop = _timed_invocations(api, function, _call_event(key, "1"), 300)
+            creates = _timed_invocations(api, function, _call_event(key, twenty_creates), 20)
             lookup = _timed_key_reads(function, key, 100)
             audit_writes = _timed_audit_writes(function, 100)
         finally:
@@ -207,8 +228,8 @@ def _send_to_effect(count: int) -> list[float]:
 
 
 def _timed_audit_writes(function: Any, count: int) -> list[float]:
-    """What every execution costs after it ends: its audit entry written to the table (here, moto's), the
-    write the executor awaits before answering."""
+    """What every execution costs after it ends: its audit entry written to the table (here, moto's), which
+    on Lambda the extension does after the answer (the next invocation waits for it, the caller does not)."""
     from mcpdo.ports import ExecutionRecord
 
     audit = function.runtime.app.adapters.audit
@@ -256,15 +277,15 @@ def profile(count: int = 200) -> None:
     import cProfile
     import pstats
 
-    with _moto():
-        with environment(_function_env(create_table())):
+    with _moto(), runtime_api() as api:
+        with environment(_function_env(create_table(), api)):
             function = load_function()
         key, _ = function.runtime.run(function.runtime.app.auth.create_key("bench", tenant="bench"))
         event = _call_event(key, "1")
-        _timed_invocations(function, event, 20)
+        _timed_invocations(api, function, event, 20)
         profiler = cProfile.Profile()
         profiler.enable()
-        _timed_invocations(function, event, count)
+        _timed_invocations(api, function, event, count)
         profiler.disable()
         function.runtime.close()
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)

@@ -15,7 +15,7 @@ from mcpdo.errors import InputError, McpdoError, PermissionDenied
 from mcpdo.identity import Identity
 from mcpdo.ids import new_id
 from mcpdo.inputs import DEFAULT_LIMIT, MAX_LIMIT, integer_option, show
-from mcpdo.ports import AuditLog, ExecutionRecord
+from mcpdo.ports import AfterAnswer, AuditLog, ExecutionRecord
 from mcpdo.timeparse import format_iso, utc_now
 
 log = logging.getLogger(__name__)
@@ -32,18 +32,23 @@ def code_hash(code: str) -> str:
 
 
 class Auditor:
-    """Records executions; an entry that cannot be written is logged, and the execution's answer stands."""
+    """Records executions; an entry that cannot be written is logged, and the execution's answer stands.
+
+    With `after_answer` (Lambda's), the entry is written once the caller has its answer, still before the
+    process serves anything else; without it, before the answer."""
 
     def __init__(
         self,
         log_: AuditLog,
         retention: timedelta,
         *,
+        after_answer: AfterAnswer | None = None,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = log_
         self._retention = retention
+        self._after_answer = after_answer
         self._clock = clock
         self._monotonic = monotonic
         self._next_purge = monotonic()
@@ -72,6 +77,11 @@ class Auditor:
             error_kind=None if error is None else _kind(error),
             calls=tuple(sorted(calls.items())),
         )
+        if self._after_answer is not None and self._after_answer.defer(lambda: self._write(entry)):
+            return
+        await self._write(entry)
+
+    async def _write(self, entry: ExecutionRecord) -> None:
         try:
             await self._log.record(entry)
             await self._purge_now_and_then()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -29,6 +29,7 @@ from mcpdo.execution import Executor, Outside
 from mcpdo.modules import ModuleService, resolve_import
 from mcpdo.netguard import Allowlist
 from mcpdo.ports import (
+    AfterAnswer,
     AuditLog,
     Closable,
     CronTable,
@@ -63,6 +64,7 @@ from mcpdo.worker import Worker
 
 if TYPE_CHECKING:
     from mcpdo.adapters.dynamodb_table import DynamoTable
+    from mcpdo.adapters.lambda_extension import LambdaAfterAnswer, RunOnLoop
 
 # Every outgoing request says what sent it, so a site's operator can tell (and reach) who fetches.
 USER_AGENT = f"mcpdo/{__version__} (api.fetch)"
@@ -101,6 +103,8 @@ class Adapters:
     schedule_fires: ScheduleFires | None = None
     local: LocalWork | None = None
     tokens: TokenVerifier | None = None
+    # Lambda's: the audit entry is written once the caller has its answer (mcpdo.adapters.lambda_extension).
+    after_answer: AfterAnswer | None = None
 
     def closables(self) -> tuple[Closable, ...]:
         """Every backend that holds a connection, in the order they are released."""
@@ -173,7 +177,9 @@ def build_app(settings: Settings, adapters: Adapters) -> App:
         secrets=adapters.secrets,
         vocabulary=Vocabulary.at(default_schemas_dir(settings.runner_path)),
     )
-    auditor = Auditor(adapters.audit, timedelta(days=settings.auth.audit_retention_days))
+    auditor = Auditor(
+        adapters.audit, timedelta(days=settings.auth.audit_retention_days), after_answer=adapters.after_answer
+    )
     executor = Executor(
         settings,
         adapters.sandbox,
@@ -220,11 +226,13 @@ def build_app(settings: Settings, adapters: Adapters) -> App:
     )
 
 
-def build(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
+def build(settings: Settings, *, sandbox: Sandbox | None = None, after_answer: AfterAnswer | None = None) -> App:
     """The deployment `settings.backend` names (MCPDO_BACKEND); `sandbox`, when the caller made it already
-    (the CLI starts its runners before importing this module, so that Node boots while Python imports)."""
-    backend = build_aws if settings.backend == "aws" else build_local
-    return backend(settings, sandbox=sandbox)
+    (the CLI starts its runners before importing this module, so that Node boots while Python imports);
+    `after_answer`, what a Lambda function has for work after its answer (AWS only)."""
+    if settings.backend == "aws":
+        return build_aws(settings, sandbox=sandbox, after_answer=after_answer)
+    return build_local(settings, sandbox=sandbox)
 
 
 def build_local(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
@@ -253,7 +261,7 @@ def build_local(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
     return build_app(settings, adapters)
 
 
-def build_aws(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
+def build_aws(settings: Settings, *, sandbox: Sandbox | None = None, after_answer: AfterAnswer | None = None) -> App:
     """AWS: DynamoDB for entities, keys, modules, subscriptions, deliveries and runs (one table, MCPDO_TABLE);
     EventBridge carries `send`, SQS the deliveries, Scheduler the `every` schedules, SES the mail. A part whose
     settings are unset is not deployed: its ports refuse by name (see `mcpdo.adapters.not_deployed`)."""
@@ -299,8 +307,17 @@ def build_aws(settings: Settings, *, sandbox: Sandbox | None = None) -> App:
         queue_messages=events.messages,
         schedule_fires=_schedule_fires(schedules),
         tokens=_tokens(settings),
+        after_answer=after_answer,
     )
     return build_app(settings, adapters)
+
+
+def lambda_after_answer(env: Mapping[str, str], run: RunOnLoop) -> LambdaAfterAnswer | None:
+    """On Lambda (INIT only): the internal extension that writes each invocation's audit entries after its
+    answer, registered with the Runtime API `env` names; None where there is none (see the adapter)."""
+    from mcpdo.adapters.lambda_extension import LambdaAfterAnswer
+
+    return LambdaAfterAnswer.register(env, run)
 
 
 def _tokens(settings: Settings) -> TokenVerifier | None:

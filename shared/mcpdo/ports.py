@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -538,6 +538,15 @@ class AuditLog(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class AfterAnswer(Protocol):
+    """Work that may run once the caller has its answer, before the process takes its next request or is
+    frozen (on Lambda an internal extension holds the execution environment until that work is done)."""
+
+    def defer(self, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Queue `work` for after the answer; False when it cannot be (the caller then does it at once)."""
+        ...
 
 
 class Leases(Protocol):

@@ -88,6 +88,34 @@ def v2_event(
     }
 
 
+def tool_call_event(key: str | None, arguments: Mapping[str, str]) -> dict[str, Any]:
+    """The event of one `do` call (`arguments`: script and/or module) as API Gateway sends it, with `key`'s
+    bearer or anonymous, in the current protocol generation."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "do", "arguments": dict(arguments)}}
+    headers = {
+        "Host": SAMPLE_HOST,
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return v2_event("POST", "/mcp", headers, json.dumps(body).encode())
+
+
+@contextmanager
+def running_function(env: Mapping[str, str]) -> Iterator[ModuleType]:
+    """`functions/mcp/app.py` loaded (its INIT run) with `env` set, which stays set while it serves."""
+    from tests.support.aws import environment
+
+    with environment(env):
+        function = load_function()
+        try:
+            yield function
+        finally:
+            function.runtime.close()
+
+
 class FakeGateway:
     """The gateway's URL and the function it serves."""
 

@@ -5,6 +5,9 @@ the MCP SDK is imported in a thread: the two slowest steps of a cold start overl
 One event loop lives as long as the environment, so the runners and their pipes survive between
 invocations (Lambda freezes the process in between; nothing runs while frozen).
 
+Where Lambda's Runtime API is there, INIT also registers an internal extension (mcpdo.adapters.lambda_extension):
+each invocation's audit entries are written after its answer, before the environment takes the next one.
+
 Each `do` call is one structured log line (caller, tenant, outcome, error kind, duration; never the script,
 a key or a token) and metrics in CloudWatch's embedded format: calls, errors by kind, duration.
 """
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mcpdo import eventloop
-from mcpdo.bootstrap import App, authorization_servers, build
+from mcpdo.bootstrap import App, authorization_servers, build, lambda_after_answer
 from mcpdo.errors import InputError
 from mcpdo.ratelimit import RateLimits
 from mcpdo.settings import Settings
@@ -29,6 +34,12 @@ if TYPE_CHECKING:
     from mcpdo.server.mcp_server import ToolCall
 
 T = TypeVar("T")
+
+
+class HeldInvocations(Protocol):
+    """What the handler wraps each invocation in when work waits for its answer (the Lambda extension's)."""
+
+    def invocation(self) -> AbstractContextManager[None]: ...
 
 
 class LambdaEnvironment:
@@ -51,9 +62,16 @@ class LambdaEnvironment:
 class LambdaRuntime(LambdaEnvironment):
     """The MCP function: the app, its front door and the event loop they run on."""
 
-    def __init__(self, app: App, front_door: LambdaFrontDoor, loop: asyncio.Runner) -> None:
+    def __init__(
+        self,
+        app: App,
+        front_door: LambdaFrontDoor,
+        loop: asyncio.Runner,
+        after_answer: HeldInvocations | None = None,
+    ) -> None:
         super().__init__(app, loop)
         self.front_door = front_door
+        self._after_answer = after_answer
 
     @classmethod
     def start(cls, logger: Logger, metrics: Metrics, env: Mapping[str, str] | None = None) -> LambdaRuntime:
@@ -63,8 +81,9 @@ class LambdaRuntime(LambdaEnvironment):
         if not settings.allowed_hosts:
             # Without it the Host check would be off: the template always sets API Gateway's host.
             raise InputError("Setting 'MCPDO_ALLOWED_HOSTS' is required on Lambda: the hosts API Gateway answers on")
-        app = build(settings)
         loop = eventloop.runner()
+        after_answer = lambda_after_answer(os.environ if env is None else env, loop.run)
+        app = build(settings, after_answer=after_answer)
         loop.run(_warm_up(app))
         from mcpdo.server.lambda_http import LambdaFrontDoor
 
@@ -77,11 +96,15 @@ class LambdaRuntime(LambdaEnvironment):
             public_url=settings.public_url,
             authorization_servers=authorization_servers(settings),
         )
-        return cls(app, door, loop)
+        return cls(app, door, loop, after_answer)
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """One invocation: an API Gateway v2 event in, its response out."""
-        return self.run(self.front_door.handle(event))
+        """One invocation: an API Gateway v2 event in, its response out (its audit entries are written
+        after it, where Lambda's Runtime API took the extension)."""
+        if self._after_answer is None:
+            return self.run(self.front_door.handle(event))
+        with self._after_answer.invocation():
+            return self.run(self.front_door.handle(event))
 
 
 def route_core_logs(logger: Logger) -> None:
