@@ -15,6 +15,7 @@ there is no extension and the work is done before the answer, as everywhere else
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import logging
@@ -98,16 +99,23 @@ class LambdaAfterAnswer:
                     self._run_all(works, "after its last answer")
 
     def _serve(self) -> None:
-        while True:
-            try:
-                event = self._next_event()
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                # No Runtime API any more: the environment is going away. Later work is done before answers.
-                self._alive = False
-                log.warning("extension stopped: its next event could not be read (%s)", exc)
-                return
-            if event.get("eventType") == "INVOKE":
-                self._after(event)
+        try:
+            while True:
+                try:
+                    event = self._next_event()
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    # No Runtime API any more: the environment is going away.
+                    log.warning("extension stopped: its next event could not be read (%s)", exc)
+                    return
+                if event.get("eventType") == "INVOKE":
+                    try:
+                        self._after(event)
+                    except Exception:
+                        # Whatever went wrong, the extension must ask for its next event: until it does,
+                        # Lambda holds every later invocation.
+                        log.exception("extension: invocation %s", event.get("requestId"))
+        finally:
+            self._alive = False  # later work is done before the answer
 
     def _next_event(self) -> dict[str, Any]:
         status, _, body = _call(self._api, "GET", NEXT_PATH, {"Lambda-Extension-Identifier": self._identifier})
@@ -137,7 +145,7 @@ class LambdaAfterAnswer:
         for work in works:
             try:
                 self._run(work())
-            except Exception:
+            except (Exception, asyncio.CancelledError):
                 log.exception("work %s failed", when)
 
 
