@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.local_issuer import LocalIssuer, local_issuer
+from tests.support.runtime_api import RuntimeApi, runtime_api
 from tests.support.server import RunningServer, start_server, stop_server
 
 
@@ -59,4 +60,11 @@ def events_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 def issuer() -> Iterator[LocalIssuer]:
     """A loopback OpenID issuer (tests/support/local_issuer.py) for the tests of one module."""
     with local_issuer() as running:
+        yield running
+
+
+@pytest.fixture
+def api() -> Iterator[RuntimeApi]:
+    """A fake of Lambda's Runtime API (its extension part), for a function whose extension registers there."""
+    with runtime_api() as running:
         yield running

@@ -35,12 +35,6 @@ def function_env(moto_endpoint: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def api() -> Iterator[RuntimeApi]:
-    with runtime_api() as running:
-        yield running
-
-
 def call(key: str, script: str) -> dict[str, Any]:
     return tool_call_event(key, {"script": script})
 

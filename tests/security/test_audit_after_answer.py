@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.aws import create_table, function_environment
 from tests.support.gateway import SAMPLE_HOST, LambdaContext, running_function, tool_call_event
-from tests.support.runtime_api import RuntimeApi, runtime_api
+from tests.support.runtime_api import RuntimeApi
 
 TENANT = "acme"
 
@@ -25,12 +25,6 @@ ENDINGS = {
     "returns more than the result limit": "'x'.repeat(8 * 1024 * 1024)",
     "leaves a promise that never settles": "new Promise(() => {})",
 }
-
-
-@pytest.fixture
-def api() -> Iterator[RuntimeApi]:
-    with runtime_api() as running:
-        yield running
 
 
 @pytest.fixture
