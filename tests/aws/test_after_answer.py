@@ -6,6 +6,7 @@ refuses the extension, the entry is written before the answer as everywhere else
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -166,3 +167,36 @@ def test_once_the_runtime_api_is_gone_work_is_done_before_the_answer(api: Runtim
         # No extension to hand it to: it ran as the invocation ended, and later work is not deferred.
         assert done == ["deferred"]
         assert after.defer(work(done, "later")) is False
+
+
+def test_work_past_the_invocations_deadline_is_given_up_and_logged_so_the_next_event_is_asked_in_time(
+    api: RuntimeApi, extension: tuple[LambdaAfterAnswer, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    after, done = extension
+
+    async def slow() -> None:
+        await asyncio.sleep(30)
+        done.append("slow")
+
+    with caplog.at_level(logging.ERROR):
+        request = api.deliver(deadline_in_s=1.5)
+        with after.invocation():
+            after.defer(slow)
+            after.defer(work(done, "after it"))
+        api.wait_for_next(2, timeout=5)  # the deadline was 1.5 s away: asked in time, not 30 s later
+    # Work that would have started after the deadline is given up too: nothing runs past it.
+    assert done == []
+    assert caplog.text.count(f"work after the answer of invocation {request} failed") == 2
+
+
+def test_work_handed_over_when_the_extension_stops_still_runs(api: RuntimeApi) -> None:
+    done: list[str] = []
+    with eventloop.runner() as loop:
+        after = LambdaAfterAnswer.register(api.environment(), loop.run)
+        assert after is not None
+        api.wait_for_next(1)
+        with after.invocation():  # answered while the extension still waits for its event
+            after.defer(work(done, "handed over"))
+        api.close()
+        wait_for(lambda: done == ["handed over"], timeout=10)
+        assert not after.alive

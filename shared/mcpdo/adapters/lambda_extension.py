@@ -33,6 +33,8 @@ REGISTER_PATH = "/2020-01-01/extension/register"
 NEXT_PATH = "/2020-01-01/extension/event/next"
 # How long the extension waits for an answer when an INVOKE event carries no deadline (Lambda's longest).
 LONGEST_INVOCATION_S = 900.0
+# What deferred work leaves of the invocation's time, for the extension to ask for its next event in time.
+DEADLINE_MARGIN_S = 0.5
 
 Work = Callable[[], Coroutine[Any, Any, None]]
 RunOnLoop = Callable[[Coroutine[Any, Any, None]], object]
@@ -116,6 +118,19 @@ class LambdaAfterAnswer:
                         log.exception("extension: invocation %s", event.get("requestId"))
         finally:
             self._alive = False  # later work is done before the answer
+            self._run_left()
+
+    def _run_left(self) -> None:
+        """Work already handed over when the extension stops: run now rather than lost (every hand-over
+        happens under the lock, so none can come after this)."""
+        with self._loop_in_use:
+            left: list[Work] = []
+            while True:
+                try:
+                    left += self._answers.get_nowait()
+                except queue.Empty:
+                    break
+            self._run_all(left, "as the extension stopped")
 
     def _next_event(self) -> dict[str, Any]:
         status, _, body = _call(self._api, "GET", NEXT_PATH, {"Lambda-Extension-Identifier": self._identifier})
@@ -139,14 +154,25 @@ class LambdaAfterAnswer:
                     works += self._answers.get_nowait()
                 except queue.Empty:
                     break
-            self._run_all(works, f"after the answer of invocation {event.get('requestId')}")
+            # Bounded by the invocation's time left: past it Lambda would end the environment.
+            deadline = time.time() + _seconds_left(event)
+            self._run_all(works, f"after the answer of invocation {event.get('requestId')}", deadline)
 
-    def _run_all(self, works: list[Work], when: str) -> None:
+    def _run_all(self, works: list[Work], when: str, deadline: float | None = None) -> None:
         for work in works:
             try:
-                self._run(work())
+                self._run(_within(work, deadline))
             except (Exception, asyncio.CancelledError):
                 log.exception("work %s failed", when)
+
+
+async def _within(work: Work, deadline: float | None) -> None:
+    """`work`, given up (TimeoutError) a margin before the epoch-seconds `deadline`, so that the extension
+    still asks for its next event in time."""
+    if deadline is None:
+        await work()
+        return
+    await asyncio.wait_for(work(), max(0.0, deadline - time.time() - DEADLINE_MARGIN_S))
 
 
 def _seconds_left(event: Mapping[str, Any]) -> float:
