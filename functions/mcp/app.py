@@ -15,4 +15,4 @@ runtime = LambdaRuntime.start(logger, metrics)  # INIT: once per execution envir
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
-    return runtime.handle(event)
+    return runtime.handle(event, getattr(context, "aws_request_id", None))

@@ -65,9 +65,10 @@ def test_the_answer_comes_before_the_audit_write_and_the_write_before_the_next_e
         api.wait_for_next(1)  # INIT is over for the extension: it waits for its first event
         secret, key_id = new_key(function)
         # The extension has not been told of this invocation yet, so nothing of it can have been written.
-        assert value(function.handler(call(secret, "40 + 2"), LambdaContext())) == 42
+        context = LambdaContext()
+        assert value(function.handler(call(secret, "40 + 2"), context)) == 42
         assert entries(function, key_id) == []
-        api.deliver()
+        api.deliver(request_id=context.aws_request_id)
         api.wait_for_next(2)
         [entry] = entries(function, key_id)
         assert (entry.kind, entry.outcome, entry.tenant) == ("script", "ok", TENANT)
@@ -142,13 +143,14 @@ def test_an_invocation_that_gives_no_answer_by_its_deadline_does_not_hold_the_ne
     api: RuntimeApi, extension: tuple[LambdaAfterAnswer, list[str]]
 ) -> None:
     after, done = extension
-    api.deliver(deadline_in_s=0.2)
+    first = api.deliver(deadline_in_s=0.2)
     api.wait_for_next(2)
-    # A late answer's work runs with the next invocation's, after its handler and before its next event.
-    with after.invocation():
+    # Its late answer's work runs with the next invocation's, once that one answered (never beside its
+    # handler), before the extension asks for its next event.
+    with after.invocation(first):
         after.defer(work(done, "late"))
-    api.deliver()
-    with after.invocation():
+    second = api.deliver()
+    with after.invocation(second):
         after.defer(work(done, "on time"))
     api.wait_for_next(3)
     assert done == ["late", "on time"]

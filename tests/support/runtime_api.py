@@ -38,9 +38,10 @@ class RuntimeApi:
         """What Lambda sets for the function's process to find this API."""
         return {"AWS_LAMBDA_RUNTIME_API": self.address}
 
-    def deliver(self, deadline_in_s: float = 30.0) -> str:
-        """Hand the extension an INVOKE event (it gets it on its pending or next request); its request id."""
-        request_id = str(uuid.uuid4())
+    def deliver(self, deadline_in_s: float = 30.0, request_id: str | None = None) -> str:
+        """Hand the extension an INVOKE event (it gets it on its pending or next request); its request id
+        (`request_id`, as the handler's context has it, or a new one)."""
+        request_id = request_id or str(uuid.uuid4())
         event = {
             "eventType": "INVOKE",
             "deadlineMs": int((time.time() + deadline_in_s) * 1000),
@@ -59,10 +60,11 @@ class RuntimeApi:
     def invoke(
         self, handler: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict[str, Any], context: Any
     ) -> tuple[dict[str, Any], float]:
-        """One invocation as Lambda runs it: INVOKE to the extension, the handler's answer (its seconds are
-        returned: what the caller waits for), then the extension's request for its next event."""
+        """One invocation as Lambda runs it: INVOKE to the extension (with the request id of `context`), the
+        handler's answer (its seconds are returned: what the caller waits for), then the extension's request
+        for its next event."""
         asked = self.next_requests
-        self.deliver()
+        self.deliver(request_id=context.aws_request_id)
         started = time.perf_counter()
         response = handler(event, context)
         answered = time.perf_counter() - started

@@ -48,7 +48,8 @@ class LambdaAfterAnswer:
         self._identifier = identifier
         self._run = run
         self._pending: list[Work] = []
-        self._answers: queue.SimpleQueue[list[Work]] = queue.SimpleQueue()
+        # Each answered invocation's request id (None when unknown) and its deferred work.
+        self._answers: queue.SimpleQueue[tuple[str | None, list[Work]]] = queue.SimpleQueue()
         # Held while the handler runs and while deferred work runs: the two never share the loop at once.
         self._loop_in_use = threading.Lock()
         self._alive = True
@@ -88,15 +89,16 @@ class LambdaAfterAnswer:
         return True
 
     @contextmanager
-    def invocation(self) -> Iterator[None]:
-        """Around one invocation's handler: its deferred work is handed over when it is done."""
+    def invocation(self, request_id: str | None = None) -> Iterator[None]:
+        """Around one invocation's handler (`request_id`: Lambda's, from its context): its deferred work is
+        handed over when it is done."""
         with self._loop_in_use:
             try:
                 yield
             finally:
                 works, self._pending = self._pending, []
                 if self._alive:
-                    self._answers.put(works)
+                    self._answers.put((request_id, works))
                 else:
                     self._run_all(works, "after its last answer")
 
@@ -127,7 +129,7 @@ class LambdaAfterAnswer:
             left: list[Work] = []
             while True:
                 try:
-                    left += self._answers.get_nowait()
+                    left += self._answers.get_nowait()[1]
                 except queue.Empty:
                     break
             self._run_all(left, "as the extension stopped")
@@ -142,21 +144,22 @@ class LambdaAfterAnswer:
         return event
 
     def _after(self, event: Mapping[str, Any]) -> None:
-        """Wait for the invocation's answer, then run its deferred work (and any a late answer left)."""
-        try:
-            works = self._answers.get(timeout=_seconds_left(event))
-        except queue.Empty:
-            log.warning("invocation %s gave no answer before its deadline", event.get("requestId"))
-            return
+        """Wait for this invocation's answer, then run its deferred work, and that of any earlier answer that
+        came after its own invocation's deadline (always under the lock, so never beside a handler)."""
+        wanted = event.get("requestId")
+        deadline = time.time() + _seconds_left(event)
+        works: list[Work] = []
+        answered = False
+        while not answered:
+            try:
+                request_id, handed = self._answers.get(timeout=max(0.0, deadline - time.time()))
+            except queue.Empty:
+                log.warning("invocation %s gave no answer before its deadline", wanted)
+                break
+            works += handed
+            answered = request_id is None or request_id == wanted
         with self._loop_in_use:
-            while True:
-                try:
-                    works += self._answers.get_nowait()
-                except queue.Empty:
-                    break
-            # Bounded by the invocation's time left: past it Lambda would end the environment.
-            deadline = time.time() + _seconds_left(event)
-            self._run_all(works, f"after the answer of invocation {event.get('requestId')}", deadline)
+            self._run_all(works, f"after the answer of invocation {wanted}", deadline)
 
     def _run_all(self, works: list[Work], when: str, deadline: float | None = None) -> None:
         for work in works:

@@ -39,7 +39,7 @@ T = TypeVar("T")
 class HeldInvocations(Protocol):
     """What the handler wraps each invocation in when work waits for its answer (the Lambda extension's)."""
 
-    def invocation(self) -> AbstractContextManager[None]: ...
+    def invocation(self, request_id: str | None = None) -> AbstractContextManager[None]: ...
 
 
 class LambdaEnvironment:
@@ -98,12 +98,12 @@ class LambdaRuntime(LambdaEnvironment):
         )
         return cls(app, door, loop, after_answer)
 
-    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """One invocation: an API Gateway v2 event in, its response out (its audit entries are written
-        after it, where Lambda's Runtime API took the extension)."""
+    def handle(self, event: Mapping[str, Any], request_id: str | None = None) -> dict[str, Any]:
+        """One invocation (`request_id`: Lambda's): an API Gateway v2 event in, its response out (its audit
+        entries are written after it, where Lambda's Runtime API took the extension)."""
         if self._after_answer is None:
             return self.run(self.front_door.handle(event))
-        with self._after_answer.invocation():
+        with self._after_answer.invocation(request_id):
             return self.run(self.front_door.handle(event))
 
 
