@@ -22,8 +22,8 @@
 // runtime and context); null: always a fresh instance. `warm`: the key whose next execution this process
 // can start on a kept instance (a hint for routing).
 import {
-  buildInstance, compactLazySources, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID,
-  newRuntime, WASM_PAGE,
+  buildInstance, compactLazySources, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID, imageHas,
+  keepImage, newRuntime, rewindRuntime, WASM_PAGE,
 } from './engine.mjs'
 import { valueProblem, wellFormed } from './values.mjs'
 import { prepare, SourceSyntaxError } from './transform.mjs'
@@ -108,7 +108,7 @@ let building = null
 // dropped after MAX_USES executions or once its memory grew past REUSE_MAX_MEMORY of its maximum.
 const MAX_USES = 64
 const REUSE_MAX_MEMORY = 0.5
-// At most one: { key, wasm, old, inst }: `old` is the finished runtime still to dispose, `inst` the fresh
+// At most one: { key, wasm, old, inst }: `old` is the finished runtime still to rewind or dispose, `inst` the fresh
 // runtime prepared on the instance (null until then).
 let warm = null
 let warmTimer = null
@@ -137,16 +137,23 @@ function fill() {
   })
 }
 
-// The kept instance, ready to run: its old runtime disposed and a fresh one prepared. Null when it failed.
+// The kept instance, ready to run: its finished runtime rewound to its image when that has the parts the caller
+// used (engine.mjs keepImage), else disposed and a fresh one prepared, whose image is kept. Null when it failed.
 function readyWarm(w) {
   if (w.old) {
     const old = w.old
     w.old = null
+    if (imageHas(old, w.parts)) {
+      w.inst = rewindRuntime(old)
+      return w.inst
+    }
+    if (old.image) for (const name of old.image.compiled) if (!w.parts.includes(name)) w.parts.push(name)
     if (!disposeRuntime(old)) return null
   }
   if (!w.inst) {
     try {
       w.inst = newRuntime(w.wasm, w.parts)
+      keepImage(w.inst)
     } catch (err) {
       toStderr('reuse failed', err && err.stack)
       return null
@@ -430,16 +437,17 @@ class Execution {
 
   // ---- driving the guest ----
 
+  // Asked by the engine while the guest runs (the runtime's interrupt handler, engine.mjs).
+  shouldInterrupt() {
+    if (this.fatal || this.finished) return true
+    if (Date.now() > this.deadline) {
+      this.interrupted = true
+      return true
+    }
+    return false
+  }
+
   start() {
-    const { rt } = this.inst
-    rt.setInterruptHandler(() => {
-      if (this.fatal || this.finished) return true
-      if (Date.now() > this.deadline) {
-        this.interrupted = true
-        return true
-      }
-      return false
-    })
     this.deadlineTimer = setTimeout(() => {
       if (this.finished) return
       this.interrupted = true

@@ -202,3 +202,32 @@ async def test_parts_compiled_ahead_are_not_reached_through_globals_the_caller_r
     )
     assert hostile.value == "object"
     assert [log.message for log in hostile.logs] == ["after 1"]
+
+
+# From its third execution on, a caller's runtime is its previous one rewound to the image kept when it was
+# prepared (layers/runtime/engine.mjs): these hold on every rewound runtime, not only on freshly built ones.
+async def test_a_rewound_runtime_still_stops_at_its_budget(one: Sandbox) -> None:
+    ids = [await instance(one, ALICE) for _ in range(3)]
+    assert len(set(ids)) == 1
+    pid = one.processes[0].pid
+    with pytest.raises(ExecutionTimeout):
+        await run(one, "while (true) {}", ALICE, timeout_ms=200)
+    # The engine interrupted the guest (not the host's watchdog, which would have replaced the process).
+    assert (await run(one, "'after'", ALICE)).value == "after"
+    assert one.processes[0].pid == pid
+
+
+async def test_rewound_runtimes_draw_fresh_randomness(one: Sandbox) -> None:
+    results = [await run(one, "[Math.random(), crypto.randomUUID()]", ALICE) for _ in range(5)]
+    assert len({r.instance for r in results}) == 1
+    assert len({r.value[0] for r in results}) == 5
+    assert len({r.value[1] for r in results}) == 5
+
+
+async def test_a_runtime_whose_heap_grew_is_rewound_and_runs_again(one: Sandbox) -> None:
+    # 20 MiB of a 128 MiB limit, under the reuse threshold: the instance is kept, its grown pages zeroed.
+    grow = "const keep = []\nfor (let i = 0; i < 20; i++) keep.push(new Uint8Array(1 << 20).fill(7))\nkeep.length"
+    results = [await run(one, grow, ALICE) for _ in range(4)]
+    assert [r.value for r in results] == [20] * 4
+    assert len({r.instance for r in results}) == 1
+    assert (await run(one, "[1, 2, 3].map((n) => n * 2)", ALICE)).value == [2, 4, 6]

@@ -108,3 +108,37 @@ async def test_calls_made_in_one_step_arrive_whole_and_protocol_text_in_them_sta
     victim = await run(one_runner, PROBE, VICTIM, victim_host)
     assert victim.value == CLEAN
     assert [name for name, _ in victim_host.calls] == ["db.get"]
+
+
+# Callbacks the engine itself would run later (finalizers, weak references, the symbol registry) belong to
+# the runtime's heap: a rewound runtime (every kept instance's third execution on) has none of them.
+PLANT_IN_HEAP = """
+const registry = new FinalizationRegistry(() => { (globalThis as any).fired = 'attacker' })
+for (let i = 0; i < 1000; i++) registry.register({ i }, i)
+;(globalThis as any).ref = new WeakRef(registry)
+Symbol.for('planted')
+Object.defineProperty(Array.prototype, 'planted', { get() { return 'attacker' } })
+'planted'
+"""
+PROBE_HEAP = """
+const junk = []
+for (let i = 0; i < 20000; i++) junk.push({ i })
+await new Promise((resolve) => setTimeout(resolve, 5))
+const out = [(globalThis as any).fired ?? null, typeof (globalThis as any).ref, ([] as any).planted ?? null,
+  Symbol.keyFor(Symbol.for('fresh'))]
+out
+"""
+
+
+async def test_what_an_attacker_left_in_its_heap_reaches_neither_its_next_run_nor_another_caller(
+    one_runner: Sandbox,
+) -> None:
+    for _ in range(3):
+        planted = await run(one_runner, PLANT_IN_HEAP, ATTACKER)
+        assert planted.value == "planted"
+    own = await run(one_runner, PROBE_HEAP, ATTACKER)
+    assert own.instance == planted.instance
+    assert own.value == [None, "undefined", None, "fresh"]
+    victim = await run(one_runner, PROBE_HEAP, VICTIM)
+    assert victim.instance != planted.instance
+    assert victim.value == [None, "undefined", None, "fresh"]
