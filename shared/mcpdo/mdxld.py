@@ -26,15 +26,17 @@ lines blank), so positions reported by the runtime point into the module.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from mcpdo.errors import InputError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "CodeBlock",
@@ -148,24 +150,6 @@ _TAG = "tag:yaml.org,2002:"
 _REPLACED = {_TAG + t for t in ("bool", "int", "float", "timestamp", "null")}
 
 
-class _FrontmatterLoader(yaml.SafeLoader):
-    """Safe YAML with JSON-like scalars and string keys."""
-
-
-_FrontmatterLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_FrontmatterLoader.add_implicit_resolver(_TAG + "bool", re.compile(r"^(?:true|false)$"), list("tf"))
-_FrontmatterLoader.add_implicit_resolver(_TAG + "null", re.compile(r"^(?:~|null|)$"), ["~", "n", ""])
-_FrontmatterLoader.add_implicit_resolver(
-    _TAG + "int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$"), list("-+0123456789")
-)
-_FrontmatterLoader.add_implicit_resolver(
-    _TAG + "float", re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$"), list("-+0123456789.")
-)
-
-
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
     if text.startswith("0x"):
@@ -182,6 +166,8 @@ def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float | 
 
 
 def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[dict[str, Any]]:
+    import yaml
+
     data: dict[str, Any] = {}
     yield data
     loader.flatten_mapping(node)
@@ -193,9 +179,34 @@ def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[
         data[str(key_node.value)] = loader.construct_object(value_node, deep=False)
 
 
-_FrontmatterLoader.add_constructor(_TAG + "int", _construct_int)
-_FrontmatterLoader.add_constructor(_TAG + "float", _construct_float)
-_FrontmatterLoader.add_constructor(_TAG + "map", _construct_map)
+@functools.cache
+def _frontmatter_loader() -> type[yaml.SafeLoader]:
+    """Safe YAML with JSON-like scalars and string keys (made on first use: PyYAML takes ~10 ms to import, and
+    `mcpdo run` of a plain script never reads frontmatter)."""
+    import yaml
+
+    class FrontmatterLoader(yaml.SafeLoader):
+        pass
+
+    FrontmatterLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    FrontmatterLoader.add_implicit_resolver(_TAG + "bool", re.compile(r"^(?:true|false)$"), list("tf"))
+    FrontmatterLoader.add_implicit_resolver(_TAG + "null", re.compile(r"^(?:~|null|)$"), ["~", "n", ""])
+    FrontmatterLoader.add_implicit_resolver(
+        _TAG + "int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$"), list("-+0123456789")
+    )
+    FrontmatterLoader.add_implicit_resolver(
+        _TAG + "float",
+        re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$"),
+        list("-+0123456789."),
+    )
+    FrontmatterLoader.add_constructor(_TAG + "int", _construct_int)
+    FrontmatterLoader.add_constructor(_TAG + "float", _construct_float)
+    FrontmatterLoader.add_constructor(_TAG + "map", _construct_map)
+    return FrontmatterLoader
+
 
 _MAX_NODES = 20_000
 
@@ -239,8 +250,10 @@ def _split_frontmatter(lines: list[str]) -> int:
 
 
 def _load_frontmatter(yaml_text: str) -> dict[str, Any]:
+    import yaml
+
     try:
-        loaded = yaml.load(yaml_text, Loader=_FrontmatterLoader)
+        loaded = yaml.load(yaml_text, Loader=_frontmatter_loader())
     except yaml.MarkedYAMLError as exc:
         problem = exc.problem or "invalid YAML"
         mark = exc.problem_mark or exc.context_mark

@@ -38,10 +38,8 @@ import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-from croniter import croniter  # type: ignore[import-untyped]
 
 from mcpdo.errors import InputError
 
@@ -177,7 +175,7 @@ class Schedule:
             return (base + count * step).astimezone(UTC)
         zone = ZoneInfo(self.timezone)
         start = dt.astimezone(zone).replace(tzinfo=None) - timedelta(hours=3)
-        it = croniter(self.cron_text, start)
+        it = _croniter(self.cron_text, start)
         for _ in range(1_000_000):
             naive: datetime = it.get_next(datetime)
             fire = _resolve(naive, zone)
@@ -195,7 +193,7 @@ class Schedule:
             return (base + count * step).astimezone(UTC)
         zone = ZoneInfo(self.timezone)
         start = dt.astimezone(zone).replace(tzinfo=None) + timedelta(hours=3, minutes=1)
-        it = croniter(self.cron_text, start)
+        it = _croniter(self.cron_text, start)
         for _ in range(1_000_000):
             naive: datetime = it.get_prev(datetime)
             fire = _resolve(naive, zone)
@@ -456,3 +454,11 @@ def _aware(dt: datetime) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware")
     return dt
+
+
+def _croniter(cron_text: str, start: datetime) -> Any:
+    """croniter over `cron_text` from `start`; imported on first use (~10 ms, and a plain `mcpdo run` has no
+    schedule)."""
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    return croniter(cron_text, start)

@@ -27,13 +27,14 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote, urlsplit
-
-import yaml
 
 from mcpdo.errors import InputError, NotConfigured
 from mcpdo.inputs import quote as shown
+
+if TYPE_CHECKING:
+    import yaml
 
 AuthKind = Literal["bearer", "basic", "header"]
 
@@ -140,6 +141,8 @@ class ServiceRegistry:
         service and the field for every bad entry."""
         if len(text) > MAX_TEXT_CHARS:
             raise InputError(f"{source}: the services text is longer than {MAX_TEXT_CHARS} characters")
+        import yaml  # only when services are configured: PyYAML takes ~10 ms to import
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
 from mcpdo.errors import InputError
 
 SETTING = "MCPDO_SECRETS_FILE"
@@ -36,6 +34,8 @@ class FileSecrets:
 
 
 def _read(path: Path) -> dict[str, str]:
+    import yaml  # only when a secrets file is set: PyYAML takes ~10 ms to import
+
     where = f"Setting '{SETTING}' file '{path}'"
     try:
         text = path.read_text(encoding="utf-8")
