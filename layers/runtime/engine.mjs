@@ -149,7 +149,7 @@ export function newRuntime(wasm, parts = []) {
   // `used`: the lazy parts the guest loaded, so that the next runtime of the same caller can have them
   // compiled ahead (`parts`, kept in `compiled`).
   const inst = { wasm, rt, ctx, memoryBytes, wasmMemory: wasm.wasmMemory, maxPages: wasm.maxPages, exec: null,
-    settleFn: null, fireFn: null, used: new Set(), compiled: new Set() }
+    settleFn: null, fireFn: null, compileFn: null, used: new Set(), compiled: new Set(), image: null }
 
   // A RangeError here is Node's own stack running out under deep native recursion in the engine: the
   // execution ends with the stack limit rather than carrying on with host state half-updated.
@@ -201,20 +201,24 @@ export function newRuntime(wasm, parts = []) {
   }
   inst.settleFn = ctx.getProp(r.value, 0)
   inst.fireFn = ctx.getProp(r.value, 1)
-  if (parts.length) compileParts(inst, ctx.getProp(r.value, 2), parts)
+  inst.compileFn = ctx.getProp(r.value, 2)
   r.value.dispose()
+  compileParts(inst, parts)
   return inst
 }
 
-// Compile lazy parts into a runtime before its execution (the ones the caller's previous execution used, as
-// its `used` recorded them: names of the guest's own parts only, nothing else of that execution): the same
-// parts it would compile on first use, off the request path.
-function compileParts(inst, compileFn, parts) {
+/**
+ * Compile lazy parts into a runtime before its execution (the ones the caller's previous execution used, as
+ * its `used` recorded them: names of the guest's own parts only, nothing else of that execution): the same
+ * parts it would compile on first use, off the request path. Only before the runtime's first execution.
+ */
+export function compileParts(inst, parts) {
   const { ctx } = inst
-  const namesH = ctx.newString(JSON.stringify(parts))
-  const r = ctx.callFunction(compileFn, ctx.undefined, namesH)
+  const missing = parts.filter((name) => !inst.compiled.has(name))
+  if (!missing.length) return
+  const namesH = ctx.newString(JSON.stringify(missing))
+  const r = ctx.callFunction(inst.compileFn, ctx.undefined, namesH)
   namesH.dispose()
-  compileFn.dispose()
   if (r.error) {
     const info = ctx.dump(r.error)
     r.error.dispose()
@@ -226,29 +230,36 @@ function compileParts(inst, compileFn, parts) {
 // ----------------------------------------------------------------------------------------------
 // Runtime images
 //
-// A kept instance's next runtime for the same caller is that caller's previous runtime rewound to the state it
-// had before any guest code ran: its image, taken right after it was prepared (prelude evaluated, parts compiled),
-// restored byte for byte. Every byte of engine state then is as a newly prepared runtime would have it (the
-// QuickJS heap, its atoms and intrinsics, the static data, the engine's flags); nothing the previous execution
-// made survives. Restoring costs ~30 us, preparing a runtime again 1-1.7 ms (compiling the prelude and parts).
-// The restore is exact everywhere except the stack below what had been used when the image was taken: that is
-// the C stack's dead space, always written before it is read. The pages above the image (the heap's unused top,
+// A caller's kept runtime is rewound for its next execution rather than rebuilt: its image, the engine's
+// memory as it was when the runtime had been prepared on a fresh WebAssembly instance and before it ran
+// anything (`keepImage`, only ever of memory no guest code has run on: a fresh instance, or one rewound
+// exactly to such an image and given more lazy parts), is restored (`rewindRuntime`). Every
+// byte of engine state is then as newly prepared (the QuickJS heap with its atoms, intrinsics, job queue,
+// finalizers and symbol registry; the static data; the engine's flags): nothing the previous execution made
+// survives. Restoring costs ~30 us, preparing a runtime again 1 to 1.7 ms (compiling the prelude and parts).
+// The C stack is not copied: in a prepared, never-run instance it is the one long run of zero pages between
+// the static data and the heap (5 MiB, of which preparing used the top few KiB), and on each rewind its top
+// STACK_ZEROED bytes, far more than QuickJS's stack limit lets an execution use (MAX_STACK_BYTES), are
+// zeroed again, all of it when the page below them is not zero. Pages above the image (the heap's unused top,
 // and what the execution grew) are zeroed, as fresh pages are.
-// The runtime's handles on the Node side (rt, ctx, the prelude's functions) were made before the image and stay
-// valid; everything an execution allocates on this side is freed before it ends cleanly (only a clean end keeps
-// the instance).
+// The runtime's handles on the Node side (rt, ctx, the prelude's functions) were made before the image and
+// stay valid; what an execution makes on this side is freed before it ends cleanly, and only a clean end
+// keeps the instance.
 const IMAGE_PAGE = 4096
 const ZERO_PAGE = Buffer.alloc(IMAGE_PAGE)
+// The engine's stack is 5 MiB: an image whose longest zero run is shorter was not taken of a never-run runtime.
+const MIN_STACK_GAP = 4 * 1024 * 1024
+const STACK_ZEROED = 1024 * 1024
+// Memory an execution grew past the image is zeroed at each rewind: past this, the runtime is rebuilt instead.
+export const MAX_REWIND_GROWTH = 8 * 1024 * 1024
 
-/** Keep the image of `inst` as it is now, prepared and never run: `rewindRuntime` restores it. */
+/** Keep the image of `inst`, prepared on a fresh instance and never run: `rewindRuntime` restores it. */
 export function keepImage(inst) {
   const bytes = Buffer.from(inst.wasmMemory.buffer)
   const pages = bytes.length / IMAGE_PAGE
   const zero = (p) => bytes.subarray(p * IMAGE_PAGE, (p + 1) * IMAGE_PAGE).equals(ZERO_PAGE)
   let end = pages
   while (end > 0 && zero(end - 1)) end -= 1
-  // The longest run of zero pages below the last page in use: the stack's unused part (it grows down towards the
-  // static data, and the heap starts above it).
   let gapStart = 0
   let gapEnd = 0
   for (let p = 0; p < end;) {
@@ -261,28 +272,51 @@ export function keepImage(inst) {
     if (q - p > gapEnd - gapStart) [gapStart, gapEnd] = [p, q]
     p = q
   }
+  if ((gapEnd - gapStart) * IMAGE_PAGE < MIN_STACK_GAP) throw new Error('engine: no stack gap in the image')
   const piece = (from, to) => [from * IMAGE_PAGE, new Uint8Array(bytes.subarray(from * IMAGE_PAGE, to * IMAGE_PAGE))]
   inst.image = {
     pieces: [piece(0, gapStart), piece(gapEnd, end)],
+    stack: [gapStart * IMAGE_PAGE, gapEnd * IMAGE_PAGE],
     end: end * IMAGE_PAGE,
     compiled: new Set(inst.compiled),
   }
 }
 
-/** `inst` as its image has it, ready for its next execution (it must have ended cleanly). */
-export function rewindRuntime(inst) {
+/**
+ * Whether `inst` may be rewound: it has an image, its execution grew the memory by at most MAX_REWIND_GROWTH,
+ * and quickjs-emscripten made none of the handles it caches lazily since the image (they would point into
+ * memory the rewind frees; the runner uses none of the calls that make them).
+ */
+export function mayRewind(inst) {
+  const { image, ctx } = inst
+  return Boolean(image) && inst.wasmMemory.buffer.byteLength - image.end <= MAX_REWIND_GROWTH &&
+    [ctx._BigInt, ctx._Symbol, ctx._SymbolIterator, ctx._SymbolAsyncIterator].every((h) => h === undefined)
+}
+
+/** Whether the image of `inst` has every part in `parts` compiled. */
+export function imageHas(inst, parts) {
+  return parts.every((name) => inst.image.compiled.has(name))
+}
+
+/**
+ * `inst` as its image has it, ready for its next execution (it must have ended cleanly, and mayRewind hold).
+ * `wholeStack`: zero all of the stack, so that the memory is the image exactly (before a new image is kept).
+ */
+export function rewindRuntime(inst, { wholeStack = false } = {}) {
   const memory = new Uint8Array(inst.wasmMemory.buffer)
-  for (const [offset, bytes] of inst.image.pieces) memory.set(bytes, offset)
-  memory.fill(0, inst.image.end)
+  const { pieces, stack, end } = inst.image
+  for (const [offset, bytes] of pieces) memory.set(bytes, offset)
+  const zeroedFrom = wholeStack ? stack[0] : Math.max(stack[0], stack[1] - STACK_ZEROED)
+  memory.fill(0, zeroedFrom, stack[1])
+  const below = zeroedFrom - IMAGE_PAGE
+  if (below >= stack[0] && !Buffer.from(memory.buffer, below, IMAGE_PAGE).equals(ZERO_PAGE)) {
+    memory.fill(0, stack[0], zeroedFrom)
+  }
+  memory.fill(0, end)
   inst.exec = null
   inst.used = new Set()
   inst.compiled = new Set(inst.image.compiled)
   return inst
-}
-
-/** Whether rewinding `inst` gives a runtime with every part in `parts` compiled ahead. */
-export function imageHas(inst, parts) {
-  return Boolean(inst.image) && parts.every((name) => inst.image.compiled.has(name))
 }
 
 /**
@@ -293,6 +327,7 @@ export function disposeRuntime(inst) {
   try {
     inst.settleFn.dispose()
     inst.fireFn.dispose()
+    inst.compileFn.dispose()
     inst.ctx.dispose()
     inst.rt.dispose()
     return true

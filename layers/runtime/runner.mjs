@@ -22,8 +22,8 @@
 // runtime and context); null: always a fresh instance. `warm`: the key whose next execution this process
 // can start on a kept instance (a hint for routing).
 import {
-  buildInstance, compactLazySources, disposeRuntime, hostRandomBytes, hostRandomDoubles, hostRandomUUID, imageHas,
-  keepImage, newRuntime, rewindRuntime, WASM_PAGE,
+  buildInstance, compactLazySources, compileParts, hostRandomBytes, hostRandomDoubles, hostRandomUUID, imageHas,
+  keepImage, mayRewind, rewindRuntime, WASM_PAGE,
 } from './engine.mjs'
 import { valueProblem, wellFormed } from './values.mjs'
 import { prepare, SourceSyntaxError } from './transform.mjs'
@@ -108,8 +108,8 @@ let building = null
 // dropped after MAX_USES executions or once its memory grew past REUSE_MAX_MEMORY of its maximum.
 const MAX_USES = 64
 const REUSE_MAX_MEMORY = 0.5
-// At most one: { key, wasm, old, inst }: `old` is the finished runtime still to rewind or dispose, `inst` the fresh
-// runtime prepared on the instance (null until then).
+// At most one: { key, wasm, old, inst }: `old` is the finished runtime, `inst` the same one rewound for its
+// caller's next execution (null until readyWarm).
 let warm = null
 let warmTimer = null
 // How often the next execution was the kept instance's caller (moving average). Preparing the next runtime
@@ -137,27 +137,27 @@ function fill() {
   })
 }
 
-// The kept instance, ready to run: its finished runtime rewound to its image when that has the parts the caller
-// used (engine.mjs keepImage), else disposed and a fresh one prepared, whose image is kept. Null when it failed.
+// The kept instance, ready to run: its finished runtime rewound to its image (engine.mjs). When the caller
+// used parts the image lacks, it is rewound exactly (all of its stack zeroed too), the parts are compiled in,
+// and that is kept as its image: an image is only ever of memory no guest code has run on. Null when it may
+// not be rewound (the instance is then dropped whole) or that failed.
 function readyWarm(w) {
-  if (w.old) {
-    const old = w.old
-    w.old = null
+  if (w.inst) return w.inst
+  const old = w.old
+  w.old = null
+  if (!mayRewind(old)) return null
+  try {
     if (imageHas(old, w.parts)) {
       w.inst = rewindRuntime(old)
-      return w.inst
+    } else {
+      rewindRuntime(old, { wholeStack: true })
+      compileParts(old, [...old.image.compiled, ...w.parts])
+      keepImage(old)
+      w.inst = old
     }
-    if (old.image) for (const name of old.image.compiled) if (!w.parts.includes(name)) w.parts.push(name)
-    if (!disposeRuntime(old)) return null
-  }
-  if (!w.inst) {
-    try {
-      w.inst = newRuntime(w.wasm, w.parts)
-      keepImage(w.inst)
-    } catch (err) {
-      toStderr('reuse failed', err && err.stack)
-      return null
-    }
+  } catch (err) {
+    toStderr('reuse failed', err && err.stack)
+    return null
   }
   return w.inst
 }
@@ -191,12 +191,20 @@ async function takeInstance(mem, key) {
   if (!readyInstances.length && building) await building
   const inst = readyInstances.shift() || await buildInstance(mem)
   inst.wasm.key = key
+  // A caller's instance keeps its image now, before it runs anything: its later executions rewind to it.
+  if (key !== null) {
+    try {
+      keepImage(inst)
+    } catch (err) {
+      toStderr('image failed', err && err.stack) // no image: the instance is not kept after its execution
+    }
+  }
   setImmediate(fill)
   return inst
 }
 
 // After an execution: keep its wasm instance for the same caller when it may be reused, else drop it whole
-// (its memory goes with it). Returns whether it is kept (its runtime is disposed later: readyWarm).
+// (its memory goes with it). Returns whether it is kept (readyWarm rewinds or replaces it later).
 function mayKeep(inst, clean) {
   const { wasm } = inst
   return clean && wasm.key !== null && wasm.uses < MAX_USES &&

@@ -224,10 +224,17 @@ async def test_rewound_runtimes_draw_fresh_randomness(one: Sandbox) -> None:
     assert len({r.value[1] for r in results}) == 5
 
 
-async def test_a_runtime_whose_heap_grew_is_rewound_and_runs_again(one: Sandbox) -> None:
-    # 20 MiB of a 128 MiB limit, under the reuse threshold: the instance is kept, its grown pages zeroed.
-    grow = "const keep = []\nfor (let i = 0; i < 20; i++) keep.push(new Uint8Array(1 << 20).fill(7))\nkeep.length"
+async def test_a_runtime_whose_heap_grew_a_little_is_rewound_and_runs_again(one: Sandbox) -> None:
+    # 4 MiB past its image: the instance is kept, the grown pages zeroed at each rewind.
+    grow = "const keep = []\nfor (let i = 0; i < 4; i++) keep.push(new Uint8Array(1 << 20).fill(7))\nkeep.length"
     results = [await run(one, grow, ALICE) for _ in range(4)]
-    assert [r.value for r in results] == [20] * 4
+    assert [r.value for r in results] == [4] * 4
     assert len({r.instance for r in results}) == 1
     assert (await run(one, "[1, 2, 3].map((n) => n * 2)", ALICE)).value == [2, 4, 6]
+
+
+async def test_a_runtime_whose_heap_grew_more_than_a_rewind_zeroes_gets_a_fresh_instance(one: Sandbox) -> None:
+    before = await instance(one, ALICE)
+    grown = await run(one, "const big = new Uint8Array(12 << 20).fill(1)\nbig.length", ALICE)
+    assert grown.instance == before
+    assert await instance(one, ALICE) != before
