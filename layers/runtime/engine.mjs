@@ -239,7 +239,7 @@ export function compileParts(inst, parts) {
 // survives. Restoring costs ~30 us, preparing a runtime again 1 to 1.7 ms (compiling the prelude and parts).
 // The C stack is not copied: in a prepared, never-run instance it is the one long run of zero pages between
 // the static data and the heap (5 MiB, of which preparing used the top few KiB), and on each rewind its top
-// STACK_ZEROED bytes, far more than QuickJS's stack limit lets an execution use (MAX_STACK_BYTES), are
+// STACK_ZEROED bytes, twice what QuickJS's stack limit lets an execution use (MAX_STACK_BYTES), are
 // zeroed again, all of it when the page below them is not zero. Pages above the image (the heap's unused top,
 // and what the execution grew) are zeroed, as fresh pages are.
 // The runtime's handles on the Node side (rt, ctx, the prelude's functions) were made before the image and
@@ -249,9 +249,21 @@ const IMAGE_PAGE = 4096
 const ZERO_PAGE = Buffer.alloc(IMAGE_PAGE)
 // The engine's stack is 5 MiB: an image whose longest zero run is shorter was not taken of a never-run runtime.
 const MIN_STACK_GAP = 4 * 1024 * 1024
-const STACK_ZEROED = 1024 * 1024
+const STACK_ZEROED = 512 * 1024
 // Memory an execution grew past the image is zeroed at each rewind: past this, the runtime is rebuilt instead.
 export const MAX_REWIND_GROWTH = 8 * 1024 * 1024
+
+const isZero = (memory, at) => ZERO_PAGE.compare(memory, at, at + IMAGE_PAGE) === 0
+const ZERO_CHUNK = Buffer.alloc(16 * IMAGE_PAGE)
+
+// Zero the 64 KiB chunks of [from, to) that are not zero: memory an execution never touched is not written
+// (it would become resident for nothing).
+function zeroWritten(memory, from, to) {
+  for (let at = from; at < to; at += ZERO_CHUNK.length) {
+    const stop = Math.min(to, at + ZERO_CHUNK.length)
+    if (ZERO_CHUNK.compare(memory, at, stop, 0, stop - at) !== 0) memory.fill(0, at, stop)
+  }
+}
 
 /** Keep the image of `inst`, prepared on a fresh instance and never run: `rewindRuntime` restores it. */
 export function keepImage(inst) {
@@ -303,16 +315,14 @@ export function imageHas(inst, parts) {
  * `wholeStack`: zero all of the stack, so that the memory is the image exactly (before a new image is kept).
  */
 export function rewindRuntime(inst, { wholeStack = false } = {}) {
-  const memory = new Uint8Array(inst.wasmMemory.buffer)
+  const memory = Buffer.from(inst.wasmMemory.buffer)
   const { pieces, stack, end } = inst.image
   for (const [offset, bytes] of pieces) memory.set(bytes, offset)
   const zeroedFrom = wholeStack ? stack[0] : Math.max(stack[0], stack[1] - STACK_ZEROED)
-  memory.fill(0, zeroedFrom, stack[1])
+  zeroWritten(memory, zeroedFrom, stack[1])
   const below = zeroedFrom - IMAGE_PAGE
-  if (below >= stack[0] && !Buffer.from(memory.buffer, below, IMAGE_PAGE).equals(ZERO_PAGE)) {
-    memory.fill(0, stack[0], zeroedFrom)
-  }
-  memory.fill(0, end)
+  if (below >= stack[0] && !isZero(memory, below)) memory.fill(0, stack[0], zeroedFrom)
+  zeroWritten(memory, end, memory.length)
   inst.exec = null
   inst.used = new Set()
   inst.compiled = new Set(inst.image.compiled)

@@ -29,7 +29,7 @@ const asImage = () => {
   const { pieces, stack, end } = inst.image
   const same = pieces.every(([offset, piece]) => bytes.subarray(offset, offset + piece.length).equals(piece))
   const zero = (from, to) => bytes.subarray(from, to).every((b) => b === 0)
-  return same && zero(end, bytes.length) && zero(stack[1] - 1024 * 1024, stack[1])
+  return same && zero(end, bytes.length) && zero(stack[1] - 512 * 1024, stack[1])
 }
 const run = (code) => {
   const r = inst.ctx.evalCode(code, 'attack.js')
