@@ -1,5 +1,5 @@
-// QuickJS: a fresh runtime and context per execution, on a fresh WebAssembly instance or on one that
-// served the same caller before (see the runner).
+// QuickJS: a fresh runtime and context per execution, on a fresh WebAssembly instance, or on one that
+// served the same caller before, rewound to the state it had before it first ran (see "Runtime images").
 import fs from 'node:fs'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -210,7 +210,8 @@ export function newRuntime(wasm, parts = []) {
 /**
  * Compile lazy parts into a runtime before its execution (the ones the caller's previous execution used, as
  * its `used` recorded them: names of the guest's own parts only, nothing else of that execution): the same
- * parts it would compile on first use, off the request path. Only before the runtime's first execution.
+ * parts it would compile on first use, off the request path. Only on a runtime no guest code has run on
+ * (prepared, or rewound exactly to such an image).
  */
 export function compileParts(inst, parts) {
   const { ctx } = inst
@@ -236,7 +237,7 @@ export function compileParts(inst, parts) {
 // exactly to such an image and given more lazy parts), is restored (`rewindRuntime`). Every
 // byte of engine state is then as newly prepared (the QuickJS heap with its atoms, intrinsics, job queue,
 // finalizers and symbol registry; the static data; the engine's flags): nothing the previous execution made
-// survives. Restoring costs ~30 us, preparing a runtime again 1 to 1.7 ms (compiling the prelude and parts).
+// survives. Restoring costs ~50 us, preparing a runtime again 1 to 1.7 ms (compiling the prelude and parts).
 // The C stack is not copied: in a prepared, never-run instance it is the one long run of zero pages between
 // the static data and the heap (5 MiB, of which preparing used the top few KiB), and on each rewind its top
 // STACK_ZEROED bytes, twice what QuickJS's stack limit lets an execution use (MAX_STACK_BYTES), are
@@ -250,7 +251,7 @@ const ZERO_PAGE = Buffer.alloc(IMAGE_PAGE)
 // The engine's stack is 5 MiB: an image whose longest zero run is shorter was not taken of a never-run runtime.
 const MIN_STACK_GAP = 4 * 1024 * 1024
 const STACK_ZEROED = 512 * 1024
-// Memory an execution grew past the image is zeroed at each rewind: past this, the runtime is rebuilt instead.
+// Memory an execution grew past the image is zeroed at each rewind: past this, the instance is dropped instead.
 export const MAX_REWIND_GROWTH = 8 * 1024 * 1024
 
 const isZero = (memory, at) => ZERO_PAGE.compare(memory, at, at + IMAGE_PAGE) === 0
@@ -327,27 +328,6 @@ export function rewindRuntime(inst, { wholeStack = false } = {}) {
   inst.used = new Set()
   inst.compiled = new Set(inst.image.compiled)
   return inst
-}
-
-/**
- * Free the runtime and context of `inst`, leaving its wasm instance able to host another runtime.
- * False when anything went wrong (a leaked handle aborts the engine here): the wasm instance is then unusable.
- */
-export function disposeRuntime(inst) {
-  try {
-    inst.settleFn.dispose()
-    inst.fireFn.dispose()
-    inst.compileFn.dispose()
-    inst.ctx.dispose()
-    inst.rt.dispose()
-    return true
-  } catch {
-    return false
-  } finally {
-    inst.exec = null
-    inst.rt = null
-    inst.ctx = null
-  }
 }
 
 /** A fresh wasm instance with a prepared runtime; built in two steps when `yieldBetween`. */

@@ -18,8 +18,8 @@
 // `constructed`: what `$.Type(props)` calls were given (type name, own keys), distinct, bounded; for hints.
 // A line from the host that this runner cannot use is reported on stderr and dropped: stdout carries only
 // messages of the execution that is running.
-// `key`: executions with the same key may run one after another on the same wasm instance (each on a fresh
-// runtime and context); null: always a fresh instance. `warm`: the key whose next execution this process
+// `key`: executions with the same key may run one after another on the same wasm instance (each on its
+// runtime rewound to the state it had before it first ran); null: always a fresh instance. `warm`: the key whose next execution this process
 // can start on a kept instance (a hint for routing).
 import {
   buildInstance, compactLazySources, compileParts, hostRandomBytes, hostRandomDoubles, hostRandomUUID, imageHas,
@@ -104,8 +104,9 @@ const readyInstances = []
 let building = null
 
 // A wasm instance is reused only by the caller it first served (the request's `key`), one execution after
-// another, each on a fresh runtime and context, and only after executions that ended cleanly; it is
-// dropped after MAX_USES executions or once its memory grew past REUSE_MAX_MEMORY of its maximum.
+// another, each on its runtime rewound to the image kept before it first ran (engine.mjs), and only after
+// executions that ended cleanly; it is dropped after MAX_USES executions or once its memory grew past
+// REUSE_MAX_MEMORY of its maximum.
 const MAX_USES = 64
 const REUSE_MAX_MEMORY = 0.5
 // At most one: { key, wasm, old, inst }: `old` is the finished runtime, `inst` the same one rewound for its
@@ -114,7 +115,7 @@ let warm = null
 let warmTimer = null
 // How often the next execution was the kept instance's caller (moving average). Preparing the next runtime
 // ahead of time pays off when it is; when callers interleave (a busy process serving many), the kept instance
-// is mostly replaced unused, so its runtime is disposed and prepared only when its caller comes back.
+// is mostly replaced unused, so its runtime is rewound only when its caller comes back.
 let reuseRate = 1
 
 // One fewer while an instance is kept for a caller: that caller's next execution takes the kept one, so under
@@ -204,7 +205,7 @@ async function takeInstance(mem, key) {
 }
 
 // After an execution: keep its wasm instance for the same caller when it may be reused, else drop it whole
-// (its memory goes with it). Returns whether it is kept (readyWarm rewinds or replaces it later).
+// (its memory goes with it). Returns whether it is kept (readyWarm rewinds it later).
 function mayKeep(inst, clean) {
   const { wasm } = inst
   return clean && wasm.key !== null && wasm.uses < MAX_USES &&
