@@ -156,6 +156,17 @@ def test_an_invocation_that_gives_no_answer_by_its_deadline_does_not_hold_the_ne
     assert done == ["late", "on time"]
 
 
+def test_an_invocation_whose_deadline_is_absurdly_far_still_runs_its_own_work_after_its_answer(
+    api: RuntimeApi, extension: tuple[LambdaAfterAnswer, list[str]]
+) -> None:
+    after, done = extension
+    request = api.deliver(deadline_in_s=1e300)  # no wait takes a timeout that long: read as Lambda's longest
+    with after.invocation(request):
+        after.defer(work(done, "its own"))
+    api.wait_for_next(2)
+    assert done == ["its own"]
+
+
 def test_once_the_runtime_api_is_gone_work_is_done_before_the_answer(api: RuntimeApi) -> None:
     done: list[str] = []
     with eventloop.runner() as loop:

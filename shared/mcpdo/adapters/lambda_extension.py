@@ -179,10 +179,12 @@ async def _within(work: Work, deadline: float | None) -> None:
 
 
 def _seconds_left(event: Mapping[str, Any]) -> float:
+    """Seconds to the invocation's deadline, at most Lambda's longest invocation (a deadline further away, or
+    none, is read as that: a timeout past what the platform's waits take would fail where it is used)."""
     deadline = event.get("deadlineMs")
     if not isinstance(deadline, int | float):
         return LONGEST_INVOCATION_S
-    return max(0.0, deadline / 1000 - time.time())
+    return min(LONGEST_INVOCATION_S, max(0.0, deadline / 1000 - time.time()))
 
 
 def _call(
