@@ -266,15 +266,12 @@ function zeroWritten(memory, from, to) {
   }
 }
 
-/** Keep the image of `inst`, prepared on a fresh instance and never run: `rewindRuntime` restores it. */
-export function keepImage(inst) {
-  const bytes = Buffer.from(inst.wasmMemory.buffer)
-  const pages = bytes.length / IMAGE_PAGE
-  const zero = (p) => bytes.subarray(p * IMAGE_PAGE, (p + 1) * IMAGE_PAGE).equals(ZERO_PAGE)
-  let end = pages
-  while (end > 0 && zero(end - 1)) end -= 1
-  let gapStart = 0
-  let gapEnd = 0
+// The stack's zero run, as pages [start, end): the same in every instance of this engine build, so it is found
+// once (on the first image) and only checked afterwards; keeping an image then costs tens of microseconds.
+let stackGap = null
+
+function findStackGap(zero, end) {
+  let gap = [0, 0]
   for (let p = 0; p < end;) {
     if (!zero(p)) {
       p += 1
@@ -282,10 +279,26 @@ export function keepImage(inst) {
     }
     let q = p + 1
     while (q < end && zero(q)) q += 1
-    if (q - p > gapEnd - gapStart) [gapStart, gapEnd] = [p, q]
+    if (q - p > gap[1] - gap[0]) gap = [p, q]
     p = q
   }
-  if ((gapEnd - gapStart) * IMAGE_PAGE < MIN_STACK_GAP) throw new Error('engine: no stack gap in the image')
+  if ((gap[1] - gap[0]) * IMAGE_PAGE < MIN_STACK_GAP) throw new Error('engine: no stack gap in the image')
+  return gap
+}
+
+/** Keep the image of `inst`, prepared on a fresh instance and never run: `rewindRuntime` restores it. */
+export function keepImage(inst) {
+  const bytes = Buffer.from(inst.wasmMemory.buffer)
+  const zero = (p) => isZero(bytes, p * IMAGE_PAGE)
+  let end = bytes.length / IMAGE_PAGE
+  while (end >= 16 && ZERO_CHUNK.compare(bytes, (end - 16) * IMAGE_PAGE, end * IMAGE_PAGE) === 0) end -= 16
+  while (end > 0 && zero(end - 1)) end -= 1
+  stackGap = stackGap || findStackGap(zero, end)
+  const [gapStart, gapEnd] = stackGap
+  // Where it was in the first image: zero at both ends, between the static data and the stack's used top.
+  if (!(gapEnd < end && zero(gapStart) && zero(gapEnd - 1) && !zero(gapEnd) && (gapStart === 0 || !zero(gapStart - 1)))) {
+    throw new Error('engine: the stack is not where the first image had it')
+  }
   const piece = (from, to) => [from * IMAGE_PAGE, new Uint8Array(bytes.subarray(from * IMAGE_PAGE, to * IMAGE_PAGE))]
   inst.image = {
     pieces: [piece(0, gapStart), piece(gapEnd, end)],

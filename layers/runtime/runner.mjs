@@ -117,6 +117,8 @@ let warmTimer = null
 // ahead of time pays off when it is; when callers interleave (a busy process serving many), the kept instance
 // is mostly replaced unused, so its runtime is rewound only when its caller comes back.
 let reuseRate = 1
+// How often a request had a key (moving average): whether fill keeps images of the instances it prepares.
+let keyedRate = 1
 
 // One fewer while an instance is kept for a caller: that caller's next execution takes the kept one, so under
 // keyed traffic a second fresh instance would only hold its memory.
@@ -129,6 +131,8 @@ function fill() {
   const mem = lastMemory
   building = buildInstance(mem, { yieldBetween: true }).then(
     (inst) => {
+      // Most requests are a caller's: its image is kept now, off the request path (see takeInstance).
+      if (keyedRate >= 0.5) tryKeepImage(inst)
       if (inst.memoryBytes === lastMemory) readyInstances.push(inst)
     },
     (err) => toStderr('prepare failed', err && err.stack),
@@ -192,16 +196,21 @@ async function takeInstance(mem, key) {
   if (!readyInstances.length && building) await building
   const inst = readyInstances.shift() || await buildInstance(mem)
   inst.wasm.key = key
-  // A caller's instance keeps its image now, before it runs anything: its later executions rewind to it.
-  if (key !== null) {
-    try {
-      keepImage(inst)
-    } catch (err) {
-      toStderr('image failed', err && err.stack) // no image: the instance is not kept after its execution
-    }
-  }
+  keyedRate = 0.75 * keyedRate + (key !== null ? 0.25 : 0)
+  // A caller's instance has its image before it runs anything (kept by fill, or now): its later executions
+  // rewind to it.
+  if (key !== null && !inst.image) tryKeepImage(inst)
   setImmediate(fill)
   return inst
+}
+
+
+function tryKeepImage(inst) {
+  try {
+    keepImage(inst)
+  } catch (err) {
+    toStderr('image failed', err && err.stack) // no image: the instance is not kept after its execution
+  }
 }
 
 // After an execution: keep its wasm instance for the same caller when it may be reused, else drop it whole
