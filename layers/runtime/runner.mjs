@@ -19,8 +19,8 @@
 // A line from the host that this runner cannot use is reported on stderr and dropped: stdout carries only
 // messages of the execution that is running.
 // `key`: executions with the same key may run one after another on the same wasm instance (each on its
-// runtime rewound to the state it had before it first ran); null: always a fresh instance. `warm`: the key whose next execution this process
-// can start on a kept instance (a hint for routing).
+// runtime rewound to the state it had before it first ran); null: always a fresh instance. `warm`: the key
+// whose next execution this process can start on a kept instance (a hint for routing).
 import {
   buildInstance, compactLazySources, compileParts, hostRandomBytes, hostRandomDoubles, hostRandomUUID, imageHas,
   keepImage, mayRewind, rewindRuntime, WASM_PAGE,
@@ -203,7 +203,6 @@ async function takeInstance(mem, key) {
   setImmediate(fill)
   return inst
 }
-
 
 function tryKeepImage(inst) {
   try {
