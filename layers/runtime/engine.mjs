@@ -12,7 +12,7 @@ import releaseSync from '@jitl/quickjs-wasmfile-release-sync'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const require = createRequire(import.meta.url)
 
-export const WASM_PAGE = 65536
+const WASM_PAGE = 65536
 // Room above the QuickJS heap limit for the engine's own bookkeeping and stack; the wasm memory
 // maximum is the hard cap that setMemoryLimit alone is not.
 const WASM_HEADROOM = 48 * 1024 * 1024
@@ -140,14 +140,14 @@ export async function newWasm(memoryBytes) {
  * A fresh QuickJS runtime and context on `wasm`, with the prelude evaluated. Host functions dispatch to
  * `inst.exec`, the execution currently bound to it (set by the runner), so this can run ahead of time.
  */
-export function newRuntime(wasm, parts = []) {
+export function newRuntime(wasm) {
   const { memoryBytes } = wasm
   const rt = wasm.mod.newRuntime()
   rt.setMemoryLimit(memoryBytes)
   rt.setMaxStackSize(MAX_STACK_BYTES)
   const ctx = rt.newContext()
-  // `used`: the lazy parts the guest loaded, so that the next runtime of the same caller can have them
-  // compiled ahead (`parts`, kept in `compiled`).
+  // `used`: the lazy parts the guest loaded, so that the same caller's next runtime has them compiled ahead
+  // (compileParts; `compiled` holds those compiled so far).
   const inst = { wasm, rt, ctx, memoryBytes, wasmMemory: wasm.wasmMemory, maxPages: wasm.maxPages, exec: null,
     settleFn: null, fireFn: null, compileFn: null, used: new Set(), compiled: new Set(), image: null }
 
@@ -203,7 +203,6 @@ export function newRuntime(wasm, parts = []) {
   inst.fireFn = ctx.getProp(r.value, 1)
   inst.compileFn = ctx.getProp(r.value, 2)
   r.value.dispose()
-  compileParts(inst, parts)
   return inst
 }
 
@@ -251,8 +250,9 @@ const ZERO_PAGE = Buffer.alloc(IMAGE_PAGE)
 // The engine's stack is 5 MiB: an image whose longest zero run is shorter was not taken of a never-run runtime.
 const MIN_STACK_GAP = 4 * 1024 * 1024
 const STACK_ZEROED = 512 * 1024
-// Memory an execution grew past the image is zeroed at each rewind: past this, the instance is dropped instead.
-export const MAX_REWIND_GROWTH = 8 * 1024 * 1024
+// Memory an execution grew past the image is zeroed at each rewind: past this, the instance is dropped instead
+// (an instance kept for its caller grew at most this far, so it stays well below its limit).
+const MAX_REWIND_GROWTH = 8 * 1024 * 1024
 
 const isZero = (memory, at) => ZERO_PAGE.compare(memory, at, at + IMAGE_PAGE) === 0
 const ZERO_CHUNK = Buffer.alloc(16 * IMAGE_PAGE)

@@ -23,7 +23,7 @@
 // whose next execution this process can start on a kept instance (a hint for routing).
 import {
   buildInstance, compactLazySources, compileParts, hostRandomBytes, hostRandomDoubles, hostRandomUUID, imageHas,
-  keepImage, mayRewind, rewindRuntime, WASM_PAGE,
+  keepImage, mayRewind, rewindRuntime,
 } from './engine.mjs'
 import { valueProblem, wellFormed } from './values.mjs'
 import { prepare, SourceSyntaxError } from './transform.mjs'
@@ -105,12 +105,11 @@ let building = null
 
 // A wasm instance is reused only by the caller it first served (the request's `key`), one execution after
 // another, each on its runtime rewound to the image kept before it first ran (engine.mjs), and only after
-// executions that ended cleanly; it is dropped after MAX_USES executions or once its memory grew past
-// REUSE_MAX_MEMORY of its maximum.
+// executions that ended cleanly; it is dropped after MAX_USES executions or once it may not be rewound
+// (engine.mjs mayRewind: it grew too far past its image).
 const MAX_USES = 64
-const REUSE_MAX_MEMORY = 0.5
-// At most one: { key, wasm, old, inst }: `old` is the finished runtime, `inst` the same one rewound for its
-// caller's next execution (null until readyWarm).
+// At most one: { inst, parts, ready }: a caller's finished runtime, the parts its execution used, and whether
+// it has been rewound for that caller's next execution (readyWarm).
 let warm = null
 let warmTimer = null
 // How often the next execution was the kept instance's caller (moving average). Preparing the next runtime
@@ -144,26 +143,22 @@ function fill() {
 
 // The kept instance, ready to run: its finished runtime rewound to its image (engine.mjs). When the caller
 // used parts the image lacks, it is rewound exactly (all of its stack zeroed too), the parts are compiled in,
-// and that is kept as its image: an image is only ever of memory no guest code has run on. Null when it may
-// not be rewound (the instance is then dropped whole) or that failed.
+// and that is kept as its image: an image is only ever of memory no guest code has run on. Null when that
+// failed (the instance is then dropped whole).
 function readyWarm(w) {
-  if (w.inst) return w.inst
-  const old = w.old
-  w.old = null
-  if (!mayRewind(old)) return null
+  if (w.ready) return w.inst
+  const complete = imageHas(w.inst, w.parts)
   try {
-    if (imageHas(old, w.parts)) {
-      w.inst = rewindRuntime(old)
-    } else {
-      rewindRuntime(old, { wholeStack: true })
-      compileParts(old, [...old.image.compiled, ...w.parts])
-      keepImage(old)
-      w.inst = old
+    rewindRuntime(w.inst, { wholeStack: !complete })
+    if (!complete) {
+      compileParts(w.inst, w.parts)
+      keepImage(w.inst)
     }
   } catch (err) {
     toStderr('reuse failed', err && err.stack)
     return null
   }
+  w.ready = true
   return w.inst
 }
 
@@ -174,7 +169,7 @@ function prepareWarm() {
 
 function takeWarm(key, mem) {
   if (!warm) return null
-  const hit = key !== null && warm.key === key
+  const hit = key !== null && warm.inst.wasm.key === key
   reuseRate = 0.75 * reuseRate + (hit ? 0.25 : 0)
   if (!hit) return null
   const w = warm
@@ -183,7 +178,7 @@ function takeWarm(key, mem) {
     clearImmediate(warmTimer)
     warmTimer = null
   }
-  return w.wasm.memoryBytes === mem ? readyWarm(w) : null
+  return w.inst.memoryBytes === mem ? readyWarm(w) : null
 }
 
 async function takeInstance(mem, key) {
@@ -215,14 +210,12 @@ function tryKeepImage(inst) {
 // After an execution: keep its wasm instance for the same caller when it may be reused, else drop it whole
 // (its memory goes with it). Returns whether it is kept (readyWarm rewinds it later).
 function mayKeep(inst, clean) {
-  const { wasm } = inst
-  return clean && wasm.key !== null && wasm.uses < MAX_USES &&
-    wasm.wasmMemory.buffer.byteLength <= REUSE_MAX_MEMORY * wasm.maxPages * WASM_PAGE
+  return clean && inst.wasm.key !== null && inst.wasm.uses < MAX_USES && mayRewind(inst)
 }
 
 function recycle(inst) {
   // Replaces any instance kept for another caller.
-  warm = { key: inst.wasm.key, wasm: inst.wasm, old: inst, inst: null, parts: [...inst.used] }
+  warm = { inst, parts: [...inst.used], ready: false }
   readyInstances.length = Math.min(readyInstances.length, aheadTarget())
   if (warmTimer) clearImmediate(warmTimer)
   warmTimer = reuseRate >= 0.5 ? setImmediate(prepareWarm) : null
@@ -277,8 +270,8 @@ const MAX_ERROR_NAME = 200
 const MAX_ERROR_MESSAGE = 16 * 1024
 const STACK_MESSAGE = 'Stack overflow: maximum call stack size exceeded (unbounded recursion or nesting?)'
 const clip = (text, max) => (text.length > max ? `${text.slice(0, max)}... (${text.length - max} more characters)` : text)
-// A kept instance starts below REUSE_MAX_MEMORY of its maximum (memory limit + headroom), so memory grown past
-// this share of the limit was grown by the execution that is running.
+// A kept instance starts at most MAX_REWIND_GROWTH past its image (engine.mjs mayRewind), well below this share
+// of the usual limits, so memory grown past it was grown by the execution that is running.
 const NEAR_MEMORY_LIMIT = 0.75
 
 class Execution {
@@ -753,7 +746,7 @@ class Execution {
     const keep = mayKeep(inst, clean)
     this.pending.clear()
     const durationMs = Math.round((performance.now() - this.started) * 1000) / 1000
-    const warmKey = keep ? inst.wasm.key : warm ? warm.key : null
+    const warmKey = keep ? inst.wasm.key : warm ? warm.inst.wasm.key : null
     const result = { type: 'result', durationMs, warm: warmKey, exports: this.exportNames(), logs: this.logs,
       constructed: this.constructed, warnings: this.prepared.warnings }
     if (DEBUG) result.instance = `${process.pid}.${inst.wasm.id}`
@@ -773,7 +766,7 @@ class Execution {
 
 function reportEarly(msg, error, started) {
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000
-  sendObj({ type: 'result', exec: msg.id, nonce: msg.nonce, durationMs, warm: warm ? warm.key : null, logs: [],
+  sendObj({ type: 'result', exec: msg.id, nonce: msg.nonce, durationMs, warm: warm ? warm.inst.wasm.key : null, logs: [],
     ok: false, error })
 }
 

@@ -115,7 +115,7 @@ async def test_an_instance_serves_at_most_64_executions(one: Sandbox) -> None:
 
 
 async def test_a_grown_memory_is_not_reused(one: Sandbox) -> None:
-    # 100 MiB of a 128 MiB limit: the wasm memory grows past half of its maximum (limit + headroom).
+    # 100 MiB of a 128 MiB limit: the wasm memory grows far past its image (more than a rewind zeroes).
     first = await run(one, "const big = new Uint8Array(100 * 1024 * 1024)\nbig[big.length - 1] = 1\nbig.length", ALICE)
     assert first.value == 100 * 1024 * 1024
     assert one.processes[0].warm_key is None
