@@ -113,8 +113,14 @@ const deep = (n: number): number => deep(n + 1) + 1
 try { deep(0) } catch {}
 part + grown.length
 """
-PARTS = ["new URL('https://a.example/').host", "typeof $.Person", "(await db.get('X', 'y')) ? 1 : 0",
-         "typeof setTimeout", "structuredClone([1]).length", "new Date(0).toLocaleDateString('en-US')"]
+PARTS = [
+    "new URL('https://a.example/').host",
+    "typeof $.Person",
+    "(await db.get('X', 'y')) ? 1 : 0",
+    "typeof setTimeout",
+    "structuredClone([1]).length",
+    "new Date(0).toLocaleDateString('en-US')",
+]
 PROBE = """
 const out = [typeof (globalThis as any).planted, ([] as any).planted ?? null, JSON.stringify({ a: 1 }),
   Object.getOwnPropertyDescriptor(Object.prototype, 'then') ?? null, new Uint8Array(1 << 20).some((b) => b !== 0)]
