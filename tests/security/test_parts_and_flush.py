@@ -142,3 +142,52 @@ async def test_what_an_attacker_left_in_its_heap_reaches_neither_its_next_run_no
     victim = await run(one_runner, PROBE_HEAP, VICTIM)
     assert victim.instance != planted.instance
     assert victim.value == [None, "undefined", None, "fresh"]
+
+
+# A caller's kept runtime is rewound to its image (layers/runtime/engine.mjs). Each run touches one more lazy
+# part (so its kept instance goes through the rewind-and-add-a-part path), grows the heap by 3 MiB (under what a
+# rewind zeroes), fills the stack to QuickJS's limit, and plants setters, getters and globals on what the
+# prelude and the parts use.
+REWIND_ATTACK = """
+const part = %s
+Object.defineProperty(Object.prototype, 'then', { set() { throw new Error('planted then') }, configurable: true })
+Object.defineProperty(Array.prototype, 'planted', { get() { return 'attacker' }, configurable: true })
+JSON.stringify = () => '"planted"'
+;(globalThis as any).planted = 'attacker'
+const grown = new Uint8Array(3 << 20).fill(0x5a)
+const deep = (n: number): number => deep(n + 1) + 1
+try { deep(0) } catch {}
+part + grown.length
+"""
+REWIND_PARTS = [
+    "new URL('https://a.example/').host",
+    "typeof $.Person",
+    "(await db.get('X', 'y')) ? 1 : 0",
+    "typeof setTimeout",
+    "structuredClone([1]).length",
+    "new Date(0).toLocaleDateString('en-US')",
+]
+REWIND_PROBE = """
+const out = [typeof (globalThis as any).planted, ([] as any).planted ?? null, JSON.stringify({ a: 1 }),
+  Object.getOwnPropertyDescriptor(Object.prototype, 'then') ?? null, new Uint8Array(1 << 20).some((b) => b !== 0)]
+out
+"""
+REWIND_CLEAN = ["undefined", None, '{"a":1}', None, False]
+
+
+async def test_an_attack_through_every_rewind_path_reaches_neither_its_next_run_nor_another_caller(
+    one_runner: Sandbox,
+) -> None:
+    attacker_instances: set[str | None] = set()
+    for part in REWIND_PARTS:
+        # Attack, attack again, probe: the second attack runs on the first one's instance rewound with the part
+        # compiled in (a new image), the probe on it plainly rewound.
+        runs = [
+            await run(one_runner, code, ATTACKER) for code in (REWIND_ATTACK % part, REWIND_ATTACK % part, REWIND_PROBE)
+        ]
+        assert len({r.instance for r in runs}) == 1
+        assert runs[2].value == REWIND_CLEAN
+        attacker_instances.add(runs[0].instance)
+        victim = await run(one_runner, REWIND_PROBE, VICTIM)
+        assert victim.instance not in attacker_instances
+        assert victim.value == REWIND_CLEAN

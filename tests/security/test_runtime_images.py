@@ -1,17 +1,14 @@
 """A caller's kept runtime is rewound to its image (layers/runtime/engine.mjs): after each execution, the
 engine's memory must be the image again, whatever the execution wrote or freed, and an image is only ever
 kept of memory no guest code ran on, so an attacker can neither leave its data in memory the rewind keeps
-nor steer which memory that is. Driven on the engine itself, in the order the runner uses it."""
+nor steer which memory that is. Driven on the engine itself, in the order the runner uses it (the same attack
+end to end through the runner, beside another caller: tests/security/test_parts_and_flush.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import AsyncIterator
-from typing import Any
 
-import pytest
-from mcpdo.sandbox import ExecutionRequest, ExecutionResult, Limits, Sandbox
 from mcpdo.sandbox.pool import default_node_path, default_runner_path
 
 CHECK = r"""
@@ -94,69 +91,3 @@ def test_a_rewound_runtime_keeps_nothing_an_execution_wrote_or_freed() -> None:
     assert report["leftAfterSecondImage"] == 0
     assert report["asImageAfterSecondRewind"] is True
     assert report["runsAgain"] == {"value": [2, 4, 6]}
-
-
-ATTACKER = "t1\x1fapiKey\x1fattacker"
-VICTIM = "t1\x1fapiKey\x1fvictim"
-
-# Each run touches one more lazy part (so its kept instance goes through the rewind-and-add-a-part path),
-# grows the heap by 3 MiB (under what a rewind zeroes), fills the stack to QuickJS's limit, and plants setters,
-# getters and globals on what the prelude and the parts use.
-ATTACK = """
-const part = %s
-Object.defineProperty(Object.prototype, 'then', { set() { throw new Error('planted then') }, configurable: true })
-Object.defineProperty(Array.prototype, 'planted', { get() { return 'attacker' }, configurable: true })
-JSON.stringify = () => '"planted"'
-;(globalThis as any).planted = 'attacker'
-const grown = new Uint8Array(3 << 20).fill(0x5a)
-const deep = (n: number): number => deep(n + 1) + 1
-try { deep(0) } catch {}
-part + grown.length
-"""
-PARTS = [
-    "new URL('https://a.example/').host",
-    "typeof $.Person",
-    "(await db.get('X', 'y')) ? 1 : 0",
-    "typeof setTimeout",
-    "structuredClone([1]).length",
-    "new Date(0).toLocaleDateString('en-US')",
-]
-PROBE = """
-const out = [typeof (globalThis as any).planted, ([] as any).planted ?? null, JSON.stringify({ a: 1 }),
-  Object.getOwnPropertyDescriptor(Object.prototype, 'then') ?? null, new Uint8Array(1 << 20).some((b) => b !== 0)]
-out
-"""
-CLEAN = ["undefined", None, '{"a":1}', None, False]
-
-
-@pytest.fixture
-async def one_runner(anyio_backend: str) -> AsyncIterator[Sandbox]:
-    sandbox = Sandbox(size=1, debug=True)
-    await sandbox.start()
-    yield sandbox
-    await sandbox.close()
-
-
-async def _run(sandbox: Sandbox, code: str, key: str) -> ExecutionResult:
-    async def host(name: str, args: list[Any]) -> Any:
-        return {"id": "y"} if name == "db.get" else None
-
-    request = ExecutionRequest(code=code, limits=Limits(), readonly=False, reuse_key=key)
-    return await sandbox.execute(request, host)
-
-
-@pytest.mark.anyio
-async def test_an_attack_through_every_rewind_path_reaches_neither_its_next_run_nor_another_caller(
-    one_runner: Sandbox,
-) -> None:
-    attacker_instances: set[str | None] = set()
-    for part in PARTS:
-        # Attack, attack again, probe: the second attack runs on the first one's instance rewound with the part
-        # compiled in (a new image), the probe on it plainly rewound.
-        runs = [await _run(one_runner, code, ATTACKER) for code in (ATTACK % part, ATTACK % part, PROBE)]
-        assert len({r.instance for r in runs}) == 1
-        assert runs[2].value == CLEAN
-        attacker_instances.add(runs[0].instance)
-        victim = await _run(one_runner, PROBE, VICTIM)
-        assert victim.instance not in attacker_instances
-        assert victim.value == CLEAN
